@@ -1,0 +1,113 @@
+"""The default configuration every experiment file starts from, and its validation.
+
+Experiment files in ``configs/`` call :func:`base_config` and override what differs, so every
+key exists in every config and ``--config.x=y`` overrides work the same everywhere.
+"""
+
+import ml_collections
+
+from jaxpcam.errors import UserError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "step", "plateau")
+NORMALIZATIONS = ("fixed", "train_stats")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.experiment_name = "pcam_mlp"
+    config.seed = 42
+
+    config.data = ml_collections.ConfigDict()
+    config.data.dir = ""  # '' = the built-in synthetic sample in PCAM format
+    config.data.batch_size = 128
+    config.data.eval_batch_size = 512
+    config.data.num_workers = 0  # Grain worker processes; 0 reads in this process with threads
+    config.data.prefetch_batches = 4
+    config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
+    config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
+    config.data.augment = True  # random flips and 90 degree rotations, training only
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "mlp"
+    config.model.hidden_units = (512, 256)
+    config.model.dropout_rate = 0.2
+    config.model.num_classes = 1  # 1 = a single logit with sigmoid BCE; >= 2 = softmax CE
+    config.model.conv_features = (32, 64, 128)  # used by 'cnn'
+
+    config.training = ml_collections.ConfigDict()
+    config.training.epochs = 5
+    config.training.optimizer = "adam"
+    config.training.learning_rate = 1e-3
+    config.training.momentum = 0.9  # sgd only
+    config.training.weight_decay = 0.0  # L2 added to the gradient, as torch's Adam/SGD do
+    config.training.grad_clip_norm = 0.0  # 0 disables clipping
+    config.training.scheduler = "none"
+    config.training.step_size = 2  # 'step': multiply by gamma every step_size epochs
+    config.training.gamma = 0.1
+    config.training.plateau_factor = 0.1  # 'plateau': torch ReduceLROnPlateau(mode='min')
+    config.training.plateau_patience = 2
+    config.training.plateau_threshold = 1e-4
+    config.training.plateau_cooldown = 0
+    config.training.min_lr = 0.0
+    config.training.log_every_steps = 20
+    config.training.dtype = "float32"  # compute dtype; params and loss stay float32
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.keep = 3
+    return config
+
+
+def _require(condition: bool, key: str, expected: str, value) -> None:
+    if not condition:
+        raise UserError(f"config key {key}: expected {expected}, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises UserError naming the first key whose value cannot work."""
+    d, m, t = config.data, config.model, config.training
+    _require(bool(config.experiment_name), "experiment_name", "a non-empty name", config.experiment_name)
+    _require("/" not in config.experiment_name, "experiment_name", "no '/'", config.experiment_name)
+    _require(0 <= config.seed < 2**31, "seed", "an integer in [0, 2**31)", config.seed)
+    _require(d.batch_size >= 1, "data.batch_size", "an integer >= 1", d.batch_size)
+    _require(d.eval_batch_size >= 1, "data.eval_batch_size", "an integer >= 1", d.eval_batch_size)
+    _require(d.num_workers >= 0, "data.num_workers", "an integer >= 0", d.num_workers)
+    _require(d.prefetch_batches >= 1, "data.prefetch_batches", "an integer >= 1", d.prefetch_batches)
+    _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
+
+    from jaxpcam.models import MODELS  # deferred: models import jax
+
+    _require(m.name in MODELS, "model.name", f"one of {tuple(MODELS)}", m.name)
+    _require(
+        len(m.hidden_units) >= 1 and all(int(h) >= 1 for h in m.hidden_units),
+        "model.hidden_units",
+        "a non-empty tuple of positive integers, e.g. '(512, 256)'",
+        m.hidden_units,
+    )
+    _require(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", "a value in [0, 1)", m.dropout_rate)
+    _require(m.num_classes >= 1, "model.num_classes", "1 (binary, one logit) or >= 2", m.num_classes)
+    _require(
+        len(m.conv_features) >= 1 and all(int(f) >= 1 for f in m.conv_features),
+        "model.conv_features",
+        "a non-empty tuple of positive integers",
+        m.conv_features,
+    )
+
+    _require(t.epochs >= 1, "training.epochs", "an integer >= 1", t.epochs)
+    _require(t.optimizer in OPTIMIZERS, "training.optimizer", f"one of {OPTIMIZERS}", t.optimizer)
+    _require(t.learning_rate > 0, "training.learning_rate", "a value > 0", t.learning_rate)
+    _require(0.0 <= t.momentum < 1.0, "training.momentum", "a value in [0, 1)", t.momentum)
+    _require(t.weight_decay >= 0, "training.weight_decay", "a value >= 0", t.weight_decay)
+    _require(t.grad_clip_norm >= 0, "training.grad_clip_norm", "a value >= 0 (0 = off)", t.grad_clip_norm)
+    _require(t.scheduler in SCHEDULERS, "training.scheduler", f"one of {SCHEDULERS}", t.scheduler)
+    _require(t.step_size >= 1, "training.step_size", "an integer >= 1", t.step_size)
+    _require(0 < t.gamma <= 1, "training.gamma", "a value in (0, 1]", t.gamma)
+    _require(0 < t.plateau_factor < 1, "training.plateau_factor", "a value in (0, 1)", t.plateau_factor)
+    _require(t.plateau_patience >= 0, "training.plateau_patience", "an integer >= 0", t.plateau_patience)
+    _require(t.plateau_threshold >= 0, "training.plateau_threshold", "a value >= 0", t.plateau_threshold)
+    _require(t.plateau_cooldown >= 0, "training.plateau_cooldown", "an integer >= 0", t.plateau_cooldown)
+    _require(t.min_lr >= 0, "training.min_lr", "a value >= 0", t.min_lr)
+    _require(t.log_every_steps >= 1, "training.log_every_steps", "an integer >= 1", t.log_every_steps)
+    _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
+    _require(config.checkpoint.keep >= 1, "checkpoint.keep", "an integer >= 1", config.checkpoint.keep)

@@ -1,0 +1,170 @@
+"""The Grain input pipeline: seeded sampling, batch reads, train-only augmentation.
+
+Every batch is a pure function of (data seed, augment seed, position in the stream), so the
+stream is the same with 0 or N worker processes, and position ``step * batch_size`` is where a
+resumed run picks up. Batches hold uint8 images; normalisation happens on the device inside the
+jitted step (4x less host-to-device traffic, and the statistics travel with the train state).
+
+Numpy only: worker processes must not import jax (it would grab accelerator memory).
+"""
+
+import dataclasses
+import functools
+
+import grain
+import numpy as np
+from absl import flags
+
+from jaxpcam.data.pcam import PcamSplit
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a counter-based hash, so each record's randomness is independent."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return x ^ (x >> np.uint64(31))
+
+
+def dihedral_codes(seed: int, positions: np.ndarray) -> np.ndarray:
+    """One of the 8 flips/90-degree rotations per record, from (seed, stream position)."""
+    keyed = _mix64(np.uint64(seed)) ^ positions.astype(np.uint64)
+    return (_mix64(keyed) >> np.uint64(61)).astype(np.int64)
+
+
+def apply_dihedral(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """images (B, H, W, C) with H == W; code k: rotate k % 4 quarter turns, then flip if k >= 4."""
+    out = np.empty_like(images)
+    for code in np.unique(codes):
+        sel = codes == code
+        view = np.rot90(images[sel], k=int(code) % 4, axes=(1, 2))
+        out[sel] = view[:, :, ::-1] if code >= 4 else view
+    return out
+
+
+def epoch_indices(labels: np.ndarray, seed: int, epoch: int, count: int, balanced: bool) -> np.ndarray:
+    """The source indices one epoch visits, from (seed, epoch) alone.
+
+    balanced: ``count`` draws with replacement, each class equally likely, the rule of torch's
+    ``WeightedRandomSampler(1 / class_count[label], replacement=True)``; else a permutation.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if not balanced:
+        return rng.permutation(len(labels))[:count]
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[inverse]
+    return rng.choice(len(labels), size=count, replace=True, p=weights / weights.sum())
+
+
+class TrainSampler(grain.MapDataset):
+    """Position p -> (p, source index) over ``epochs`` epochs of ``records_per_epoch`` each."""
+
+    def __init__(self, labels, seed: int, records_per_epoch: int, epochs: int, balanced: bool):
+        super().__init__()
+        self._labels, self._seed, self._balanced = labels, seed, balanced
+        self._per_epoch, self._epochs = records_per_epoch, epochs
+
+    def __len__(self) -> int:
+        return self._per_epoch * self._epochs
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - one epoch's draw, reused by every record in it
+    def _epoch(self, epoch: int) -> np.ndarray:
+        return epoch_indices(self._labels, self._seed, epoch, self._per_epoch, self._balanced)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return self.slice(position)
+        epoch, offset = divmod(position, self._per_epoch)
+        return position, int(self._epoch(epoch)[offset])
+
+    def __str__(self) -> str:
+        return f"TrainSampler(n={len(self._labels)}, balanced={self._balanced})"
+
+
+class EvalSampler(grain.MapDataset):
+    """Position p -> (p, p): every record once, in file order."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return self.slice(position)
+        return position, position
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadBatch:
+    """Reads and (optionally) augments one batch of (position, index) pairs.
+
+    ``pad_to`` pads short batches with zeros and sets ``mask`` False there, so evaluation keeps
+    a single compiled shape.
+    """
+
+    source: PcamSplit
+    augment_seed: int | None = None
+    pad_to: int | None = None
+
+    def __call__(self, pairs) -> dict:
+        positions = np.array([p for p, _ in pairs], np.int64)
+        indices = np.array([i for _, i in pairs], np.int64)
+        images = self.source.read(indices)
+        if self.augment_seed is not None:
+            images = apply_dihedral(images, dihedral_codes(self.augment_seed, positions))
+        batch = {"image": images, "label": self.source.labels[indices], "mask": np.ones(len(indices), bool)}
+        if self.pad_to and len(indices) < self.pad_to:
+            pad = self.pad_to - len(indices)
+            batch = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+        return batch
+
+
+def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grain.IterDataset:
+    # Two reader threads: h5py serialises reads on a global lock, so more threads only add
+    # contention; worker processes (num_workers > 0) are what parallelises reading.
+    ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=prefetch))
+    if num_workers > 0:
+        if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app
+            flags.FLAGS.mark_as_parsed()  # (tests, notebooks) their defaults are what we want
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return ds
+
+
+def _keep_pairs(pairs):
+    return list(pairs)
+
+
+def train_dataset(
+    source: PcamSplit,
+    *,
+    batch_size: int,
+    epochs: int,
+    data_seed: int,
+    augment_seed: int | None,
+    balanced: bool,
+    num_workers: int = 0,
+    prefetch: int = 4,
+    start_step: int = 0,
+) -> grain.IterDataset:
+    """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch."""
+    per_epoch = steps_per_epoch(len(source), batch_size) * batch_size
+    sampler = TrainSampler(source.labels, data_seed, per_epoch, epochs, balanced)
+    batches = sampler.batch(batch_size, drop_remainder=True, batch_fn=_keep_pairs)
+    batches = batches.slice(slice(start_step, None)).map(LoadBatch(source, augment_seed))
+    return _to_iter(batches, num_workers, prefetch)
+
+
+def eval_dataset(source: PcamSplit, *, batch_size: int, num_workers: int = 0, prefetch: int = 4):
+    """Every record once, in order, padded to full batches with a mask."""
+    batches = EvalSampler(len(source)).batch(batch_size, batch_fn=_keep_pairs)
+    return _to_iter(batches.map(LoadBatch(source, None, pad_to=batch_size)), num_workers, prefetch)
+
+
+def steps_per_epoch(num_records: int, batch_size: int) -> int:
+    return num_records // batch_size

@@ -1,0 +1,9 @@
+"""The one exception type that means "the user asked for something we cannot do"."""
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit code 2, no traceback."""
+
+
+class RunFailed(Exception):
+    """Training cannot go on (e.g. a non-finite loss): printed as one line, exit code 1."""

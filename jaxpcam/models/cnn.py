@@ -1,0 +1,32 @@
+"""A small conv net: (3x3 conv -> ReLU -> 2x2 max-pool) per stage, then a dense head.
+
+The head flattens the final feature map instead of global pooling: PCAM's label is about the
+centre 32x32 region, so the network must know where a feature is.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class CNN(nn.Module):
+    conv_features: Sequence[int] = (32, 64, 128)
+    hidden_units: Sequence[int] = (128,)
+    dropout_rate: float = 0.2
+    num_outputs: int = 1
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        x = images.astype(self.dtype)
+        # A strided first conv halves the resolution where convolutions cost the most.
+        x = nn.relu(nn.Conv(self.conv_features[0], (4, 4), strides=2, dtype=self.dtype)(x))
+        for features in self.conv_features[1:]:
+            x = nn.relu(nn.Conv(features, (3, 3), dtype=self.dtype)(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        for units in self.hidden_units:
+            x = nn.relu(nn.Dense(units, dtype=self.dtype)(x))
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_outputs, dtype=self.dtype)(x).astype(jnp.float32)

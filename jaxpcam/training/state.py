@@ -1,0 +1,110 @@
+"""The train state pytree, the optimizer, and the PRNG streams, all built from the config."""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+
+@flax.struct.dataclass
+class Normalization:
+    """Per-channel mean and std in pixel units (0..255): ``(x - mean) / std``."""
+
+    mean: jax.Array
+    std: jax.Array
+
+
+def fixed_normalization() -> Normalization:
+    """The course's ``(x / 255 - 0.5) / 0.5``."""
+    return Normalization(jnp.full((3,), 127.5, jnp.float32), jnp.full((3,), 127.5, jnp.float32))
+
+
+def normalize(images: jax.Array, norm: Normalization) -> jax.Array:
+    return (images.astype(jnp.float32) - norm.mean) / norm.std
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: optax.OptState
+    normalization: Normalization  # in the state so a checkpoint carries the numbers it used
+    apply_fn: Callable = flax.struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+    @property
+    def learning_rate(self) -> jax.Array:
+        return self.opt_state.hyperparams["learning_rate"]
+
+    def with_learning_rate(self, lr: float) -> "TrainState":
+        hyperparams = {**self.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)}
+        return self.replace(opt_state=self.opt_state._replace(hyperparams=hyperparams))
+
+
+@flax.struct.dataclass
+class Streams:
+    """Independent randomness per purpose, all split once from ``config.seed``.
+
+    Keys for jax; plain integer seeds for the numpy-only data pipeline.
+    """
+
+    init: jax.Array
+    dropout: jax.Array
+    data_seed: int = flax.struct.field(pytree_node=False)
+    augment_seed: int = flax.struct.field(pytree_node=False)
+
+
+def make_streams(seed: int) -> Streams:
+    init, dropout, data, augment = jax.random.split(jax.random.key(seed), 4)
+    as_seed = lambda k: int(jax.random.randint(k, (), 0, 2**31 - 1))  # noqa: E731
+    return Streams(init, dropout, as_seed(data), as_seed(augment))
+
+
+def make_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam / AdamW / SGD with PyTorch's semantics; the learning rate is an injected hyperparameter.
+
+    ``weight_decay`` for adam and sgd is L2 added to the gradient (torch.optim.Adam/SGD);
+    for adamw it is decoupled (torch.optim.AdamW). Clipping, if on, comes first, as
+    ``clip_grad_norm_`` before ``optimizer.step()`` does.
+    """
+
+    def build(learning_rate):
+        parts = []
+        if t.grad_clip_norm > 0:
+            parts.append(optax.clip_by_global_norm(t.grad_clip_norm))
+        if t.weight_decay > 0 and t.optimizer in ("adam", "sgd"):
+            parts.append(optax.add_decayed_weights(t.weight_decay))
+        if t.optimizer in ("adam", "adamw"):
+            parts.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8))
+        if t.optimizer == "adamw" and t.weight_decay > 0:
+            parts.append(optax.add_decayed_weights(t.weight_decay))
+        if t.optimizer == "sgd" and t.momentum > 0:
+            parts.append(optax.trace(decay=t.momentum))
+        parts.append(optax.scale_by_learning_rate(learning_rate))
+        return optax.chain(*parts)
+
+    return optax.inject_hyperparams(build, hyperparam_dtype=jnp.float32)(learning_rate=t.learning_rate)
+
+
+def create_train_state(
+    key: jax.Array, model, tx: optax.GradientTransformation, normalization: Normalization
+) -> TrainState:
+    dummy = jnp.zeros((1, 96, 96, 3), jnp.float32)
+    params = model.init({"params": key}, dummy, train=False)["params"]
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        normalization=normalization,
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

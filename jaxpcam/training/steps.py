@@ -1,0 +1,55 @@
+"""The jitted train and eval steps: pure functions of (state, batch, key)."""
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxpcam.training.state import TrainState, normalize
+
+
+@flax.struct.dataclass
+class StepMetrics:
+    loss: jax.Array
+    grad_norm: jax.Array  # global L2 norm of the gradient, before any clipping
+    lr: jax.Array  # the learning rate this step used
+
+
+@flax.struct.dataclass
+class EvalOutput:
+    loss: jax.Array  # (B,) per-example loss
+    probs: jax.Array  # (B,) P(positive) for one logit, (B, C) softmax otherwise
+
+
+def per_example_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Sigmoid BCE for a single logit (torch BCEWithLogitsLoss), else softmax cross-entropy."""
+    if logits.shape[-1] == 1:
+        return optax.sigmoid_binary_cross_entropy(logits[:, 0], labels.astype(jnp.float32))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(state: TrainState, batch: dict, dropout_key: jax.Array) -> tuple[TrainState, StepMetrics]:
+    images = normalize(batch["image"], state.normalization)
+    step_key = jax.random.fold_in(dropout_key, state.step)
+
+    def loss_fn(params):
+        logits = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": step_key})
+        return per_example_loss(logits, batch["label"]).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
+    )
+    return new_state, StepMetrics(loss, optax.tree.norm(grads), state.learning_rate)
+
+
+def eval_step(state: TrainState, batch: dict) -> EvalOutput:
+    images = normalize(batch["image"], state.normalization)
+    logits = state.apply_fn({"params": state.params}, images, train=False)
+    probs = jax.nn.sigmoid(logits[:, 0]) if logits.shape[-1] == 1 else jax.nn.softmax(logits)
+    return EvalOutput(per_example_loss(logits, batch["label"]), probs)
+
+
+jit_train_step = jax.jit(train_step, donate_argnums=0)
+jit_eval_step = jax.jit(eval_step)

@@ -1,0 +1,133 @@
+"""Where results go: TensorBoard scalars, metrics.jsonl, config.json with provenance, the log."""
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import ml_collections
+import tensorboardX
+
+_PACKAGES = (
+    "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
+    "scikit-learn", "ml-collections", "tensorboardX",
+)  # fmt: skip
+_FINGERPRINT_BLOCKS, _BLOCK = 64, 1 << 16
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def file_fingerprint(path: Path) -> str:
+    """blake2b of the size plus 64 evenly spaced 64 KiB blocks (head and tail included).
+
+    Reads at most 4 MiB, so a 7 GB PCAM file is fingerprinted in milliseconds; any change of
+    size, header or sampled content changes it. Prefixed 'sampled-' to say it is not a full hash.
+    """
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        last = max(size - _BLOCK, 0)
+        for i in range(_FINGERPRINT_BLOCKS):
+            f.seek(last * i // (_FINGERPRINT_BLOCKS - 1))
+            digest.update(f.read(_BLOCK))
+    return "sampled-blake2b:" + digest.hexdigest()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(data_files: list[Path], data_source: str) -> dict:
+    commit = _git("rev-parse", "HEAD")
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "git": {"commit": commit, "dirty": bool(_git("status", "--porcelain")) if commit else None},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "data": {
+            "source": data_source,
+            "files": [
+                {"name": p.name, "path": str(p), "bytes": p.stat().st_size, "fingerprint": file_fingerprint(p)}
+                for p in data_files
+            ],
+        },
+    }
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dict) -> None:
+    write_json_atomic(workdir / "config.json", {"config": config.to_dict(), "provenance": prov})
+
+
+def _json_safe(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class RunWriter:
+    """TensorBoard event files plus ``metrics.jsonl`` (one JSON object per epoch) in the workdir."""
+
+    def __init__(self, workdir: Path, purge_step: int | None = None):
+        self._tb = tensorboardX.SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30)
+        self._jsonl = workdir / "metrics.jsonl"
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self._tb.add_scalar(tag, value, step)
+
+    def epoch(self, record: dict) -> None:
+        with open(self._jsonl, "a") as f:
+            f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+
+    def close(self) -> None:
+        self._tb.close()
+
+
+def read_metrics(workdir: Path) -> list[dict]:
+    path = workdir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def keep_epochs(workdir: Path, epochs: int) -> None:
+    """Drops metrics.jsonl lines past ``epochs`` (after resuming from an earlier checkpoint)."""
+    kept = [r for r in read_metrics(workdir) if r["epoch"] <= epochs]
+    path = workdir / "metrics.jsonl"
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

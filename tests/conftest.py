@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxpcam.data.sample import write_sample
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SIZES = {"train": 256, "valid": 96, "test": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_pcam(tmp_path_factory) -> Path:
+    """A tiny data set in the exact PCAM file format, written by the built-in generator."""
+    out = tmp_path_factory.mktemp("pcam")
+    write_sample(out, TINY_SIZES, seed=7)
+    return out
+
+
+def tiny_overrides(data_dir: Path, **extra) -> list[str]:
+    """Overrides that make configs/mlp.py train in seconds on the tiny data."""
+    values = {
+        "data.dir": str(data_dir),
+        "data.batch_size": 32,
+        "data.eval_batch_size": 40,
+        "model.hidden_units": "(16,)",
+        "training.epochs": 2,
+        "training.log_every_steps": 3,
+        **extra,
+    }
+    return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+def run_main(args: list[str], env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "jaxpcam.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

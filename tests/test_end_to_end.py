@@ -1,0 +1,107 @@
+"""Whole runs through the CLI on tiny generated PCAM files."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import run_main, tiny_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+TIMING_FIELDS = {"images_per_second", "data_wait_fraction"}
+
+
+def _train(workdir: Path, data: Path, **extra):
+    result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(data, **extra)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _metrics(workdir: Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines]
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tiny_pcam, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    logs = [_train(root / name, tiny_pcam, **extra) for name, extra in (("a", {}), ("b", {}), ("c", {"seed": 43}))]
+    return root, logs
+
+
+def test_same_seed_gives_bit_identical_metrics_and_another_seed_does_not(twin_runs):
+    root, _ = twin_runs
+    a, b, c = _metrics(root / "a"), _metrics(root / "b"), _metrics(root / "c")
+    assert len(a) == 2 and [r["epoch"] for r in a] == [1, 2]
+    assert a == b
+    assert a != c
+
+
+def test_metrics_jsonl_has_the_contract_fields(twin_runs):
+    root, _ = twin_runs
+    record = json.loads((root / "a" / "metrics.jsonl").read_text().splitlines()[0])
+    for key in ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_roc_auc", "val_f2", "lr"):
+        assert key in record
+    assert record["step"] == 256 // 32 and record["lr"] == 1e-3
+    assert record["images_per_second"] > 0
+
+
+def test_tensorboard_has_the_contract_tags(twin_runs):
+    root, _ = twin_runs
+    events = EventAccumulator(str(root / "a"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/grad_norm", "train/lr", "val/loss", "val/accuracy", "val/roc_auc", "val/f2"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 17))  # every step
+    assert len(events.Scalars("val/roc_auc")) == 2  # every epoch
+
+
+def test_config_json_records_provenance(twin_runs, tiny_pcam):
+    root, _ = twin_runs
+    saved = json.loads((root / "a" / "config.json").read_text())
+    assert saved["config"]["data"]["dir"] == str(tiny_pcam)
+    prov = saved["provenance"]
+    assert {"git", "packages", "devices", "data"} <= prov.keys()
+    assert prov["packages"]["jax"] and prov["devices"]
+    files = {f["name"]: f for f in prov["data"]["files"]}
+    assert "camelyonpatch_level_2_split_train_x.h5" in files and len(files) == 6
+    assert files["camelyonpatch_level_2_split_train_x.h5"]["fingerprint"].startswith("sampled-blake2b:")
+
+
+def test_checkpoint_alone_holds_params_config_and_metrics(twin_runs):
+    root, _ = twin_runs
+    manager = ocp.CheckpointManager((root / "a" / "checkpoints").resolve())
+    assert manager.all_steps() == [8, 16]
+    restored = manager.restore(16)  # no target structure and no jaxpcam code needed
+    assert restored.config["model"]["hidden_units"] == [16]
+    assert restored.metrics["epoch"] == 2
+    assert restored.schedule["epochs_done"] == 2
+    kernel = restored.state["params"]["Dense_0"]["kernel"]
+    assert kernel.shape == (96 * 96 * 3, 16) and np.isfinite(kernel).all()
+
+
+def test_progress_and_summary_are_logged(twin_runs):
+    _, logs = twin_runs
+    err = logs[0].stderr
+    assert "epoch 2/2 step 8/8" in err and "img/s" in err and "eta" in err
+    assert "best epoch" in err and "run directory" in err
+
+
+def test_resuming_a_finished_run_with_more_epochs_matches_a_longer_run(tiny_pcam, tmp_path):
+    _train(tmp_path / "long", tiny_pcam, **{"training.epochs": 3})
+    short = tmp_path / "short"
+    _train(short, tiny_pcam)
+    result = _train(short, tiny_pcam, **{"training.epochs": 3})
+    assert "resuming from checkpoint step 16" in result.stderr
+    assert _metrics(short) == _metrics(tmp_path / "long")
+
+
+def test_resuming_with_a_different_config_is_refused(twin_runs, tiny_pcam):
+    root, _ = twin_runs
+    before = (root / "a" / "metrics.jsonl").read_text()
+    args = tiny_overrides(tiny_pcam, **{"training.learning_rate": 0.5})
+    result = run_main(["--config", "configs/mlp.py", f"--workdir={root / 'a'}", *args])
+    assert result.returncode == 2
+    assert "training.learning_rate" in result.stderr and "Traceback" not in result.stderr
+    assert (root / "a" / "metrics.jsonl").read_text() == before
