@@ -1,4 +1,4 @@
-"""A small conv net on PCAM: strided 4x4 conv, two 3x3 conv + max-pool stages, dense head."""
+"""A small conv net on PCAM: 4x4 stride-4 stem, two 3x3 conv + max-pool stages, dense head."""
 
 from jaxpcam.config import base_config
 

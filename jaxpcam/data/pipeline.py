@@ -102,7 +102,7 @@ class EvalSampler(grain.MapDataset):
 
 @dataclasses.dataclass(frozen=True)
 class LoadBatch:
-    """Reads and (optionally) augments one batch of (position, index) pairs.
+    """Reads and (optionally) augments one batch of (position, index) rows.
 
     ``pad_to`` pads short batches with zeros and sets ``mask`` False there, so evaluation keeps
     a single compiled shape.
@@ -112,9 +112,8 @@ class LoadBatch:
     augment_seed: int | None = None
     pad_to: int | None = None
 
-    def __call__(self, pairs) -> dict:
-        positions = np.array([p for p, _ in pairs], np.int64)
-        indices = np.array([i for _, i in pairs], np.int64)
+    def __call__(self, pairs: np.ndarray) -> dict:
+        positions, indices = pairs[:, 0], pairs[:, 1]
         images = self.source.read(indices)
         if self.augment_seed is not None:
             images = apply_dihedral(images, dihedral_codes(self.augment_seed, positions))
@@ -136,8 +135,8 @@ def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grai
     return ds
 
 
-def _keep_pairs(pairs):
-    return list(pairs)
+def _stack_pairs(pairs) -> np.ndarray:
+    return np.asarray(pairs, np.int64)  # (B, 2): position in the stream, index in the file
 
 
 def train_dataset(
@@ -155,14 +154,14 @@ def train_dataset(
     """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch."""
     per_epoch = steps_per_epoch(len(source), batch_size) * batch_size
     sampler = TrainSampler(source.labels, data_seed, per_epoch, epochs, balanced)
-    batches = sampler.batch(batch_size, drop_remainder=True, batch_fn=_keep_pairs)
+    batches = sampler.batch(batch_size, drop_remainder=True, batch_fn=_stack_pairs)
     batches = batches.slice(slice(start_step, None)).map(LoadBatch(source, augment_seed))
     return _to_iter(batches, num_workers, prefetch)
 
 
 def eval_dataset(source: PcamSplit, *, batch_size: int, num_workers: int = 0, prefetch: int = 4):
     """Every record once, in order, padded to full batches with a mask."""
-    batches = EvalSampler(len(source)).batch(batch_size, batch_fn=_keep_pairs)
+    batches = EvalSampler(len(source)).batch(batch_size, batch_fn=_stack_pairs)
     return _to_iter(batches.map(LoadBatch(source, None, pad_to=batch_size)), num_workers, prefetch)
 
 
