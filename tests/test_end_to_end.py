@@ -77,6 +77,7 @@ def test_checkpoint_alone_holds_params_config_and_metrics(twin_runs):
     assert restored.config["model"]["hidden_units"] == [16]
     assert restored.metrics["epoch"] == 2
     assert restored.schedule["epochs_done"] == 2
+    np.testing.assert_array_equal(restored.state["normalization"]["mean"], [127.5] * 3)
     kernel = restored.state["params"]["Dense_0"]["kernel"]
     assert kernel.shape == (96 * 96 * 3, 16) and np.isfinite(kernel).all()
 

@@ -95,6 +95,14 @@ def test_eval_step_gives_probabilities_and_per_example_loss():
     np.testing.assert_allclose(out.loss, expected, rtol=1e-4, atol=1e-6)
 
 
+def test_bfloat16_compute_keeps_float32_params_and_loss():
+    state, batch, key = _state(dtype="bfloat16"), _batch(), jax.random.key(1)
+    new, metrics = jit_train_step(state, batch, key)
+    assert metrics.loss.dtype == jnp.float32 and np.isfinite(float(metrics.loss))
+    assert {leaf.dtype for leaf in jax.tree.leaves(new.params)} == {jnp.dtype(jnp.float32)}
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), new.params, state.params)))
+
+
 def test_streams_are_independent_and_seeded():
     a, b, c = make_streams(1), make_streams(1), make_streams(2)
     assert (a.data_seed, a.augment_seed) == (b.data_seed, b.augment_seed)
