@@ -12,6 +12,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau")
 NORMALIZATIONS = ("fixed", "train_stats")
 DTYPES = ("float32", "bfloat16", "float16")
+NAN_POLICIES = ("stop", "skip")
+BEST_MODES = ("max", "min")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,9 +55,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.training.min_lr = 0.0
     config.training.log_every_steps = 20
     config.training.dtype = "float32"  # compute dtype; params and loss stay float32
+    config.training.nan_policy = "stop"  # non-finite loss/grad norm: 'stop', or 'skip' the update
 
     config.checkpoint = ml_collections.ConfigDict()
-    config.checkpoint.keep = 3
+    config.checkpoint.keep = 3  # the latest checkpoints kept; the best one is kept besides
+    config.checkpoint.every_steps = 200  # also checkpoint mid-epoch every N steps; 0 = epoch ends only
+    config.checkpoint.best_metric = "val_roc_auc"  # any metrics.jsonl field
+    config.checkpoint.best_mode = "max"
     return config
 
 
@@ -110,4 +116,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(t.min_lr >= 0, "training.min_lr", "a value >= 0", t.min_lr)
     _require(t.log_every_steps >= 1, "training.log_every_steps", "an integer >= 1", t.log_every_steps)
     _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
-    _require(config.checkpoint.keep >= 1, "checkpoint.keep", "an integer >= 1", config.checkpoint.keep)
+    _require(t.nan_policy in NAN_POLICIES, "training.nan_policy", f"one of {NAN_POLICIES}", t.nan_policy)
+    c = config.checkpoint
+    _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
+    _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)
+    _require(c.best_mode in BEST_MODES, "checkpoint.best_mode", f"one of {BEST_MODES}", c.best_mode)
+    _require(
+        c.best_metric.startswith("val_"),
+        "checkpoint.best_metric",
+        "a validation metric, e.g. 'val_roc_auc'",
+        c.best_metric,
+    )

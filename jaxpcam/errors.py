@@ -7,3 +7,11 @@ class UserError(Exception):
 
 class RunFailed(Exception):
     """Training cannot go on (e.g. a non-finite loss): printed as one line, exit code 1."""
+
+
+class Stopped(Exception):
+    """The run checkpointed and stopped on a signal (SIGTERM/SIGINT); rerunning resumes it."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

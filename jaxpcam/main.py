@@ -11,10 +11,13 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxpcam.errors import RunFailed, UserError
+from jaxpcam.errors import RunFailed, Stopped, UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<experiment_name>/seed<seed>.")
+_START_FRESH = flags.DEFINE_bool(
+    "start_fresh", False, "Move an earlier run in --workdir to <workdir>/archive/<time>/ and start over."
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -84,13 +87,16 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:
-        train_and_evaluate(config, workdir)
+        train_and_evaluate(config, workdir, start_fresh=_START_FRESH.value)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except RunFailed as err:
         print(f"run failed: {err}", file=sys.stderr)
         sys.exit(1)
+    except Stopped as err:
+        print(f"stopped on {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,8 @@ def test_multiclass_metrics():
     m = multiclass_metrics(labels, probs)
     assert m["accuracy"] == 0.75
     assert math.isclose(m["balanced_accuracy"], (0.5 + 1 + 1) / 3)
+
+
+def test_roc_auc_is_undefined_for_non_finite_scores_of_a_diverged_model():
+    m = binary_metrics(np.array([0, 1, 0, 1]), np.array([0.1, np.nan, 0.3, 0.9]))
+    assert math.isnan(m["roc_auc"])

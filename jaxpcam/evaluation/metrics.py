@@ -10,7 +10,8 @@ from sklearn import metrics as skm
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """accuracy, ROC-AUC and F2 of P(positive) ``probs`` against 0/1 ``labels``."""
     preds = (probs >= threshold).astype(np.int32)
-    both_classes = len(np.unique(labels)) == 2
+    # Undefined (NaN) with one class present, or when a diverged model produced non-finite scores.
+    both_classes = len(np.unique(labels)) == 2 and bool(np.isfinite(probs).all())
     return {
         "accuracy": float(skm.accuracy_score(labels, preds)),
         "roc_auc": float(skm.roc_auc_score(labels, probs)) if both_classes else float("nan"),

@@ -1,24 +1,68 @@
-"""Orbax checkpoints: each step holds the train state, the schedule, the data position, the
-config and that epoch's metrics, so a checkpoint alone says how it was made.
+"""Orbax checkpoints: each step holds the train state, the schedule, the run's progress, the data
+position, the config and (at epoch ends) that epoch's metrics, so a checkpoint alone says how it
+was made and a resumed run continues bit for bit.
 
-Saves are asynchronous; Orbax renames a step directory into place only when it is complete,
-so a killed run never leaves a half-written checkpoint that looks finished.
+Saves are asynchronous; Orbax writes into a temporary directory and renames it into place only
+when complete, so a killed run never leaves a half-written checkpoint that looks finished (the
+leftover temporary directory is removed when the manager next opens). Old checkpoints are
+deleted only after a newer one is complete. Kept: the latest ``checkpoint.keep`` and, besides,
+the best epoch by ``checkpoint.best_metric``.
 """
 
+import dataclasses
+import math
 from pathlib import Path
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
 
-ITEMS = ("state", "schedule", "data", "config", "metrics")
+ITEMS = ("state", "schedule", "progress", "data", "config", "metrics")
 
 
-def open_manager(workdir: Path, keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Host-side run state that a mid-epoch resume needs to finish the epoch identically."""
+
+    epoch_losses: tuple[float, ...] = ()  # per-step train losses of the unfinished epoch
+    epoch_skipped: int = 0  # steps of the unfinished epoch skipped by nan_policy='skip'
+    best_epoch: int | None = None
+    best_value: float | None = None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "epoch_losses": list(self.epoch_losses)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        return cls(**{**d, "epoch_losses": tuple(d["epoch_losses"])})
+
+
+def _ranking(metric: str, mode: str):
+    worst = -math.inf if mode == "max" else math.inf
+
+    def rank(metrics: dict) -> float:
+        value = metrics.get(metric)
+        return float(value) if value is not None and math.isfinite(value) else worst
+
+    return rank
+
+
+def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+    best = policies.BestN(
+        get_metric_fn=_ranking(c.best_metric, c.best_mode),
+        reverse=c.best_mode == "min",  # BestN keeps the *last* n after sorting
+        n=1,
+        keep_checkpoints_without_metrics=False,
+    )
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(c.keep), best]),
+        create=True,
+        cleanup_tmp_directories=True,
+    )
     return ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options, item_names=ITEMS)
 
 
@@ -26,32 +70,55 @@ def save(
     manager: ocp.CheckpointManager,
     state: TrainState,
     schedule: ScheduleState,
+    progress: Progress,
     config: ml_collections.ConfigDict,
-    metrics: dict,
+    metrics: dict | None,
 ) -> None:
+    """Starts an asynchronous save at ``state.step``; ``metrics`` only at epoch ends."""
     step = int(state.step)
-    manager.save(
+    started = manager.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             schedule=ocp.args.JsonSave(schedule.to_dict()),
+            progress=ocp.args.JsonSave(progress.to_dict()),
             # The stream is a pure function of (seeds, position): the next step is its full state.
             data=ocp.args.JsonSave({"next_step": step, "batch_size": config.data.batch_size}),
             config=ocp.args.JsonSave(config.to_dict()),
-            metrics=ocp.args.JsonSave(metrics),
+            metrics=ocp.args.JsonSave(metrics or {}),
         ),
+        metrics=metrics,
     )
+    if not started:
+        raise RuntimeError(f"Orbax declined to save step {step} (latest is {manager.latest_step()})")
 
 
-def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> tuple[TrainState, ScheduleState, dict]:
-    """The state (shaped like ``like``), schedule and saved config dict at ``step``."""
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    step: int
+    state: TrainState
+    schedule: ScheduleState
+    progress: Progress
+    config: dict
+
+
+def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Restored:
+    """The checkpoint at ``step``, its arrays laid out like ``like`` (so on this host's devices,
+    whatever device kind wrote it)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     restored = manager.restore(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract),
             schedule=ocp.args.JsonRestore(),
+            progress=ocp.args.JsonRestore(),
             config=ocp.args.JsonRestore(),
         ),
     )
-    return restored.state, ScheduleState.from_dict(restored.schedule), restored.config
+    return Restored(
+        step,
+        restored.state,
+        ScheduleState.from_dict(restored.schedule),
+        Progress.from_dict(restored.progress),
+        restored.config,
+    )

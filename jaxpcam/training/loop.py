@@ -1,24 +1,30 @@
 """train_and_evaluate: the one place where data, model, steps, schedule and tracking meet."""
 
+import contextlib
 import dataclasses
 import math
+import os
+import signal
 import time
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from jaxpcam import config as config_lib
 from jaxpcam.data import open_split, resolve_data_dir
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.pcam import data_files
 from jaxpcam.data.stats import channel_stats
-from jaxpcam.errors import RunFailed, UserError
+from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
-from jaxpcam.training import checkpoint, tracking
-from jaxpcam.training.schedules import init_schedule, update_schedule
+from jaxpcam.training import checkpoint, resume, tracking
+from jaxpcam.training.checkpoint import Progress
+from jaxpcam.training.preemption import StopRequest
+from jaxpcam.training.schedules import ScheduleState, init_schedule, update_schedule
 from jaxpcam.training.state import (
     Normalization,
     TrainState,
@@ -31,37 +37,12 @@ from jaxpcam.training.state import (
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 from jaxpcam.training.tracking import log
 
-# Keys that may change between a run and its resumption without changing its results.
-RESUMABLE_KEYS = frozenset(
-    {
-        "training.epochs",
-        "training.log_every_steps",
-        "data.num_workers",
-        "data.prefetch_batches",
-        "data.eval_batch_size",
-        "checkpoint.keep",
-    }
-)
+# Test hook: SIGKILL this process right after the checkpoint save at this step has started.
+KILL_AFTER_SAVE_ENV = "JAXPCAM_TEST_KILL_AFTER_SAVE_STEP"
 
 
 def default_workdir(config: ml_collections.ConfigDict) -> Path:
     return Path("runs") / config.experiment_name / f"seed{config.seed}"
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys whose values differ, except those in RESUMABLE_KEYS."""
-    a, b = _flatten(saved), _flatten(current)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,68 +70,149 @@ def _normalization(config, train) -> Normalization:
     return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
 
 
-def _best_epoch(records: list[dict]) -> dict | None:
-    key = "val_roc_auc" if any(r.get("val_roc_auc") is not None for r in records) else "val_accuracy"
-    scored = [r for r in records if r.get(key) is not None]
-    return max(scored, key=lambda r: r[key]) if scored else None
+def _is_better(value, best, mode: str) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value > best if mode == "max" else value < best)
 
 
-class _Progress:
-    """A periodic line with epoch, step, loss, images/second and ETA for the whole run."""
+@dataclasses.dataclass
+class _Run:
+    """What every epoch needs, built once by train_and_evaluate."""
 
-    def __init__(self, total_steps: int, batch_size: int, first_step: int):
-        self.total, self.batch_size = total_steps, batch_size
-        self.start_time, self.start_step = time.perf_counter(), first_step
+    config: ml_collections.ConfigDict
+    workdir: Path
+    writer: tracking.RunWriter
+    manager: ocp.CheckpointManager
+    train_fn: object
+    dropout_key: jax.Array
+    steps_per_epoch: int
+    stop: StopRequest
+    first_step: int
+    start_time: float = dataclasses.field(default_factory=time.perf_counter)
 
-    def line(self, epoch: int, epochs: int, step: int, step_in_epoch: int, steps_per_epoch: int, loss: float) -> str:
+    def progress_line(self, epoch: int, step: int, loss: float) -> str:
+        total = self.steps_per_epoch * self.config.training.epochs
         elapsed = time.perf_counter() - self.start_time
-        done = max(step - self.start_step, 1)
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else math.inf
+        rate = max(step - self.first_step, 1) / elapsed if elapsed > 0 else 0.0
+        eta = (total - step) / rate if rate > 0 else math.inf
+        in_epoch = step - (epoch - 1) * self.steps_per_epoch
         return (
-            f"epoch {epoch}/{epochs} step {step_in_epoch}/{steps_per_epoch} (global {step}) "
-            f"loss {loss:.4f} {rate * self.batch_size:.0f} img/s eta {tracking.format_duration(eta)}"
+            f"epoch {epoch}/{self.config.training.epochs} step {in_epoch}/{self.steps_per_epoch} (global {step}) "
+            f"loss {loss:.4f} {rate * self.config.data.batch_size:.0f} img/s eta {tracking.format_duration(eta)}"
         )
 
+    def save(self, state, schedule, progress, metrics=None) -> None:
+        with _io_errors(self.workdir):
+            checkpoint.save(self.manager, state, schedule, progress, self.config, metrics)
+        if os.environ.get(KILL_AFTER_SAVE_ENV) == str(int(state.step)):
+            os.kill(os.getpid(), signal.SIGKILL)
 
-def _run_epoch(state, batches, train_fn, dropout_key, *, steps, epoch, config, writer, progress):
-    """One epoch of jitted steps; metrics come to the host every log_every_steps (one sync)."""
-    t = config.training
-    pending, losses, wait = [], [], 0.0
-    start = time.perf_counter()
-    for i in range(steps):
+    def wait_for_saves(self) -> None:
+        with _io_errors(self.workdir):
+            self.manager.wait_until_finished()
+
+    def stopped(self, step: int) -> Stopped:
+        self.wait_for_saves()
+        name = self.stop.signal_name
+        code = 128 + getattr(signal, name)
+        return Stopped(f"{name}: saved checkpoint at step {step}; run the same command again to resume", code)
+
+
+@contextlib.contextmanager
+def _io_errors(workdir: Path):
+    try:
+        yield
+    except OSError as err:
+        raise RunFailed(
+            f"cannot write to {workdir}: {err.strerror or err}; earlier checkpoints in {workdir / 'checkpoints'} "
+            "are intact"
+        ) from None
+
+
+def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: int):
+    """Trains the rest of ``epoch``; returns the state and the epoch's train summary.
+
+    Metrics come to the host every log_every_steps steps (one sync). Mid-epoch checkpoints
+    carry the epoch's losses so far, so a resumed epoch reports the same train_loss.
+    """
+    c, t = run.config, run.config.training
+    losses, skipped = list(progress.epoch_losses), progress.epoch_skipped
+    step = int(state.step)
+    epoch_end = epoch * run.steps_per_epoch
+    pending, wait, start, steps_run = [], 0.0, time.perf_counter(), 0
+
+    def flush() -> None:
+        nonlocal pending, skipped
+        for j, m in enumerate(jax.device_get(pending)):
+            at = step - len(pending) + 1 + j
+            finite = math.isfinite(float(m.loss)) and math.isfinite(float(m.grad_norm))
+            if not finite and t.nan_policy == "stop":
+                run.wait_for_saves()
+                raise RunFailed(
+                    f"non-finite loss ({float(m.loss)}) or gradient norm ({float(m.grad_norm)}) at step {at}; "
+                    f"last good checkpoint: step {run.manager.latest_step()} in {run.workdir / 'checkpoints'}. "
+                    "Lower training.learning_rate, set training.grad_clip_norm, or training.nan_policy=skip"
+                )
+            run.writer.scalars(at, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
+            if m.skipped:
+                skipped += 1
+            else:
+                losses.append(float(m.loss))
+        pending = []
+        log(run.progress_line(epoch, step, losses[-1] if losses else math.nan))
+
+    while step < epoch_end:
         before = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - before
-        state, metrics = train_fn(state, batch, dropout_key)
+        state, metrics = run.train_fn(state, batch, run.dropout_key)
         pending.append(metrics)
-        if len(pending) == t.log_every_steps or i == steps - 1:
-            host = jax.device_get(pending)
-            last_step = int(state.step)
-            for j, m in enumerate(host):
-                step = last_step - len(host) + 1 + j
-                if not (math.isfinite(float(m.loss)) and math.isfinite(float(m.grad_norm))):
-                    raise RunFailed(
-                        f"non-finite loss ({float(m.loss)}) or gradient norm ({float(m.grad_norm)}) at step {step}; "
-                        "lower training.learning_rate or set training.grad_clip_norm"
-                    )
-                writer.scalars(step, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
-                losses.append(float(m.loss))
-            pending = []
-            log(progress.line(epoch, t.epochs, last_step, i + 1, steps, losses[-1]))
+        step += 1
+        steps_run += 1
+        stop_now = run.stop.requested and step < epoch_end  # read once: a signal may land at any time
+        mid_epoch_save = stop_now or (
+            step < epoch_end and c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0
+        )
+        if len(pending) >= t.log_every_steps or step == epoch_end or mid_epoch_save:
+            flush()
+        if mid_epoch_save:
+            run.save(state, schedule, dataclasses.replace(progress, epoch_losses=tuple(losses), epoch_skipped=skipped))
+        if stop_now:
+            raise run.stopped(step)
     elapsed = time.perf_counter() - start
-    train_summary = {
-        "train_loss": float(np.mean(np.asarray(losses, np.float64))),
-        "images_per_second": steps * config.data.batch_size / elapsed,
+    summary = {
+        "train_loss": float(np.mean(np.asarray(losses, np.float64))) if losses else math.nan,
+        "skipped_steps": skipped,
+        "images_per_second": steps_run * c.data.batch_size / elapsed,
         "data_wait_fraction": wait / elapsed,
     }
-    return state, train_summary
+    return state, summary
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dict:
-    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint); returns a summary."""
+def _start(config, workdir: Path, like: TrainState, manager, start_fresh: bool):
+    """(state, schedule, progress, restored step or None) to begin from; refuses unsafe resumes."""
+    if start_fresh:
+        manager.close()
+        resume.archive_run(workdir, log)
+        manager = checkpoint.open_manager(workdir, config.checkpoint)
+    restored = resume.restore_latest(manager, like, workdir, log)
+    if restored is None:
+        resume.check_no_orphaned_results(workdir)
+        return manager, like, init_schedule(config.training), Progress(), None
+    resume.check_resumable(restored.config, config, workdir)
+    tracking.keep_epochs(workdir, restored.schedule.epochs_done)
+    log(f"resuming from checkpoint step {restored.step} (epoch {restored.schedule.epochs_done} done)")
+    return manager, restored.state, restored.schedule, restored.progress, restored.step
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool = False) -> dict:
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns a summary."""
     config_lib.validate(config)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the run directory {workdir}: {err.strerror or err}") from None
     data_dir, data_source = resolve_data_dir(config.data.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), config.data.batch_size)
@@ -162,28 +224,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dict
 
     streams = make_streams(config.seed)
     model = create_model(config.model, config.training.dtype)
-    state = create_train_state(streams.init, model, make_optimizer(config.training), _normalization(config, train))
-    schedule = init_schedule(config.training)
-    log(f"model {config.model.name}: {count_params(state.params):,} parameters, devices {jax.devices()}")
-
-    manager = checkpoint.open_manager(workdir, config.checkpoint.keep)
-    latest = manager.latest_step()
-    if latest is not None:
-        state, schedule, saved_config = checkpoint.restore(manager, latest, state)
-        differing = config_differences(saved_config, config.to_dict())
-        if differing:
-            raise UserError(
-                f"{workdir} holds a run with a different config ({', '.join(differing)}); "
-                "resume with the same values or choose another --workdir"
-            )
-        tracking.keep_epochs(workdir, schedule.epochs_done)
-        log(f"resuming from checkpoint step {latest} (epoch {schedule.epochs_done})")
-    start_epoch = schedule.epochs_done
+    fresh = create_train_state(streams.init, model, make_optimizer(config.training), _normalization(config, train))
+    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters, devices {jax.devices()}")
+    with _io_errors(workdir):
+        manager = checkpoint.open_manager(workdir, config.checkpoint)
+    manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
     tracking.write_run_config(
         workdir, config, tracking.provenance(data_files(data_dir, ("train", "valid", "test")), data_source)
     )
-
-    writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1 if latest is not None else None)
     batches = iter(
         pipeline_lib.train_dataset(
             train,
@@ -197,40 +245,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path) -> dict
             start_step=int(state.step),
         )
     )
-    total_steps = steps_per_epoch * config.training.epochs
-    progress = _Progress(total_steps, config.data.batch_size, int(state.step))
-    train_fn = _compiled_train_step(state, config, streams.dropout)
-    try:
-        for epoch in range(start_epoch + 1, config.training.epochs + 1):
-            lr_used = schedule.lr
-            state, train_summary = _run_epoch(
-                state, batches, train_fn, streams.dropout,
-                steps=steps_per_epoch, epoch=epoch, config=config, writer=writer, progress=progress,
-            )  # fmt: skip
-            val = evaluate(state, valid, config.data.eval_batch_size, config.data.num_workers)
-            record = {
-                "epoch": epoch,
-                "step": int(state.step),
-                "train_loss": train_summary["train_loss"],
-                "val_loss": val.loss,
-                **{f"val_{k}": v for k, v in val.metrics.items()},
-                "lr": lr_used,
-                "images_per_second": train_summary["images_per_second"],
-                "data_wait_fraction": train_summary["data_wait_fraction"],
-            }
-            schedule = update_schedule(schedule, config.training, val.loss)
-            state = state.with_learning_rate(schedule.lr)
-            writer.scalars(int(state.step), {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
-            writer.scalars(int(state.step), {"perf/images_per_second": record["images_per_second"]})
-            writer.epoch(record)
-            checkpoint.save(manager, state, schedule, config, record)
-            shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-            log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {lr_used:.3g}")
-    finally:
-        manager.wait_until_finished()
-        manager.close()
-        writer.close()
-    return _summary(workdir)
+    writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1)
+    with StopRequest() as stop:
+        run = _Run(
+            config, workdir, writer, manager, _compiled_train_step(state, config, streams.dropout),
+            streams.dropout, steps_per_epoch, stop, int(state.step),
+        )  # fmt: skip
+        try:
+            for epoch in range(int(state.step) // steps_per_epoch + 1, config.training.epochs + 1):
+                state, schedule, progress = _train_and_validate_epoch(
+                    run, state, schedule, progress, batches, epoch, valid
+                )
+                if stop.requested:  # arrived during the epoch's last step or evaluation: saved above
+                    raise run.stopped(int(state.step))
+        finally:
+            run.wait_for_saves()
+            manager.close()
+            writer.close()
+    if restored_step is not None and restored_step == int(state.step):
+        log(f"nothing to do: the run already finished its {config.training.epochs} epochs")
+    return _summary(workdir, config.checkpoint)
+
+
+def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progress: Progress, batches, epoch, valid):
+    c = run.config
+    lr_used = schedule.lr
+    state, train_summary = _run_epoch(run, state, schedule, progress, batches, epoch)
+    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers)
+    record = {
+        "epoch": epoch,
+        "step": int(state.step),
+        "train_loss": train_summary["train_loss"],
+        "val_loss": val.loss,
+        **{f"val_{k}": v for k, v in val.metrics.items()},
+        "lr": lr_used,
+        "skipped_steps": train_summary["skipped_steps"],
+        "images_per_second": train_summary["images_per_second"],
+        "data_wait_fraction": train_summary["data_wait_fraction"],
+    }
+    schedule = update_schedule(schedule, c.training, val.loss)
+    state = state.with_learning_rate(schedule.lr)
+    value = record.get(c.checkpoint.best_metric)
+    progress = Progress(best_epoch=progress.best_epoch, best_value=progress.best_value)
+    if _is_better(value, progress.best_value, c.checkpoint.best_mode):
+        progress = Progress(best_epoch=epoch, best_value=value)
+    step = int(state.step)
+    run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
+    run.writer.scalars(step, {"perf/images_per_second": record["images_per_second"]})
+    with _io_errors(run.workdir):
+        run.writer.epoch(record)
+    run.save(state, schedule, progress, tracking.json_safe(record))
+    shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
+    log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {lr_used:.3g}")
+    return state, schedule, progress
 
 
 def _compiled_train_step(state, config, dropout_key):
@@ -241,17 +308,19 @@ def _compiled_train_step(state, config, dropout_key):
         "mask": jax.ShapeDtypeStruct((config.data.batch_size,), np.bool_),
     }
     start = time.perf_counter()
-    compiled = jit_train_step.lower(state, batch, dropout_key).compile()
+    skip = config.training.nan_policy == "skip"
+    compiled = jit_train_step.lower(state, batch, dropout_key, skip_nonfinite=skip).compile()
     log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
     return compiled
 
 
-def _summary(workdir: Path) -> dict:
+def _summary(workdir: Path, c: ml_collections.ConfigDict) -> dict:
     records = tracking.read_metrics(workdir)
-    best = _best_epoch(records)
-    summary = {"workdir": str(workdir), "epochs": len(records), "best": best, "last": records[-1] if records else None}
+    scored = [r for r in records if r.get(c.best_metric) is not None]
+    pick = max if c.best_mode == "max" else min
+    best = pick(scored, key=lambda r: r[c.best_metric]) if scored else None
     if best:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None)
-        log(f"best epoch {best['epoch']}: {shown}")
+        log(f"best epoch {best['epoch']} by {c.best_metric}: {shown}")
     log(f"run directory: {workdir.resolve()}  (view: tensorboard --logdir {workdir})")
-    return summary
+    return {"workdir": str(workdir), "epochs": len(records), "best": best, "last": records[-1] if records else None}

@@ -13,6 +13,7 @@ class StepMetrics:
     loss: jax.Array
     grad_norm: jax.Array  # global L2 norm of the gradient, before any clipping
     lr: jax.Array  # the learning rate this step used
+    skipped: jax.Array  # True when a non-finite loss or gradient left the state unchanged
 
 
 @flax.struct.dataclass
@@ -28,7 +29,11 @@ def per_example_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def train_step(state: TrainState, batch: dict, dropout_key: jax.Array) -> tuple[TrainState, StepMetrics]:
+def train_step(
+    state: TrainState, batch: dict, dropout_key: jax.Array, skip_nonfinite: bool = False
+) -> tuple[TrainState, StepMetrics]:
+    """One update. With ``skip_nonfinite`` a non-finite loss or gradient norm keeps the old
+    params and optimizer state (the step counter still advances, so data and keys move on)."""
     images = normalize(batch["image"], state.normalization)
     step_key = jax.random.fold_in(dropout_key, state.step)
 
@@ -37,11 +42,17 @@ def train_step(state: TrainState, batch: dict, dropout_key: jax.Array) -> tuple[
         return per_example_loss(logits, batch["label"]).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(
-        step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
-    )
-    return new_state, StepMetrics(loss, optax.tree.norm(grads), state.learning_rate)
+    params = optax.apply_updates(state.params, updates)
+    skipped = jnp.asarray(False)
+    if skip_nonfinite:
+        skipped = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+        keep_old = lambda new, old: jnp.where(skipped, old, new)  # noqa: E731
+        params = jax.tree.map(keep_old, params, state.params)
+        opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, StepMetrics(loss, grad_norm, state.learning_rate, skipped)
 
 
 def eval_step(state: TrainState, batch: dict) -> EvalOutput:
@@ -51,5 +62,5 @@ def eval_step(state: TrainState, batch: dict) -> EvalOutput:
     return EvalOutput(per_example_loss(logits, batch["label"]), probs)
 
 
-jit_train_step = jax.jit(train_step, donate_argnums=0)
+jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames="skip_nonfinite")
 jit_eval_step = jax.jit(eval_step)

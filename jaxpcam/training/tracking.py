@@ -89,8 +89,9 @@ def write_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dic
     write_json_atomic(workdir / "config.json", {"config": config.to_dict(), "provenance": prov})
 
 
-def _json_safe(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def json_safe(record: dict) -> dict:
+    """NaN and infinities become null: JSON has no such numbers."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 class RunWriter:
@@ -106,7 +107,7 @@ class RunWriter:
 
     def epoch(self, record: dict) -> None:
         with open(self._jsonl, "a") as f:
-            f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+            f.write(json.dumps(json_safe(record)) + "\n")
 
     def close(self) -> None:
         self._tb.close()

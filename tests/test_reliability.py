@@ -1,0 +1,210 @@
+"""Kill, preemption, corruption and failure: runs end bit-identical or fail loudly and safely."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO, run_main, tiny_overrides
+
+from jaxpcam.config import base_config
+from jaxpcam.training import checkpoint
+from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV
+from jaxpcam.training.schedules import ScheduleState
+
+TIMING = {"images_per_second", "data_wait_fraction"}
+# 256 training images / batch 32 = 8 steps per epoch; 3 epochs; a mid-epoch checkpoint every 3 steps.
+RESILIENT = {"training.epochs": 3, "checkpoint.every_steps": 3, "training.log_every_steps": 1}
+
+
+def _args(workdir: Path, data: Path, **extra) -> list[str]:
+    return ["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(data, **{**RESILIENT, **extra})]
+
+
+def _popen(args, env_extra=None) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxpcam.main", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_step(proc: subprocess.Popen, step: int) -> str:
+    """Reads the log until the progress line of global ``step`` appears."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        match = re.search(r"\(global (\d+)\)", line)
+        if match and int(match.group(1)) >= step:
+            return "".join(seen)
+    raise AssertionError(f"the run ended before step {step}:\n{''.join(seen)[-3000:]}")
+
+
+def _finish(workdir: Path, data: Path, **extra) -> subprocess.CompletedProcess:
+    result = run_main(_args(workdir, data, **extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _metrics(workdir: Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def _final_params(workdir: Path) -> list[np.ndarray]:
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager((workdir / "checkpoints").resolve())
+    restored = manager.restore(manager.latest_step())
+    return [np.asarray(x) for x in jax.tree.leaves(restored.state["params"])]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_pcam, tmp_path_factory) -> Path:
+    """An uninterrupted run, the yardstick for every interrupted one."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    _finish(workdir, tiny_pcam)
+    return workdir
+
+
+def _assert_same_run(workdir: Path, reference: Path) -> None:
+    assert _metrics(workdir) == _metrics(reference)
+    for a, b in zip(_final_params(workdir), _final_params(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    proc = _popen(_args(workdir, tiny_pcam))
+    _wait_for_step(proc, 12)  # mid-epoch 2; the kill lands a step or two later
+    proc.kill()
+    proc.wait()
+    result = _finish(workdir, tiny_pcam)
+    # Whichever checkpoint was complete when the kill landed (saves are asynchronous).
+    assert re.search(r"resuming from checkpoint step \d+ ", result.stderr)
+    _assert_same_run(workdir, reference)
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume_is_bit_identical(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    # The epoch-1 checkpoint (step 8) is being written when the process dies; metrics.jsonl
+    # already has epoch 1, which the resume must drop and recompute.
+    killed = run_main(_args(workdir, tiny_pcam), env_extra={KILL_AFTER_SAVE_ENV: "8"})
+    assert killed.returncode == -signal.SIGKILL
+    result = _finish(workdir, tiny_pcam)
+    assert re.search(r"resuming from checkpoint step (6|8) ", result.stderr)
+    _assert_same_run(workdir, reference)
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_resumes(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    proc = _popen(_args(workdir, tiny_pcam))
+    _wait_for_step(proc, 4)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait() == 128 + signal.SIGTERM
+    match = re.search(r"stopped on SIGTERM: saved checkpoint at step (\d+)", rest)
+    assert match, rest[-2000:]
+    assert "Traceback" not in rest
+    step = match.group(1)
+    assert (workdir / "checkpoints" / step).is_dir()
+    result = _finish(workdir, tiny_pcam)
+    assert f"resuming from checkpoint step {step} " in result.stderr
+    _assert_same_run(workdir, reference)
+
+
+def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    latest = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    for path in (workdir / "checkpoints" / str(latest) / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00garbage" * 10)
+    result = _finish(workdir, tiny_pcam)
+    assert latest == 24
+    assert "WARNING: checkpoint 24 is unreadable" in result.stderr
+    assert "resuming from checkpoint step 21 " in result.stderr  # mid-epoch 3: 5 of its 8 steps done
+    assert any((workdir / "corrupt_checkpoints").iterdir())  # kept for inspection, not deleted
+    _assert_same_run(workdir, reference)
+
+
+def test_start_fresh_archives_the_earlier_run(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    before = (workdir / "metrics.jsonl").read_text()
+    refused = run_main(_args(workdir, tiny_pcam, seed=43))
+    assert refused.returncode == 2 and "--start_fresh" in refused.stderr and "seed" in refused.stderr
+    result = run_main([*_args(workdir, tiny_pcam, seed=43, **{"training.epochs": 1}), "--start_fresh"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    (archived,) = (workdir / "archive").iterdir()
+    assert (archived / "metrics.jsonl").read_text() == before
+    assert (archived / "checkpoints").is_dir()
+    assert [r["epoch"] for r in _metrics(workdir)] == [1]
+
+
+def _tiny_state():
+    from jaxpcam.models import create_model
+    from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+
+    config = base_config()
+    config.model.hidden_units = (2,)
+    model = create_model(config.model)
+    return create_train_state(jax.random.key(0), model, make_optimizer(config.training), fixed_normalization())
+
+
+def test_best_checkpoint_survives_rotation(tmp_path):
+    c = base_config().checkpoint
+    c.keep = 1
+    manager = checkpoint.open_manager(tmp_path, c)
+    state, schedule, progress = _tiny_state(), ScheduleState(lr=1e-3), checkpoint.Progress()
+    for step, auc in zip((1, 2, 3, 4), (0.5, 0.9, 0.7, None), strict=True):
+        metrics = {"val_roc_auc": auc} if auc is not None else None  # step 4: a mid-epoch save
+        checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, base_config(), metrics)
+        manager.wait_until_finished()
+    assert manager.all_steps() == [2, 4]  # the best (0.9) and the latest
+
+
+def test_nan_stop_names_the_step_and_the_last_good_checkpoint(tiny_pcam, tmp_path):
+    result = run_main(_args(tmp_path / "run", tiny_pcam, **{"training.learning_rate": 1e30}))
+    assert result.returncode == 1
+    assert re.search(
+        r"run failed: non-finite loss .* at step \d+; last good checkpoint: step (None|\d+)", result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_nan_skip_counts_skipped_updates_and_finishes(tiny_pcam, tmp_path):
+    workdir = tmp_path / "run"
+    extra = {"training.learning_rate": 1e30, "training.nan_policy": "skip", "training.epochs": 1}
+    _finish(workdir, tiny_pcam, **extra)
+    (record,) = _metrics(workdir)
+    assert 1 <= record["skipped_steps"] <= 8
+    assert all(np.isfinite(p).all() for p in _final_params(workdir))  # skipped updates left no NaN
+
+
+def test_unwritable_workdir_is_a_clear_error(tiny_pcam, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_main(_args(blocker / "run", tiny_pcam))
+    assert result.returncode == 2
+    assert "cannot create the run directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_orbax_only_snippet_from_the_readme_restores_on_another_device_layout(reference):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- orbax-only-restore")[1].split("```python\n")[1].split("```")[0]
+    ckpt_dir = str((reference / "checkpoints").resolve())
+    code = block.replace("/abs/path/runs/pcam_mlp/seed42/checkpoints", ckpt_dir)
+    code += "\nimport sys\nassert 'jaxpcam' not in sys.modules\n"
+    code += "print(sorted(params), config['model']['name'], len(jax.devices()))\n"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("['Dense_0', 'Dense_1'] mlp 3")
