@@ -5,7 +5,9 @@ or a failed run ends with one line on stderr and a non-zero exit code, not a tra
 """
 
 import importlib.util
+import os
 import sys
+import threading
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -71,6 +73,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+def _drop_orbax_background_reports(record) -> bool:
+    return not (record.levelno >= logging.ERROR and "orbax" in record.pathname and record.exc_info)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -78,6 +84,12 @@ def main(argv: list[str]) -> None:
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO
+        # A failed background checkpoint write is re-raised in the main thread and reported
+        # there in one line; Orbax's threads would repeat it as tracebacks (their own report,
+        # and 'Event loop is closed' while cancelling sibling writes). --verbosity=0 shows all.
+        threading.excepthook = lambda args: None
+        sys.unraisablehook = lambda unraisable: None
+        logging.get_absl_logger().addFilter(_drop_orbax_background_reports)
     config = _CONFIG.value
     try:
         config.experiment_name  # noqa: B018 - ml_collections defers a load failure to first use
@@ -93,7 +105,11 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     except RunFailed as err:
         print(f"run failed: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything is closed; skip interpreter shutdown, where tensorstore callbacks of a
+        # failed write would print 'Event loop is closed' tracebacks.
+        os._exit(1)
     except Stopped as err:
         print(f"stopped on {err}", file=sys.stderr)
         sys.exit(err.exit_code)

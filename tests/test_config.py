@@ -80,3 +80,43 @@ def test_config_overrides_reach_the_run(tmp_path, tiny_pcam):
     saved = json.loads(Path(workdir / "config.json").read_text())["config"]
     assert saved["seed"] == 43 and saved["training"]["learning_rate"] == 3e-4
     assert saved["model"]["hidden_units"] == [16]
+
+
+def _broken_copy(src: Path, dst: Path, how: str) -> Path:
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    shutil.copytree(src, dst)
+    x_path = dst / "camelyonpatch_level_2_split_train_x.h5"
+    y_path = dst / "camelyonpatch_level_2_split_train_y.h5"
+    if how == "corrupt":
+        x_path.write_bytes(x_path.read_bytes()[:4096])
+    elif how == "shape":
+        with h5py.File(x_path, "w") as f:
+            f["x"] = np.zeros((256, 64, 64, 3), np.uint8)
+    elif how == "labels":
+        with h5py.File(y_path, "w") as f:
+            f["y"] = np.full((256, 1, 1, 1), 3, np.uint8)
+    elif how == "length":
+        with h5py.File(y_path, "w") as f:
+            f["y"] = np.zeros((250, 1, 1, 1), np.uint8)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("corrupt", "corrupt or truncated"),
+        ("shape", r"must have shape (N, 96, 96, 3), got (256, 64, 64, 3)"),
+        ("labels", "labels must be 0 or 1, found [3]"),
+        ("length", "holds 256 images but camelyonpatch_level_2_split_train_y.h5 holds 250 labels"),
+    ],
+)
+def test_bad_data_files_end_the_run_with_one_line_and_exit_2(tmp_path, tiny_pcam, how, message):
+    data = _broken_copy(tiny_pcam, tmp_path / "data", how)
+    result = run_main(["--config", "configs/mlp.py", f"--workdir={tmp_path / 'run'}", *tiny_overrides(data)])
+    assert result.returncode == 2
+    assert "error: " in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -208,3 +208,22 @@ def test_orbax_only_snippet_from_the_readme_restores_on_another_device_layout(re
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("['Dense_0', 'Dense_1'] mlp 3")
+
+
+def test_failed_checkpoint_write_is_one_line_and_keeps_earlier_checkpoints(tiny_pcam, tmp_path):
+    workdir = tmp_path / "run"
+    _finish(workdir, tiny_pcam, **{"training.epochs": 1, "checkpoint.every_steps": 0})
+    args = _args(workdir, tiny_pcam, **{"training.epochs": 2, "checkpoint.every_steps": 0})
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # Files may not grow past 1 MiB, and exceeding it is an error (EFBIG), not a SIGXFSZ kill:
+    # a disk that fills up while the checkpoint is written, without needing root or a mount.
+    limited = 'trap "" XFSZ; ulimit -f 1024; exec "$0" -m jaxpcam.main "$@"'
+    result = subprocess.run(
+        ["bash", "-c", limited, sys.executable, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "run failed: writing a checkpoint in" in result.stderr and "Traceback" not in result.stderr
+    assert "earlier checkpoints are intact" in result.stderr
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["8"]
+    assert _final_params(workdir)  # step 8 still restores

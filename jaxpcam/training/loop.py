@@ -103,13 +103,13 @@ class _Run:
         )
 
     def save(self, state, schedule, progress, metrics=None) -> None:
-        with _io_errors(self.workdir):
+        with _checkpoint_errors(self.workdir):
             checkpoint.save(self.manager, state, schedule, progress, self.config, metrics)
         if os.environ.get(KILL_AFTER_SAVE_ENV) == str(int(state.step)):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def wait_for_saves(self) -> None:
-        with _io_errors(self.workdir):
+        with _checkpoint_errors(self.workdir):
             self.manager.wait_until_finished()
 
     def stopped(self, step: int) -> Stopped:
@@ -127,6 +127,21 @@ def _io_errors(workdir: Path):
         raise RunFailed(
             f"cannot write to {workdir}: {err.strerror or err}; earlier checkpoints in {workdir / 'checkpoints'} "
             "are intact"
+        ) from None
+
+
+@contextlib.contextmanager
+def _checkpoint_errors(workdir: Path):
+    """Any failure of an (asynchronous) checkpoint write, e.g. a full disk, which Orbax reports
+    as ValueError('RESOURCE_EXHAUSTED ... No space left on device'), ends the run in one line."""
+    try:
+        yield
+    except Exception as err:
+        last_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        reason = last_line.rsplit(": ", 1)[-1] if len(last_line) > 160 else last_line  # e.g. "File too large"
+        raise RunFailed(
+            f"writing a checkpoint in {workdir / 'checkpoints'} failed: {reason}; "
+            "earlier checkpoints are intact, rerun to resume from the latest one"
         ) from None
 
 
