@@ -153,9 +153,9 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
     """
     c, t = run.config, run.config.training
     losses, skipped = list(progress.epoch_losses), progress.epoch_skipped
-    step = int(state.step)
+    step = first_step = int(state.step)
     epoch_end = epoch * run.steps_per_epoch
-    pending, wait, start, steps_run = [], 0.0, time.perf_counter(), 0
+    pending, wait, start = [], 0.0, time.perf_counter()
 
     def flush() -> None:
         nonlocal pending, skipped
@@ -184,7 +184,6 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
         state, metrics = run.train_fn(state, batch, run.dropout_key)
         pending.append(metrics)
         step += 1
-        steps_run += 1
         stop_now = run.stop.requested and step < epoch_end  # read once: a signal may land at any time
         mid_epoch_save = stop_now or (
             step < epoch_end and c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0
@@ -199,14 +198,16 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
     summary = {
         "train_loss": float(np.mean(np.asarray(losses, np.float64))) if losses else math.nan,
         "skipped_steps": skipped,
-        "images_per_second": steps_run * c.data.batch_size / elapsed,
+        "images_per_second": (step - first_step) * c.data.batch_size / elapsed,
         "data_wait_fraction": wait / elapsed,
     }
     return state, summary
 
 
 def _start(config, workdir: Path, like: TrainState, manager, start_fresh: bool):
-    """(state, schedule, progress, restored step or None) to begin from; refuses unsafe resumes."""
+    """(manager, state, schedule, progress, restored step or None) to begin from.
+
+    Refuses unsafe resumes; with ``start_fresh`` archives the earlier run and reopens the manager."""
     if start_fresh:
         manager.close()
         resume.archive_run(workdir, log)
