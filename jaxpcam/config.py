@@ -11,6 +11,7 @@ from jaxpcam.errors import UserError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau")
 NORMALIZATIONS = ("fixed", "train_stats")
+DATASETS = ("pcam", "digits")
 DTYPES = ("float32", "bfloat16", "float16")
 NAN_POLICIES = ("stop", "skip")
 BEST_MODES = ("max", "min")
@@ -22,7 +23,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 42
 
     config.data = ml_collections.ConfigDict()
+    config.data.dataset = "pcam"  # 'pcam', or 'digits' (the SMLP task)
     config.data.dir = ""  # '' = the built-in synthetic sample in PCAM format
+    config.data.digits_file = ""  # digits HDF5 (images, labels); '' = built from scikit-learn's digits
+    config.data.digits = (4, 5, 6, 7, 8, 9)  # kept digits, read as classes 0..len-1
+    config.data.valid_fraction = 0.1  # digits: seeded train/valid split
     config.data.batch_size = 128
     config.data.eval_batch_size = 512
     config.data.num_workers = 0  # Grain worker processes; 0 reads in this process with threads
@@ -80,6 +85,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(d.eval_batch_size >= 1, "data.eval_batch_size", "an integer >= 1", d.eval_batch_size)
     _require(d.num_workers >= 0, "data.num_workers", "an integer >= 0", d.num_workers)
     _require(d.prefetch_batches >= 1, "data.prefetch_batches", "an integer >= 1", d.prefetch_batches)
+    _require(d.dataset in DATASETS, "data.dataset", f"one of {DATASETS}", d.dataset)
+    _require(0 < d.valid_fraction < 1, "data.valid_fraction", "a value in (0, 1)", d.valid_fraction)
+    _require(len(d.digits) >= 2 and len(set(d.digits)) == len(d.digits), "data.digits", "2+ distinct digits", d.digits)
+    if d.dataset == "digits":
+        _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
+    else:
+        _require(m.num_classes in (1, 2), "model.num_classes", "1 (one logit) or 2 for PCAM", m.num_classes)
     _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
 
     from jaxpcam.models import MODELS  # deferred: models import jax

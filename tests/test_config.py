@@ -2,8 +2,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_main, tiny_overrides
 
+from conftest import REPO, run_main, tiny_overrides
 from jaxpcam.config import base_config, validate
 from jaxpcam.errors import UserError
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import run_main, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run_main, tiny_overrides
 
 TIMING_FIELDS = {"images_per_second", "data_wait_fraction"}
 

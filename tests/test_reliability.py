@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, run_main, tiny_overrides
 
+from conftest import REPO, run_main, tiny_overrides
 from jaxpcam.config import base_config
 from jaxpcam.training import checkpoint
 from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV

@@ -1,9 +1,16 @@
-"""Data sources (PCAM HDF5, the built-in sample) and the Grain input pipeline. Numpy only."""
+"""Data sources (PCAM HDF5, the built-in sample, the digits task) and the Grain input pipeline.
 
+Numpy only: nothing here imports jax, so Grain worker processes stay light.
+"""
+
+import dataclasses
 from pathlib import Path
 
-from jaxpcam.data.pcam import open_split
-from jaxpcam.data.sample import ensure_sample
+import numpy as np
+
+from jaxpcam.data.digits import create_digits_h5, open_digits
+from jaxpcam.data.pcam import data_files, open_split
+from jaxpcam.data.sample import cache_dir, ensure_sample
 from jaxpcam.errors import UserError
 
 SAMPLE_NOTICE = (
@@ -12,8 +19,22 @@ SAMPLE_NOTICE = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The train and validation splits of a run, the files they come from, and their origin."""
+
+    train: object  # PcamSplit or DigitsSplit: len(), .labels, .read(indices)
+    valid: object
+    files: list[Path]
+    source: str  # 'sample', 'user' or 'digits:<origin>'
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.train.read(np.array([0])).shape[1:]
+
+
 def resolve_data_dir(configured: str, log) -> tuple[Path, str]:
-    """The folder to read and a word for where it came from ('sample' or 'user')."""
+    """The PCAM folder to read and a word for where it came from ('sample' or 'user')."""
     if not configured:
         log(SAMPLE_NOTICE)
         return ensure_sample(log), "sample"
@@ -23,4 +44,24 @@ def resolve_data_dir(configured: str, log) -> tuple[Path, str]:
     return data_dir, "user"
 
 
-__all__ = ["SAMPLE_NOTICE", "open_split", "resolve_data_dir"]
+def _digits_file(d, log) -> tuple[Path, str]:
+    if d.digits_file:
+        return Path(d.digits_file).expanduser(), "digits:user"
+    path = cache_dir() / f"digits-{''.join(map(str, d.digits))}-sklearn.h5"
+    if not path.is_file():
+        log(f"writing digits {tuple(d.digits)} from scikit-learn's bundled digits to {path}")
+        create_digits_h5(path, tuple(d.digits))
+    return path, "digits:sklearn"
+
+
+def open_training_data(data_config, data_seed: int, log) -> TrainingData:
+    if data_config.dataset == "digits":
+        path, source = _digits_file(data_config, log)
+        train, valid = open_digits(path, tuple(data_config.digits), data_seed, data_config.valid_fraction)
+        return TrainingData(train, valid, [path], source)
+    data_dir, source = resolve_data_dir(data_config.dir, log)
+    train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
+    return TrainingData(train, valid, data_files(data_dir), source)
+
+
+__all__ = ["SAMPLE_NOTICE", "TrainingData", "open_split", "open_training_data", "resolve_data_dir"]

@@ -14,9 +14,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxpcam import config as config_lib
-from jaxpcam.data import open_split, resolve_data_dir
+from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.pcam import data_files
 from jaxpcam.data.stats import channel_stats
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
@@ -62,9 +61,9 @@ def evaluate(state: TrainState, split, batch_size: int, num_workers: int = 0) ->
     return EvalResult(loss, classification_metrics(split.labels, np.concatenate(probs)))
 
 
-def _normalization(config, train) -> Normalization:
+def _normalization(config, train, channels: int) -> Normalization:
     if config.data.normalization == "fixed":
-        return fixed_normalization()
+        return fixed_normalization(channels)
     mean, std = channel_stats(train)
     log(f"train-split channel mean {np.round(mean, 2).tolist()} std {np.round(std, 2).tolist()}")
     return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
@@ -229,25 +228,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the run directory {workdir}: {err.strerror or err}") from None
-    data_dir, data_source = resolve_data_dir(config.data.dir, log)
-    train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
+    streams = make_streams(config.seed)
+    data = open_training_data(config.data, streams.data_seed, log)
+    train, valid = data.train, data.valid
     steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), config.data.batch_size)
     if steps_per_epoch == 0:
         raise UserError(
             f"config key data.batch_size: {config.data.batch_size} is larger than the training split ({len(train)})"
         )
-    log(f"data {data_dir}: train {len(train)} ({train.labels.mean():.1%} positive), valid {len(valid)}")
+    counts = np.bincount(train.labels).tolist()
+    log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
 
-    streams = make_streams(config.seed)
     model = create_model(config.model, config.training.dtype)
-    fresh = create_train_state(streams.init, model, make_optimizer(config.training), _normalization(config, train))
+    norm = _normalization(config, train, data.image_shape[-1])
+    fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
     log(f"model {config.model.name}: {count_params(fresh.params):,} parameters, devices {jax.devices()}")
     with _io_errors(workdir):
         manager = checkpoint.open_manager(workdir, config.checkpoint)
     manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
-    tracking.write_run_config(
-        workdir, config, tracking.provenance(data_files(data_dir, ("train", "valid", "test")), data_source)
-    )
+    tracking.write_run_config(workdir, config, tracking.provenance(data.files, data.source))
     batches = iter(
         pipeline_lib.train_dataset(
             train,
@@ -264,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1)
     with StopRequest() as stop:
         run = _Run(
-            config, workdir, writer, manager, _compiled_train_step(state, config, streams.dropout),
+            config, workdir, writer, manager, _compiled_train_step(state, config, streams.dropout, data.image_shape),
             streams.dropout, steps_per_epoch, stop, int(state.step),
         )  # fmt: skip
         try:
@@ -316,10 +315,10 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     return state, schedule, progress
 
 
-def _compiled_train_step(state, config, dropout_key):
+def _compiled_train_step(state, config, dropout_key, image_shape):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
     batch = {
-        "image": jax.ShapeDtypeStruct((config.data.batch_size, 96, 96, 3), np.uint8),
+        "image": jax.ShapeDtypeStruct((config.data.batch_size, *image_shape), np.uint8),
         "label": jax.ShapeDtypeStruct((config.data.batch_size,), np.int32),
         "mask": jax.ShapeDtypeStruct((config.data.batch_size,), np.bool_),
     }

@@ -19,9 +19,9 @@ class Normalization:
     std: jax.Array
 
 
-def fixed_normalization() -> Normalization:
+def fixed_normalization(channels: int = 3) -> Normalization:
     """The course's ``(x / 255 - 0.5) / 0.5``."""
-    return Normalization(jnp.full((3,), 127.5, jnp.float32), jnp.full((3,), 127.5, jnp.float32))
+    return Normalization(jnp.full((channels,), 127.5, jnp.float32), jnp.full((channels,), 127.5, jnp.float32))
 
 
 def normalize(images: jax.Array, norm: Normalization) -> jax.Array:
@@ -92,9 +92,13 @@ def make_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation
 
 
 def create_train_state(
-    key: jax.Array, model, tx: optax.GradientTransformation, normalization: Normalization
+    key: jax.Array,
+    model,
+    tx: optax.GradientTransformation,
+    normalization: Normalization,
+    image_shape: tuple[int, ...] = (96, 96, 3),
 ) -> TrainState:
-    dummy = jnp.zeros((1, 96, 96, 3), jnp.float32)
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
     params = model.init({"params": key}, dummy, train=False)["params"]
     return TrainState(
         step=jnp.asarray(0, jnp.int32),
