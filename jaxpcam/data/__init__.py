@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxpcam.data.digits import create_digits_h5, open_digits
-from jaxpcam.data.pcam import data_files, open_split
+from jaxpcam.data.gz import decompress_missing
+from jaxpcam.data.pcam import SPLITS, data_files, open_split, split_paths
 from jaxpcam.data.sample import cache_dir, ensure_sample
 from jaxpcam.errors import UserError
 
@@ -41,7 +42,8 @@ def resolve_data_dir(configured: str, log) -> tuple[Path, str]:
     data_dir = Path(configured).expanduser()
     if not data_dir.is_dir():
         raise UserError(f"config key data.dir: {data_dir} is not a folder")
-    return data_dir, "user"
+    names = [p.name for split in SPLITS for p in split_paths(data_dir, split)]
+    return decompress_missing(data_dir, names, cache_dir(), log), "user"
 
 
 def _digits_file(d, log) -> tuple[Path, str]:
