@@ -35,6 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
     config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
     config.data.augment = True  # random flips and 90 degree rotations, training only
+    config.data.filter = False  # train on the audit's clean-index manifest (python -m jaxpcam.audit)
+    config.data.audit_dir = ""  # where the audit wrote manifest_train.json; '' = <data.dir>/jaxpcam-audit
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"

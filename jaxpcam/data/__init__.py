@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxpcam.data.digits import create_digits_h5, open_digits
 from jaxpcam.data.gz import decompress_missing
+from jaxpcam.data.manifest import apply_manifest
 from jaxpcam.data.pcam import SPLITS, data_files, open_split, split_paths
 from jaxpcam.data.sample import cache_dir, ensure_sample
 from jaxpcam.errors import UserError
@@ -28,6 +29,7 @@ class TrainingData:
     valid: object
     files: list[Path]
     source: str  # 'sample', 'user' or 'digits:<origin>'
+    filter: dict | None = None  # the clean-index manifest used, when data.filter is on
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -63,7 +65,12 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
         return TrainingData(train, valid, [path], source)
     data_dir, source = resolve_data_dir(data_config.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
-    return TrainingData(train, valid, data_files(data_dir), source)
+    filter_info = None
+    if data_config.filter:
+        audit_dir = Path(data_config.audit_dir).expanduser() if data_config.audit_dir else data_dir / "jaxpcam-audit"
+        train, filter_info = apply_manifest(train, audit_dir / "manifest_train.json")
+        log(f"data.filter: training on {len(train)} clean images, {filter_info['dropped']} dropped by the audit")
+    return TrainingData(train, valid, data_files(data_dir), source, filter_info)
 
 
 __all__ = ["SAMPLE_NOTICE", "TrainingData", "open_split", "open_training_data", "resolve_data_dir"]

@@ -246,7 +246,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     with _io_errors(workdir):
         manager = checkpoint.open_manager(workdir, config.checkpoint)
     manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
-    tracking.write_run_config(workdir, config, tracking.provenance(data.files, data.source))
+    provenance = tracking.provenance(data.files, data.source)
+    provenance["data"]["filter"] = data.filter
+    tracking.write_run_config(workdir, config, provenance)
     batches = iter(
         pipeline_lib.train_dataset(
             train,

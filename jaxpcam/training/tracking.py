@@ -1,7 +1,6 @@
 """Where results go: TensorBoard scalars, metrics.jsonl, config.json with provenance, the log."""
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -15,31 +14,16 @@ import jax
 import ml_collections
 import tensorboardX
 
+from jaxpcam.data.pcam import file_fingerprint
+
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
     "scikit-learn", "ml-collections", "tensorboardX",
 )  # fmt: skip
-_FINGERPRINT_BLOCKS, _BLOCK = 64, 1 << 16
 
 
 def log(message: str) -> None:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-def file_fingerprint(path: Path) -> str:
-    """blake2b of the size plus 64 evenly spaced 64 KiB blocks (head and tail included).
-
-    Reads at most 4 MiB, so a 7 GB PCAM file is fingerprinted in milliseconds; any change of
-    size, header or sampled content changes it. Prefixed 'sampled-' to say it is not a full hash.
-    """
-    size = path.stat().st_size
-    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as f:
-        last = max(size - _BLOCK, 0)
-        for i in range(_FINGERPRINT_BLOCKS):
-            f.seek(last * i // (_FINGERPRINT_BLOCKS - 1))
-            digest.update(f.read(_BLOCK))
-    return "sampled-blake2b:" + digest.hexdigest()
 
 
 def _git(*args: str) -> str | None:
