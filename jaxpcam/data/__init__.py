@@ -11,7 +11,7 @@ import numpy as np
 from jaxpcam.data.digits import create_digits_h5, open_digits
 from jaxpcam.data.gz import decompress_missing
 from jaxpcam.data.manifest import apply_manifest
-from jaxpcam.data.pcam import SPLITS, data_files, open_split, split_paths
+from jaxpcam.data.pcam import SPLITS, data_files, file_fingerprint, open_split, split_paths
 from jaxpcam.data.sample import cache_dir, ensure_sample
 from jaxpcam.errors import UserError
 
@@ -30,6 +30,12 @@ class TrainingData:
     files: list[Path]
     source: str  # 'sample', 'user' or 'digits:<origin>'
     filter: dict | None = None  # the clean-index manifest used, when data.filter is on
+    cache_folders: tuple[Path, ...] = ()  # where derived files (train statistics) may be cached
+
+    def stats_key(self) -> str:
+        """Names what the training statistics depend on: the train file and the manifest."""
+        fingerprint = file_fingerprint(self.files[0]) if self.files else ""
+        return f"{fingerprint}|{(self.filter or {}).get('manifest_blake2b', 'all')}"
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -62,15 +68,19 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
     if data_config.dataset == "digits":
         path, source = _digits_file(data_config, log)
         train, valid = open_digits(path, tuple(data_config.digits), data_seed, data_config.valid_fraction)
-        return TrainingData(train, valid, [path], source)
+        return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
     data_dir, source = resolve_data_dir(data_config.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
+    if train.dtype != "uint8":
+        log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
+            f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip
     filter_info = None
     if data_config.filter:
         audit_dir = Path(data_config.audit_dir).expanduser() if data_config.audit_dir else data_dir / "jaxpcam-audit"
         train, filter_info = apply_manifest(train, audit_dir / "manifest_train.json")
         log(f"data.filter: training on {len(train)} clean images, {filter_info['dropped']} dropped by the audit")
-    return TrainingData(train, valid, data_files(data_dir), source, filter_info)
+    folders = (data_dir / "jaxpcam-audit", cache_dir() / "stats")
+    return TrainingData(train, valid, data_files(data_dir), source, filter_info, folders)
 
 
 __all__ = ["SAMPLE_NOTICE", "TrainingData", "open_split", "open_training_data", "resolve_data_dir"]

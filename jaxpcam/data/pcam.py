@@ -67,6 +67,7 @@ class PcamSplit:
     name: str
     x_path: Path
     labels: np.ndarray
+    dtype: str = "uint8"  # as stored; float32 course copies are clipped and cast on read
     _handle: h5py.File | None = dataclasses.field(default=None, repr=False)
     _pid: int = dataclasses.field(default=-1, repr=False)
 
@@ -126,7 +127,8 @@ def open_split(data_dir: Path, split: str) -> PcamSplit:
             raise UserError(f"{x_path} holds {x.shape[0]} images but {y_path.name} holds {len(labels)} labels")
         if x.dtype not in (np.uint8, np.float32, np.float64):
             raise UserError(f"{x_path}: 'x' must be uint8 or float32, got {x.dtype}")
-    return PcamSplit(split, x_path, labels)
+        dtype = str(x.dtype)
+    return PcamSplit(split, x_path, labels, dtype)
 
 
 def data_files(data_dir: Path, splits=SPLITS) -> list[Path]:

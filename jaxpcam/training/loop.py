@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 from jaxpcam import config as config_lib
 from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.stats import channel_stats
+from jaxpcam.data.stats import cached_channel_stats
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
@@ -61,10 +61,10 @@ def evaluate(state: TrainState, split, batch_size: int, num_workers: int = 0) ->
     return EvalResult(loss, classification_metrics(split.labels, np.concatenate(probs)))
 
 
-def _normalization(config, train, channels: int) -> Normalization:
+def _normalization(config, data, channels: int) -> Normalization:
     if config.data.normalization == "fixed":
         return fixed_normalization(channels)
-    mean, std = channel_stats(train)
+    mean, std = cached_channel_stats(data.train, data.stats_key(), list(data.cache_folders), log)
     log(f"train-split channel mean {np.round(mean, 2).tolist()} std {np.round(std, 2).tolist()}")
     return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
 
@@ -240,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
 
     model = create_model(config.model, config.training.dtype)
-    norm = _normalization(config, train, data.image_shape[-1])
+    norm = _normalization(config, data, data.image_shape[-1])
     fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
     log(f"model {config.model.name}: {count_params(fresh.params):,} parameters, devices {jax.devices()}")
     with _io_errors(workdir):
