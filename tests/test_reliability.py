@@ -166,7 +166,7 @@ def test_best_checkpoint_survives_rotation(tmp_path):
     state, schedule, progress = _tiny_state(), ScheduleState(lr=1e-3), checkpoint.Progress()
     for step, auc in zip((1, 2, 3, 4), (0.5, 0.9, 0.7, None), strict=True):
         metrics = {"val_roc_auc": auc} if auc is not None else None  # step 4: a mid-epoch save
-        checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, base_config(), metrics)
+        checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, base_config(), metrics, {})
         manager.wait_until_finished()
     assert manager.all_steps() == [2, 4]  # the best (0.9) and the latest
 

@@ -1,5 +1,6 @@
 """Orbax checkpoints: each step holds the train state, the schedule, the run's progress, the data
-position, the config and (at epoch ends) that epoch's metrics, so a checkpoint alone says how it
+position, the config, the training data's intensity profile (for drift checks at inference) and
+(at epoch ends) that epoch's metrics, so a checkpoint alone says how it
 was made and a resumed run continues bit for bit.
 
 Saves are asynchronous; Orbax writes into a temporary directory and renames it into place only
@@ -21,7 +22,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
 
-ITEMS = ("state", "schedule", "progress", "data", "config", "metrics")
+ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,7 @@ def save(
     progress: Progress,
     config: ml_collections.ConfigDict,
     metrics: dict | None,
+    data_profile: dict,
 ) -> None:
     """Starts an asynchronous save at ``state.step``; ``metrics`` only at epoch ends."""
     step = int(state.step)
@@ -86,6 +88,7 @@ def save(
             data=ocp.args.JsonSave({"next_step": step, "batch_size": config.data.batch_size}),
             config=ocp.args.JsonSave(config.to_dict()),
             metrics=ocp.args.JsonSave(metrics or {}),
+            data_profile=ocp.args.JsonSave(data_profile),
         ),
         metrics=metrics,
     )

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 from jaxpcam import config as config_lib
 from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.stats import cached_channel_stats
+from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
@@ -88,6 +88,7 @@ class _Run:
     steps_per_epoch: int
     stop: StopRequest
     first_step: int
+    data_profile: dict
     start_time: float = dataclasses.field(default_factory=time.perf_counter)
 
     def progress_line(self, epoch: int, step: int, loss: float) -> str:
@@ -103,7 +104,7 @@ class _Run:
 
     def save(self, state, schedule, progress, metrics=None) -> None:
         with _checkpoint_errors(self.workdir):
-            checkpoint.save(self.manager, state, schedule, progress, self.config, metrics)
+            checkpoint.save(self.manager, state, schedule, progress, self.config, metrics, self.data_profile)
         if os.environ.get(KILL_AFTER_SAVE_ENV) == str(int(state.step)):
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -266,7 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     with StopRequest() as stop:
         run = _Run(
             config, workdir, writer, manager, _compiled_train_step(state, config, streams.dropout, data.image_shape),
-            streams.dropout, steps_per_epoch, stop, int(state.step),
+            streams.dropout, steps_per_epoch, stop, int(state.step), intensity_profile(train),
         )  # fmt: skip
         try:
             for epoch in range(int(state.step) // steps_per_epoch + 1, config.training.epochs + 1):
