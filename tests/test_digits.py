@@ -4,8 +4,10 @@ import json
 import h5py
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 from conftest import run_main
+from jaxpcam import evaluate
 from jaxpcam.data.digits import create_digits_h5, load_mnist_idx, open_digits
 from jaxpcam.errors import UserError
 
@@ -78,7 +80,7 @@ def test_labels_outside_the_chosen_digits_are_a_clear_error(tmp_path):
         open_digits(path, (4, 5), seed=0)
 
 
-def test_smlp_digits_config_trains_end_to_end(tmp_path):
+def test_smlp_digits_config_trains_end_to_end_and_evaluates(tmp_path, monkeypatch):
     workdir = tmp_path / "run"
     args = ["--config", "configs/smlp_digits.py", f"--workdir={workdir}", "--config.training.epochs=8"]
     result = run_main(args, env_extra={"JAXPCAM_DATA_CACHE": str(tmp_path / "cache")})
@@ -88,3 +90,14 @@ def test_smlp_digits_config_trains_end_to_end(tmp_path):
     assert last["val_accuracy"] > 0.9 and last["val_balanced_accuracy"] > 0.9
     assert {"val_macro_precision", "val_macro_recall", "val_macro_f1"} <= last.keys()
     assert (tmp_path / "cache" / "digits-456789-sklearn.h5").is_file()
+
+    monkeypatch.setenv("JAXPCAM_DATA_CACHE", str(tmp_path / "cache"))
+    assert evaluate.main(["--workdir", str(workdir)]) == 0
+    result = json.loads((workdir / "eval" / "valid" / "metrics.json").read_text())
+    rows = np.genfromtxt(workdir / "eval" / "valid" / "predictions.csv", delimiter=",", names=True)
+    probs = np.column_stack([rows[f"prob_{c}"] for c in range(6)])
+    assert result["model"]["accuracy"] == skm.accuracy_score(rows["label"], probs.argmax(axis=1))
+    assert result["model"]["accuracy"] > result["majority_baseline"]["accuracy"] + 0.5
+    assert set(result["model"]["per_class"]) == {str(c) for c in range(6)}
+    assert result["threshold"] is None and (workdir / "eval" / "valid" / "mistakes.png").is_file()
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2  # digits have no test split

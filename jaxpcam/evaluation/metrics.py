@@ -1,20 +1,27 @@
-"""Validation metrics on host arrays, computed with scikit-learn's reference implementations.
+"""Classification metrics on host arrays, computed with scikit-learn's reference implementations.
 
-A metric that is undefined for the data (ROC-AUC with one class present) is NaN, never 0.
+A metric that is undefined for the data (ROC-AUC with one class present, precision with no
+positive prediction) is NaN, never 0; JSON files hold it as null and reports print "undefined".
 """
+
+import math
 
 import numpy as np
 from sklearn import metrics as skm
 
+_NAN = float("nan")
+
+
+def _both_classes(labels: np.ndarray, probs: np.ndarray) -> bool:
+    return len(np.unique(labels)) == 2 and bool(np.isfinite(probs).all())
+
 
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """accuracy, ROC-AUC and F2 of P(positive) ``probs`` against 0/1 ``labels``."""
+    """accuracy, ROC-AUC and F2 of P(positive) ``probs`` against 0/1 ``labels``: the per-epoch set."""
     preds = (probs >= threshold).astype(np.int32)
-    # Undefined (NaN) with one class present, or when a diverged model produced non-finite scores.
-    both_classes = len(np.unique(labels)) == 2 and bool(np.isfinite(probs).all())
     return {
         "accuracy": float(skm.accuracy_score(labels, preds)),
-        "roc_auc": float(skm.roc_auc_score(labels, probs)) if both_classes else float("nan"),
+        "roc_auc": float(skm.roc_auc_score(labels, probs)) if _both_classes(labels, probs) else _NAN,
         "f2": float(skm.fbeta_score(labels, preds, beta=2.0, zero_division=0.0)),
     }
 
@@ -34,3 +41,84 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return binary_metrics(labels, probs) if probs.ndim == 1 else multiclass_metrics(labels, probs)
+
+
+def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    """Every number the evaluation reports for P(positive) ``probs`` at one decision threshold."""
+    preds = (probs >= threshold).astype(np.int32)
+    both = _both_classes(labels, probs)
+    finite = bool(np.isfinite(probs).all())
+    return {
+        "threshold": float(threshold),
+        "count": len(labels),
+        "positives": int(np.sum(labels == 1)),
+        "accuracy": float(skm.accuracy_score(labels, preds)),
+        "precision": float(skm.precision_score(labels, preds, zero_division=np.nan)),
+        "recall": float(skm.recall_score(labels, preds, zero_division=np.nan)),
+        "f1": float(skm.f1_score(labels, preds, zero_division=np.nan)),
+        "f2": float(skm.fbeta_score(labels, preds, beta=2.0, zero_division=np.nan)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, preds)) if both else _NAN,
+        "roc_auc": float(skm.roc_auc_score(labels, probs)) if both else _NAN,
+        "pr_auc": float(skm.average_precision_score(labels, probs)) if both else _NAN,
+        "log_loss": float(skm.log_loss(labels, probs, labels=[0, 1])) if finite else _NAN,
+        "brier": float(skm.brier_score_loss(labels, probs, pos_label=1)) if finite else _NAN,
+        "confusion_matrix": skm.confusion_matrix(labels, preds, labels=[0, 1]).tolist(),  # rows: true 0, 1
+    }
+
+
+def multiclass_report(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, macro and per-class precision/recall/F1, balanced accuracy, log-loss, confusion."""
+    classes = list(range(probs.shape[1]))
+    preds = probs.argmax(axis=1)
+    per_class = skm.precision_recall_fscore_support(labels, preds, labels=classes, zero_division=np.nan)
+    macro = skm.precision_recall_fscore_support(labels, preds, labels=classes, average="macro", zero_division=np.nan)
+    return {
+        "count": len(labels),
+        "accuracy": float(skm.accuracy_score(labels, preds)),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "macro_f1": float(macro[2]),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, preds)),
+        "log_loss": _multiclass_log_loss(labels, probs, classes),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, *per_class, strict=True)
+        },
+        "confusion_matrix": skm.confusion_matrix(labels, preds, labels=classes).tolist(),
+    }
+
+
+def _multiclass_log_loss(labels, probs, classes) -> float:
+    if not np.isfinite(probs).all():
+        return _NAN
+    # float32 softmax rows sum to 1 only within ~1e-7; scikit-learn warns on that.
+    return float(skm.log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=classes))
+
+
+def majority_baseline(reference_labels: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Probabilities of a model that always outputs the class frequencies of ``reference_labels``
+    (scikit-learn's ``DummyClassifier(strategy='prior')``): it predicts the majority class."""
+    prior = np.bincount(reference_labels, minlength=max(num_classes, 2)) / len(reference_labels)
+    if num_classes == 1:
+        return np.full(len(labels), prior[1], np.float64)
+    return np.tile(prior[:num_classes], (len(labels), 1))
+
+
+def json_ready(value):
+    """NaN and infinities become None (JSON null), recursively; numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def show(value, digits: int = 4) -> str:
+    """A metric for people: 'undefined' for NaN/None rather than a misleading 0.0."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "undefined"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,25 @@
+"""The split a loaded run is evaluated on, found from the run's own config (or an override)."""
+
+from pathlib import Path
+
+import ml_collections
+
+from jaxpcam.data import open_split, open_training_data, resolve_data_dir
+from jaxpcam.errors import UserError
+from jaxpcam.training.state import make_streams
+from jaxpcam.training.tracking import log
+
+
+def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str | None = None):
+    """``split`` ('train', 'valid' or 'test') of the data the run was trained on; ``data_dir``
+    points a PCAM run at another copy of the same files (e.g. on another machine)."""
+    d = ml_collections.ConfigDict(config.data.to_dict())
+    if d.dataset == "digits":
+        if data_dir:
+            d.digits_file = data_dir
+        if split == "test":
+            raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
+        data = open_training_data(d, make_streams(config.seed).data_seed, log)
+        return getattr(data, split)
+    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir, log)
+    return open_split(folder, split)

@@ -1,0 +1,262 @@
+"""Evaluate one checkpoint on one split: predictions, metrics next to a majority baseline, the
+decision threshold (chosen on valid only), slices, plots and error galleries, written under
+``RUN/eval/<split>/`` and to TensorBoard.
+"""
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorboardX
+
+from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.data.stats import image_features
+from jaxpcam.evaluation import metrics as metrics_lib
+from jaxpcam.evaluation import plots
+from jaxpcam.evaluation.data import open_eval_split
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, load_run
+from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
+from jaxpcam.evaluation.thresholds import choose_threshold
+from jaxpcam.training.tracking import log, write_json_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    split: str = "valid"
+    checkpoint: str = "best"
+    threshold_rule: str = "f2"
+    target_recall: float = 0.9
+    slicing: IntensitySlicing = dataclasses.field(default_factory=IntensitySlicing)
+    slice_functions: tuple[str, ...] = ()
+    gallery_size: int = 16
+    batch_size: int | None = None
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    labels: np.ndarray
+    probs: np.ndarray  # (N,) P(positive) or (N, C)
+    brightness: np.ndarray  # per-image mean intensity, the dark/bright slicing feature
+    user_slices: dict[str, np.ndarray]
+
+
+def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
+    """One pass over ``split`` in file order: probabilities, and the slicing features on the side."""
+    batch_size = options.batch_size or run.config.data.eval_batch_size
+    functions = {spec: load_slice_function(spec) for spec in options.slice_functions}
+    probs, brightness, masks = [], [], {spec: [] for spec in functions}
+    predict = run.predict_fn()
+    start = time.perf_counter()
+    for batch in pipeline_lib.eval_dataset(split, batch_size=batch_size):
+        images = batch["image"][batch["mask"]]
+        probs.append(next(batched_probs(predict, [batch["image"]], batch_size))[: len(images)])
+        brightness.append(image_features(images)["brightness"])
+        for spec, function in functions.items():
+            masks[spec].append(apply_slice_function(function, spec, images))
+    seconds = time.perf_counter() - start
+    log(f"predicted {len(split)} images in {seconds:.1f} s ({len(split) / max(seconds, 1e-9):.0f} img/s)")
+    names = {spec: spec.rpartition(":")[2] for spec in functions}
+    return Predictions(
+        np.asarray(split.labels, np.int64),
+        np.concatenate(probs).astype(np.float64),
+        np.concatenate(brightness),
+        {names[spec]: np.concatenate(m) for spec, m in masks.items()},
+    )
+
+
+def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None) -> dict:
+    """The stored threshold if it matches this checkpoint and rule, else one chosen on ``valid``
+    (computed here when evaluating another split) and stored for predict and later evaluations."""
+    stored = run.stored_threshold()
+    wanted_target = options.target_recall if options.threshold_rule == "recall" else None
+    if stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target and not valid:
+        log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, chosen on valid at step {run.step})")
+        return stored
+    if valid is None:
+        log("choosing the decision threshold on the valid split first")
+        valid = predict_split(run, open_eval_split(run.config, "valid", options.data_dir), options)
+    chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
+    record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step}
+    run.threshold_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.threshold_path, record)
+    log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid (precision {chosen.precision:.3f}, "
+        f"recall {chosen.recall:.3f}, F2 {chosen.f2:.3f}); stored in {run.threshold_path}")  # fmt: skip
+    return record
+
+
+def _write_predictions(path: Path, preds: Predictions, threshold: float | None) -> None:
+    """CSV with probabilities written exactly (shortest round-trip repr), so that re-reading
+    them and comparing with the stored threshold reproduces every decision."""
+    if preds.probs.ndim == 1:
+        header = "index,label,probability,predicted"
+        rows = (
+            f"{i},{y},{p!r},{int(p >= threshold)}"
+            for i, (y, p) in enumerate(zip(preds.labels, preds.probs.tolist(), strict=True))
+        )
+    else:
+        header = ",".join(["index", "label", *(f"prob_{c}" for c in range(preds.probs.shape[1])), "predicted"])
+        rows = (
+            ",".join([str(i), str(y), *map(repr, p), str(int(np.argmax(p)))])
+            for i, (y, p) in enumerate(zip(preds.labels, preds.probs.tolist(), strict=True))
+        )
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+
+
+def _gallery_indices(preds: Predictions, threshold: float | None, size: int) -> dict[str, np.ndarray]:
+    """The most confident mistakes: false negatives with the lowest P(positive), false
+    positives with the highest (multi-class: wrong predictions with the highest probability)."""
+    if preds.probs.ndim == 1:
+        called = preds.probs >= threshold
+        fn = np.flatnonzero((preds.labels == 1) & ~called)
+        fp = np.flatnonzero((preds.labels == 0) & called)
+        return {
+            "false_negatives": fn[np.argsort(preds.probs[fn], kind="stable")][:size],
+            "false_positives": fp[np.argsort(-preds.probs[fp], kind="stable")][:size],
+        }
+    predicted = preds.probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != preds.labels)
+    confidence = preds.probs[wrong, predicted[wrong]]
+    return {"mistakes": wrong[np.argsort(-confidence, kind="stable")][:size]}
+
+
+def _caption(preds: Predictions, i: int) -> str:
+    if preds.probs.ndim == 1:
+        return f"#{i} p={preds.probs[i]:.3f}"
+    return f"#{i} {preds.labels[i]}->{preds.probs[i].argmax()} p={preds.probs[i].max():.2f}"
+
+
+def _report(run: LoadedRun, preds: Predictions, reference_labels: np.ndarray, threshold: dict | None) -> dict:
+    baseline_probs = metrics_lib.majority_baseline(reference_labels, preds.labels, run.num_classes)
+    if preds.probs.ndim == 1:
+        value = threshold["value"]
+        return {
+            "model": metrics_lib.binary_report(preds.labels, preds.probs, value),
+            "model_at_0.5": metrics_lib.binary_report(preds.labels, preds.probs, 0.5),
+            "majority_baseline": metrics_lib.binary_report(preds.labels, baseline_probs, 0.5),
+        }
+    return {
+        "model": metrics_lib.multiclass_report(preds.labels, preds.probs),
+        "majority_baseline": metrics_lib.multiclass_report(preds.labels, baseline_probs),
+    }
+
+
+def _slices(preds: Predictions, options: EvalOptions, threshold: float | None) -> tuple[list[dict], dict]:
+    masks = {**options.slicing.masks(preds.brightness), **preds.user_slices}
+    if preds.probs.ndim == 1:
+        return slice_table(preds.labels, preds.probs, threshold, masks), options.slicing.cuts(preds.brightness)
+    correct = (preds.probs.argmax(axis=1) == preds.labels).astype(np.float64)
+    rows = [{"slice": "all", "count": len(correct), "accuracy": float(correct.mean())}]
+    for name, mask in masks.items():
+        accuracy = float(correct[mask].mean()) if mask.any() else float("nan")
+        rows.append({"slice": name, "count": int(mask.sum()), "accuracy": accuracy,
+                     "accuracy_gap": accuracy - rows[0]["accuracy"]})  # fmt: skip
+    return rows, options.slicing.cuts(preds.brightness)
+
+
+def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dict | None, cuts, galleries) -> dict:
+    """Writes every PNG; returns them as arrays for TensorBoard."""
+    images = {}
+    model = report["model"]
+    if preds.probs.ndim == 1:
+        chosen = {"threshold": threshold["value"], "precision": model["precision"], "recall": model["recall"]}
+        if np.isfinite(model["roc_auc"]):
+            images["roc"] = plots.roc_curve(preds.labels, preds.probs, out / "roc.png", model["roc_auc"])
+            images["pr"] = plots.pr_curve(preds.labels, preds.probs, out / "pr.png", model["pr_auc"], chosen)
+        images["scores"] = plots.score_histograms(preds.labels, preds.probs, threshold["value"], out / "scores.png")
+        names = ["negative", "positive"]
+        title = f"confusion at threshold {threshold['value']:.3f}"
+    else:
+        names = [str(c) for c in range(preds.probs.shape[1])]
+        title = "confusion (argmax)"
+    images["confusion"] = plots.confusion_matrix(model["confusion_matrix"], names, out / "confusion.png", title)
+    images["slice_feature"] = plots.feature_histogram(
+        preds.brightness, cuts, out / "slice_feature.png", "mean image intensity (0..255)"
+    )
+    for name, indices in galleries.items():
+        tiles = split.read(indices) if len(indices) else np.zeros((0, 1, 1, 1), np.uint8)
+        captions = [_caption(preds, int(i)) for i in indices]
+        title = f"{name.replace('_', ' ')}: most confident first"
+        images[name] = plots.gallery(tiles, captions, out / f"{name}.png", title)
+    return images
+
+
+def _to_tensorboard(out: Path, tag: str, step: int, preds: Predictions, report: dict, images: dict) -> None:
+    writer = tensorboardX.SummaryWriter(str(out), flush_secs=5)
+    try:
+        for key, value in report["model"].items():
+            if isinstance(value, float) and np.isfinite(value):
+                writer.add_scalar(f"{tag}/{key}", value, step)
+        if preds.probs.ndim == 1 and len(np.unique(preds.labels)) == 2:
+            writer.add_pr_curve(f"{tag}/pr_curve", preds.labels, preds.probs, step)
+        for name, image in images.items():
+            writer.add_image(f"{tag}/{name}", image, step, dataformats="HWC")
+    finally:
+        writer.close()
+
+
+def _replace_dir(partial: Path, final: Path) -> None:
+    """Puts a fully written results folder in place of the earlier one."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
+    """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
+    run = load_run(workdir, options.checkpoint)
+    log(f"evaluating {workdir} checkpoint step {run.step} ({run.config.model.name}) on {options.split}")
+    split = open_eval_split(run.config, options.split, options.data_dir)
+    preds = predict_split(run, split, options)
+    binary = preds.probs.ndim == 1
+    threshold = None
+    if binary:
+        threshold = _threshold_for(run, options, preds if options.split == "valid" else None)
+    if options.split == "valid":
+        reference = preds.labels
+    else:
+        reference = np.asarray(open_eval_split(run.config, "valid", options.data_dir).labels, np.int64)
+    report = _report(run, preds, reference, threshold)
+    slices, cuts = _slices(preds, options, threshold["value"] if binary else None)
+    result = {
+        "workdir": str(workdir),
+        "split": options.split,
+        "checkpoint_step": run.step,
+        "threshold": threshold,
+        **report,
+        "slices": slices,
+        "slice_cuts": cuts,
+        "baseline_note": "majority baseline: always the class frequencies of the valid split (predicts its majority)",
+    }
+    eval_root = workdir / "eval"
+    partial = eval_root / f".{options.split}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _write_predictions(partial / "predictions.csv", preds, threshold["value"] if binary else None)
+    write_json_atomic(partial / "metrics.json", metrics_lib.json_ready(result))
+    _write_slices_csv(partial / "slices.csv", slices)
+    galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
+    images = _pictures(partial, split, preds, report, threshold, cuts, galleries)
+    _to_tensorboard(partial, f"eval_{options.split}", run.step, preds, report, images)
+    _replace_dir(partial, eval_root / options.split)
+    return result
+
+
+def _write_slices_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(keys)]
+    for row in rows:
+        lines.append(",".join(_csv_cell(row.get(k)) for k in keys))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _csv_cell(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value) if "," in value else value
+    return metrics_lib.show(value, 6) if value is not None else ""

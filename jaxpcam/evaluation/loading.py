@@ -1,0 +1,140 @@
+"""A trained model from its run directory alone: config, parameters, normalization statistics,
+the training data's intensity profile and the decision threshold chosen by evaluation.
+
+Nothing comes from the code's current defaults, so someone else's run directory evaluates the
+same as on the machine that trained it (any device kind: the restore target is built from the
+checkpoint's own metadata, on this host's first device).
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
+from jaxpcam.errors import UserError
+from jaxpcam.models import create_model
+from jaxpcam.training.state import Normalization, normalize
+
+THRESHOLD_FILE = "threshold.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+    workdir: Path
+    step: int
+    config: ml_collections.ConfigDict
+    params: dict
+    normalization: Normalization
+    data_profile: dict | None  # None for checkpoints written before profiles were recorded
+    apply_fn: object
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.model.num_classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """What the model takes, as recorded at training time (PCAM's shape for older runs)."""
+        return tuple((self.data_profile or {}).get("image_shape", PCAM_IMAGE_SHAPE))
+
+    @property
+    def threshold_path(self) -> Path:
+        return self.workdir / "eval" / THRESHOLD_FILE
+
+    def stored_threshold(self) -> dict | None:
+        """The threshold evaluation chose on the validation split for this checkpoint, if any."""
+        if not self.threshold_path.is_file():
+            return None
+        stored = json.loads(self.threshold_path.read_text())
+        return stored if stored.get("checkpoint_step") == self.step else None
+
+    def predict_fn(self):
+        """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C)."""
+
+        def probs(params, norm, images):
+            logits = self.apply_fn({"params": params}, normalize(images, norm), train=False)
+            return jax.nn.sigmoid(logits[:, 0]) if logits.shape[-1] == 1 else jax.nn.softmax(logits)
+
+        jitted = jax.jit(probs)
+        return lambda images: jitted(self.params, self.normalization, images)
+
+
+def _manager(workdir: Path) -> ocp.CheckpointManager:
+    folder = workdir.resolve() / "checkpoints"
+    if not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is not a folder")
+    if not folder.is_dir():
+        raise UserError(f"{workdir} is not a run directory: it has no checkpoints/ folder")
+    json_items = ("config", "metrics", "data_profile", "schedule", "progress", "data")
+    handlers = {name: ocp.JsonCheckpointHandler() for name in json_items}
+    handlers["state"] = ocp.StandardCheckpointHandler()
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    return ocp.CheckpointManager(folder, options=options, item_handlers=handlers)
+
+
+def _read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
+    if not (manager.directory / str(step) / name).is_dir():
+        return None
+    return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+
+
+def select_step(manager: ocp.CheckpointManager, which: str) -> int:
+    """'latest', 'best' (by the run's checkpoint.best_metric/best_mode, among epoch-end
+    checkpoints) or a step number."""
+    steps = manager.all_steps()
+    if not steps:
+        raise UserError(f"no checkpoint in {manager.directory}")
+    if which == "latest":
+        return max(steps)
+    if which == "best":
+        c = _read_json_item(manager, max(steps), "config")["checkpoint"]
+        scored = []
+        for step in steps:
+            value = (_read_json_item(manager, step, "metrics") or {}).get(c["best_metric"])
+            if value is not None and math.isfinite(value):
+                scored.append((value if c["best_mode"] == "max" else -value, -step, step))
+        if not scored:
+            raise UserError(f"no epoch-end checkpoint in {manager.directory} has {c['best_metric']}; use latest")
+        return max(scored)[2]  # ties: the earliest step
+    try:
+        step = int(which)
+    except ValueError:
+        raise UserError(f"--checkpoint: expected best, latest or a step number, got {which!r}") from None
+    if step not in steps:
+        raise UserError(f"no checkpoint at step {step} in {manager.directory}; there are {sorted(steps)}")
+    return step
+
+
+def load_run(workdir: Path, which: str = "best") -> LoadedRun:
+    manager = _manager(Path(workdir))
+    try:
+        step = select_step(manager, which)
+        here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
+        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
+        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))["state"]
+        config = ml_collections.ConfigDict(_read_json_item(manager, step, "config"))
+        profile = _read_json_item(manager, step, "data_profile")
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"cannot read the checkpoint in {manager.directory}: {str(err).splitlines()[0]}") from None
+    finally:
+        manager.close()
+    model = create_model(config.model, config.training.dtype)
+    norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
+    return LoadedRun(Path(workdir), step, config, state["params"], norm, profile or None, model.apply)
+
+
+def batched_probs(predict, images_batches, batch_size: int):
+    """Runs ``predict`` over uint8 image batches, padding the last one so one shape compiles."""
+    for images in images_batches:
+        n = len(images)
+        if n < batch_size:
+            images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)])
+        yield np.asarray(jax.device_get(predict(images)))[:n]

@@ -1,0 +1,94 @@
+"""Evaluation pictures as PNG (readable without TensorBoard) and as arrays for TensorBoard.
+
+matplotlib with the Agg backend: no display needed, works on cluster nodes.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _finish(fig, path: Path) -> np.ndarray:
+    """Saves ``fig`` to ``path`` and returns it as an RGB array (H, W, 3) for TensorBoard."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def roc_curve(labels, probs, path: Path, auc: float, baseline_label: str = "chance") -> np.ndarray:
+    fpr, tpr, _ = skm.roc_curve(labels, probs)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"model (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label=baseline_label)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC curve", xlim=(0, 1))
+    ax.legend(loc="lower right")
+    return _finish(fig, path)
+
+
+def pr_curve(labels, probs, path: Path, average_precision: float, chosen: dict | None) -> np.ndarray:
+    """Precision-recall with the prevalence line and, if given, the chosen operating point."""
+    precision, recall, _ = skm.precision_recall_curve(labels, probs)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, drawstyle="steps-post", label=f"model (AP {average_precision:.3f})")
+    ax.axhline(np.mean(labels), ls="--", color="grey", label="majority baseline (prevalence)")
+    if chosen is not None:
+        ax.plot(chosen["recall"], chosen["precision"], "o", color="red", ms=8,
+                label=f"threshold {chosen['threshold']:.4f}")  # fmt: skip
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    return _finish(fig, path)
+
+
+def confusion_matrix(matrix, class_names: list[str], path: Path, title: str) -> np.ndarray:
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    ticks = range(len(class_names))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=class_names, yticklabels=class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return _finish(fig, path)
+
+
+def score_histograms(labels, probs, threshold: float | None, path: Path) -> np.ndarray:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 41)
+    for cls, colour in ((0, "tab:blue"), (1, "tab:red")):
+        ax.hist(probs[labels == cls], bins=bins, alpha=0.6, color=colour, label=f"true class {cls}")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="P(positive)", ylabel="patches", title="Scores per class")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def feature_histogram(feature, cuts: dict[str, float], path: Path, xlabel: str) -> np.ndarray:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(feature, bins=50, color="tab:grey")
+    for name, value in cuts.items():
+        ax.axvline(value, ls="--", color="tab:orange" if name == "dark" else "tab:purple", label=f"{name} {value:.1f}")
+    ax.set(xlabel=xlabel, ylabel="patches", title="Slicing feature")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def gallery(images: np.ndarray, captions: list[str], path: Path, title: str, cols: int = 8) -> np.ndarray:
+    """A grid of patches with a caption under each (e.g. index and probability)."""
+    rows = max(1, -(-len(images) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title if len(images) else f"{title}: none")
+    return _finish(fig, path)

@@ -1,0 +1,142 @@
+"""Inference on new patches with a run's stored normalization and decision threshold, plus a
+drift check of the input against the training data's intensity profile.
+
+Inputs: an HDF5 file with ``x`` (N, H, W, C) (uint8, or float 0..255 as in course copies), a
+``.npy`` array (N, H, W, C) or one image (H, W, C), or a folder of PNG/JPEG images.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from jaxpcam.data.stats import image_features
+from jaxpcam.errors import UserError
+from jaxpcam.evaluation.drift import DriftCheck, check_drift
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs
+from jaxpcam.training.tracking import log
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    names: list[str]  # one per image: its index, or its file name for a folder
+    batches: object  # () -> iterator of uint8 (B, H, W, C) batches
+
+
+def _as_uint8(block: np.ndarray) -> np.ndarray:
+    return block if block.dtype == np.uint8 else np.clip(block, 0, 255).astype(np.uint8)
+
+
+def _check_shape(shape: tuple, expected: tuple, source: Path) -> None:
+    if tuple(shape) != tuple(expected):
+        raise UserError(f"{source}: images are {tuple(shape)}, the model takes {tuple(expected)}")
+
+
+def _array_input(array, source: Path, expected: tuple, batch_size: int) -> Input:
+    if array.ndim == len(expected):
+        array = array[None]
+    _check_shape(array.shape[1:], expected, source)
+    if array.dtype.kind not in "uif":
+        raise UserError(f"{source}: expected numeric pixels, got dtype {array.dtype}")
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(array), batch_size):
+            yield _as_uint8(np.asarray(array[start : start + batch_size]))
+
+    return Input([str(i) for i in range(len(array))], batches)
+
+
+def _folder_input(folder: Path, expected: tuple, batch_size: int) -> Input:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    mode = "L" if expected[-1] == 1 else "RGB"
+
+    def load(path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert(mode), np.uint8)
+        except (OSError, UnidentifiedImageError) as err:
+            raise UserError(f"cannot read image {path}: {err}") from None
+        pixels = pixels[..., None] if mode == "L" else pixels
+        _check_shape(pixels.shape, expected, path)
+        return pixels
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(files), batch_size):
+            yield np.stack([load(p) for p in files[start : start + batch_size]])
+
+    return Input([p.name for p in files], batches)
+
+
+def open_input(path: Path, expected: tuple, batch_size: int) -> Input:
+    if path.is_dir():
+        return _folder_input(path, expected, batch_size)
+    if not path.is_file():
+        raise UserError(f"--input {path} does not exist")
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise UserError(f"cannot read {path} as a .npy array: {err}") from None
+        if array.dtype.kind == "f" and array.size and float(np.max(array[: min(len(array), 256)])) <= 1.0:
+            log(f"WARNING: {path} holds floats in 0..1; pixels are expected in 0..255 (they are clipped as such)")
+        return _array_input(array, path, expected, batch_size)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise UserError(f"cannot read {path} as HDF5 (or give a .npy file or a folder of PNG/JPEG): {err}") from None
+    if "x" not in handle:
+        raise UserError(f"{path} has no dataset 'x' (found: {sorted(handle.keys())})")
+    return _array_input(handle["x"], path, expected, batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictResult:
+    names: list[str]
+    probs: np.ndarray
+    threshold: float | None
+    drift: DriftCheck | None
+
+
+def predict_input(run: LoadedRun, source: Input, batch_size: int) -> PredictResult:
+    predict = run.predict_fn()
+    probs, features = [], []
+    for batch in source.batches():
+        probs.append(next(batched_probs(predict, [batch], batch_size)))
+        features.append(image_features(batch))
+    merged = {k: np.concatenate([f[k] for f in features]) for k in features[0]}
+    drift = check_drift(run.data_profile, merged) if run.data_profile else None
+    threshold = None
+    if run.num_classes == 1:
+        stored = run.stored_threshold()
+        if stored is None:
+            log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
+                "first); deciding at 0.5")  # fmt: skip
+        threshold = stored["value"] if stored else 0.5
+    return PredictResult(source.names, np.concatenate(probs).astype(np.float64), threshold, drift)
+
+
+def write_predictions(path: Path, result: PredictResult) -> None:
+    """CSV: name, probability, predicted (binary) or name, prob_<c>..., predicted; exact floats."""
+    if result.probs.ndim == 1:
+        header = "name,probability,predicted"
+        rows = (
+            f"{n},{p!r},{int(p >= result.threshold)}" for n, p in zip(result.names, result.probs.tolist(), strict=True)
+        )
+    else:
+        header = ",".join(["name", *(f"prob_{c}" for c in range(result.probs.shape[1])), "predicted"])
+        rows = (
+            ",".join([n, *map(repr, p), str(int(np.argmax(p)))])
+            for n, p in zip(result.names, result.probs.tolist(), strict=True)
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + "\n" + "\n".join(rows) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,50 @@
+"""``python -m jaxpcam.predict --workdir RUN --input FILE_OR_FOLDER --output preds.csv``
+
+Probabilities and decisions for new patches with the run's stored normalization and decision
+threshold; warns when the input's intensity statistics drift from the training data's.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from jaxpcam.cli import run_command
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m jaxpcam.predict", description=__doc__.split("\n\n")[1])
+    p.add_argument("--workdir", required=True, type=Path, help="the run directory (holds checkpoints/)")
+    p.add_argument("--input", required=True, type=Path, help="an .h5 with x, a .npy array, or a folder of PNG/JPEG")
+    p.add_argument("--output", required=True, type=Path, help="CSV to write")
+    p.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
+    p.add_argument("--batch_size", type=int, default=None, help="default: the run's data.eval_batch_size")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def command():
+        from jaxpcam.evaluation.loading import load_run
+        from jaxpcam.evaluation.predict import open_input, predict_input, write_predictions
+
+        run = load_run(args.workdir, args.checkpoint)
+        batch_size = args.batch_size or run.config.data.eval_batch_size
+        source = open_input(args.input, run.image_shape, batch_size)
+        result = predict_input(run, source, batch_size)
+        write_predictions(args.output, result)
+        if result.drift is None:
+            print("no training intensity profile in this checkpoint (trained before jaxpcam recorded one): "
+                  "drift check skipped", file=sys.stderr)  # fmt: skip
+        elif result.drift.drifted:
+            print(f"WARNING: {result.drift.message()}; predictions may be unreliable", file=sys.stderr)
+        else:
+            print(result.drift.message(), file=sys.stderr)
+        decided = "" if result.threshold is None else f" at threshold {result.threshold:.4f}"
+        print(f"wrote {len(result.names)} predictions{decided} (checkpoint step {run.step}) to {args.output}")
+
+    return run_command(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

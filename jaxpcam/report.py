@@ -1,0 +1,47 @@
+"""``python -m jaxpcam.report RUN_DIRS_OR_GLOBS... [--metrics a,b] [--champion METRIC]``
+
+One table across runs (e.g. seeds 42/43/44 of one config, or a sweep): each run's metrics, mean
+± std across runs and the champion, printed and written as Markdown and CSV.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from jaxpcam.cli import run_command
+from jaxpcam.evaluation.report import build_report, find_runs, to_csv, to_markdown
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m jaxpcam.report", description=__doc__.split("\n\n")[1])
+    p.add_argument("runs", nargs="+", help="run directories, globs (quoted), or folders holding runs")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics.jsonl keys (default by task)")
+    p.add_argument("--at", choices=("best", "final"), default="best", help="which epoch's val_* values")
+    p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="path prefix for .md and .csv (default: <common parent of the runs>/report)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def command():
+        runs = find_runs(args.runs)
+        metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
+        report = build_report(runs, metrics, args.at, args.champion)
+        markdown = to_markdown(report, args.at)
+        common = Path(os.path.commonpath([str(r) for r in runs]))
+        prefix = args.output or ((common if len(runs) > 1 else common.parent) / "report")
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{prefix}.md").write_text(markdown + "\n")
+        Path(f"{prefix}.csv").write_text(to_csv(report))
+        print(markdown)
+        print(f"\nwrote {prefix}.md and {prefix}.csv")
+
+    return run_command(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""evaluate / predict / report end to end on a tiny trained run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn import metrics as skm
+
+from conftest import run_main, tiny_overrides
+from jaxpcam import evaluate, predict, report
+from jaxpcam.evaluation.thresholds import choose_threshold
+
+PICTURES = ("roc", "pr", "confusion", "scores", "slice_feature", "false_negatives", "false_positives")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_pcam, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("evalrun") / "run"
+    result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(tiny_pcam)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def _csv(path):
+    return np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+
+
+def test_evaluate_valid_chooses_the_threshold_and_writes_everything(tiny_run, tmp_path):
+    slice_file = tmp_path / "my_slices.py"
+    slice_file.write_text("def reddish(images):\n    return images[..., 0].mean(axis=(1, 2)) > 215\n")
+    assert evaluate.main(["--workdir", str(tiny_run), "--slice", f"{slice_file}:reddish"]) == 0
+    out = tiny_run / "eval" / "valid"
+    result = json.loads((out / "metrics.json").read_text())
+    preds = _csv(out / "predictions.csv")
+    labels, probs = preds["label"], preds["probability"]
+    assert len(labels) == 96
+    assert result["model"]["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, probs), abs=1e-9)
+    assert result["model"]["pr_auc"] == pytest.approx(skm.average_precision_score(labels, probs), abs=1e-6)
+    stored = json.loads((tiny_run / "eval" / "threshold.json").read_text())
+    assert stored["value"] == result["threshold"]["value"]
+    assert stored["value"] == pytest.approx(choose_threshold(labels, probs).value, abs=1e-6)
+    assert (preds["predicted"] == (probs >= stored["value"])).all()
+    assert result["majority_baseline"]["roc_auc"] == 0.5
+    for name in PICTURES:
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+    slices = {row["slice"]: row for row in result["slices"]}
+    assert "reddish" in slices and any(name.startswith("dark") for name in slices)
+    with (
+        h5py.File(tiny_run.parent.parent / "pcam0" / "x", "r")
+        if False
+        else h5py.File(_data_dir(tiny_run) / "camelyonpatch_level_2_split_valid_x.h5", "r") as f
+    ):
+        expected = int((f["x"][..., 0].mean(axis=(1, 2)) > 215).sum())
+    assert slices["reddish"]["count"] == expected
+
+
+def _data_dir(workdir):
+    return Path(json.loads((workdir / "config.json").read_text())["config"]["data"]["dir"])
+
+
+def test_evaluate_test_applies_the_valid_threshold_unchanged(tiny_run):
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "valid"]) == 0
+    stored = json.loads((tiny_run / "eval" / "threshold.json").read_text())
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test", "--checkpoint", "latest"]) == 0
+    result = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
+    assert result["threshold"]["value"] == stored["value"] and result["threshold"]["chosen_on"] == "valid"
+    preds = _csv(tiny_run / "eval" / "test" / "predictions.csv")
+    assert (preds["predicted"] == (preds["probability"] >= stored["value"])).all()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "eval" / "test"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    assert "eval_test/roc_auc" in events.Tags()["scalars"]
+    assert {"eval_test/false_negatives", "eval_test/pr"} <= set(events.Tags()["images"])
+    assert "eval_test/pr_curve" in events.Tags()["tensors"]
+
+
+def test_evaluate_errors_are_one_line_and_keep_earlier_results(tiny_run, tmp_path, capsys):
+    assert evaluate.main(["--workdir", str(tiny_run)]) == 0
+    before = (tiny_run / "eval" / "valid" / "metrics.json").read_text()
+    bad = tmp_path / "bad.py"
+    bad.write_text("def broken(images):\n    return images[:1, 0, 0, 0] > 0\n")
+    capsys.readouterr()
+    assert evaluate.main(["--workdir", str(tiny_run), "--slice", f"{bad}:broken"]) == 2
+    err = capsys.readouterr().err
+    assert "returned shape" in err and "Traceback" not in err
+    assert (tiny_run / "eval" / "valid" / "metrics.json").read_text() == before
+    assert evaluate.main(["--workdir", str(tiny_run), "--checkpoint", "99999"]) == 2
+    assert "no checkpoint at step 99999" in capsys.readouterr().err
+    assert evaluate.main(["--workdir", str(tmp_path)]) == 2
+    assert "no checkpoints/ folder" in capsys.readouterr().err
+
+
+def test_predict_matches_evaluation_and_reads_h5_npy_and_png(tiny_run, tmp_path, capsys):
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test"]) == 0
+    evaluated = _csv(tiny_run / "eval" / "test" / "predictions.csv")
+    test_x = _data_dir(tiny_run) / "camelyonpatch_level_2_split_test_x.h5"
+    capsys.readouterr()
+    assert predict.main(["--workdir", str(tiny_run), "--input", str(test_x), "--output", str(tmp_path / "h5.csv")]) == 0
+    from_h5 = _csv(tmp_path / "h5.csv")
+    assert np.array_equal(from_h5["probability"], evaluated["probability"])
+    assert np.array_equal(from_h5["predicted"], evaluated["predicted"])
+
+    with h5py.File(test_x, "r") as f:
+        images = f["x"][:5]
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"patch_{i}.png")
+    assert predict.main(["--workdir", str(tiny_run), "--input", str(folder), "--output", str(tmp_path / "p.csv")]) == 0
+    from_png = _csv(tmp_path / "p.csv")
+    assert list(from_png["name"]) == [f"patch_{i}.png" for i in range(5)]
+    assert np.array_equal(from_png["probability"], evaluated["probability"][:5])
+
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 32, 32, 3), np.uint8))
+    capsys.readouterr()
+    assert predict.main(["--workdir", str(tiny_run), "--input", str(tmp_path / "wrong.npy"), "--output", "x.csv"]) == 2
+    assert "the model takes (96, 96, 3)" in capsys.readouterr().err
+
+
+def test_predict_warns_on_drifted_input_only(tiny_run, tmp_path, capsys):
+    train_x = _data_dir(tiny_run) / "camelyonpatch_level_2_split_train_x.h5"
+    with h5py.File(train_x, "r") as f:
+        images = f["x"][:64]
+    np.save(tmp_path / "same.npy", images)
+    np.save(tmp_path / "dark.npy", (images * 0.55).astype(np.uint8))  # another scanner's exposure
+    capsys.readouterr()
+    assert (
+        predict.main(["--workdir", str(tiny_run), "--input", str(tmp_path / "same.npy"), "--output", "/dev/null"]) == 0
+    )
+    assert "DRIFT WARNING" not in capsys.readouterr().err
+    assert (
+        predict.main(["--workdir", str(tiny_run), "--input", str(tmp_path / "dark.npy"), "--output", "/dev/null"]) == 0
+    )
+    assert "DRIFT WARNING" in capsys.readouterr().err
+
+
+def _fake_run(folder, seed, aucs, losses):
+    folder.mkdir(parents=True)
+    config = {"seed": seed, "experiment_name": "x", "model": {"name": "mlp", "num_classes": 1},
+              "checkpoint": {"best_metric": "val_roc_auc", "best_mode": "max"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps({"config": config}))
+    records = [
+        {"epoch": e + 1, "val_roc_auc": a, "val_f2": 0.5, "val_accuracy": 0.6, "val_loss": loss}
+        for e, (a, loss) in enumerate(zip(aucs, losses, strict=True))
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_report_across_seeds_gives_mean_std_and_champion(tmp_path, capsys):
+    _fake_run(tmp_path / "runs" / "seed42", 42, [0.7, 0.80, 0.75], [0.6, 0.5, 0.55])
+    _fake_run(tmp_path / "runs" / "seed43", 43, [0.9, 0.85], [0.4, 0.45])
+    _fake_run(tmp_path / "runs" / "seed44", 44, [0.85], [0.3])
+    assert report.main([str(tmp_path / "runs" / "seed*")]) == 0
+    csv = _csv(tmp_path / "runs" / "report.csv")
+    by_run = {row["run"]: row for row in csv}
+    assert by_run["seed42"]["val_roc_auc"] == 0.80 and by_run["seed42"]["best_epoch"] == 2
+    assert by_run["mean"]["val_roc_auc"] == pytest.approx(0.85)
+    assert by_run["std"]["val_roc_auc"] == pytest.approx(0.05)
+    assert bool(by_run["seed43"]["champion"]) and not bool(by_run["seed42"]["champion"])
+    markdown = (tmp_path / "runs" / "report.md").read_text()
+    assert "Champion by val_roc_auc (highest): seed43" in markdown and "0.8500 ± 0.0500" in markdown
+    assert report.main([str(tmp_path / "runs"), "--champion", "val_loss", "--output", str(tmp_path / "r")]) == 0
+    assert "Champion by val_loss (lowest): seed44" in (tmp_path / "r.md").read_text()
+    assert report.main([str(tmp_path / "nothing*")]) == 2
+
+
+def test_report_includes_evaluation_results(tiny_run, tmp_path):
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test"]) == 0
+    copy = tmp_path / "seed43"
+    shutil.copytree(tiny_run, copy)
+    assert report.main([str(tiny_run), str(copy), "--output", str(tmp_path / "r")]) == 0
+    csv = _csv(tmp_path / "r.csv")
+    evaluated = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
+    assert csv["test_roc_auc"][0] == pytest.approx(evaluated["model"]["roc_auc"])

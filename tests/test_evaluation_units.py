@@ -1,0 +1,133 @@
+"""Evaluation building blocks on small constructed arrays: metrics, threshold, slices, drift."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from jaxpcam.data.stats import image_features
+from jaxpcam.errors import UserError
+from jaxpcam.evaluation.drift import check_drift
+from jaxpcam.evaluation.metrics import binary_report, majority_baseline, multiclass_report, show
+from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
+from jaxpcam.evaluation.thresholds import choose_threshold
+
+
+def test_binary_report_agrees_with_scikit_learn_on_random_predictions():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    probs = np.clip(0.3 * labels + rng.random(500) * 0.7, 0, 1)
+    r = binary_report(labels, probs, threshold=0.6)
+    preds = probs >= 0.6
+    assert r["accuracy"] == skm.accuracy_score(labels, preds)
+    assert r["precision"] == skm.precision_score(labels, preds)
+    assert r["recall"] == skm.recall_score(labels, preds)
+    assert r["f1"] == skm.f1_score(labels, preds)
+    assert r["f2"] == skm.fbeta_score(labels, preds, beta=2)
+    assert r["balanced_accuracy"] == skm.balanced_accuracy_score(labels, preds)
+    assert r["roc_auc"] == skm.roc_auc_score(labels, probs)
+    assert r["pr_auc"] == skm.average_precision_score(labels, probs)
+    assert r["log_loss"] == pytest.approx(skm.log_loss(labels, probs), rel=1e-12)
+    assert r["brier"] == pytest.approx(np.mean((probs - labels) ** 2), rel=1e-12)
+    tn, fp, fn, tp = skm.confusion_matrix(labels, preds).ravel()
+    assert r["confusion_matrix"] == [[tn, fp], [fn, tp]]
+    assert (r["count"], r["positives"]) == (500, int(labels.sum()))
+
+
+def test_multiclass_report_agrees_with_scikit_learn():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 6, 300)
+    logits = rng.normal(size=(300, 6)) + 2.0 * np.eye(6)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    r = multiclass_report(labels, probs)
+    preds = probs.argmax(axis=1)
+    assert r["accuracy"] == skm.accuracy_score(labels, preds)
+    assert r["macro_f1"] == pytest.approx(skm.f1_score(labels, preds, average="macro"), rel=1e-12)
+    assert r["balanced_accuracy"] == skm.balanced_accuracy_score(labels, preds)
+    assert r["per_class"]["3"]["recall"] == pytest.approx(skm.recall_score(labels, preds, average=None)[3])
+    assert r["confusion_matrix"] == skm.confusion_matrix(labels, preds).tolist()
+    assert r["log_loss"] == pytest.approx(skm.log_loss(labels, probs), rel=1e-9)
+
+
+def test_undefined_metrics_are_nan_and_shown_as_undefined():
+    r = binary_report(np.zeros(4, int), np.array([0.1, 0.2, 0.3, 0.4]), 0.5)
+    assert math.isnan(r["roc_auc"]) and math.isnan(r["recall"]) and math.isnan(r["precision"])
+    assert show(r["roc_auc"]) == "undefined" and show(None) == "undefined" and show(0.0) == "0.0000"
+
+
+def test_majority_baseline_predicts_the_reference_majority():
+    probs = majority_baseline(np.array([1, 1, 1, 0]), np.array([0, 1, 0]), num_classes=1)
+    assert np.allclose(probs, 0.75)
+    r = binary_report(np.array([0, 1, 0]), probs, 0.5)
+    assert r["recall"] == 1.0 and r["accuracy"] == pytest.approx(1 / 3) and r["roc_auc"] == 0.5
+    multi = majority_baseline(np.array([2, 2, 0]), np.zeros(5, int), num_classes=3)
+    assert multi.shape == (5, 3) and (multi.argmax(axis=1) == 2).all()
+
+
+# F2 by threshold on this case: .1 -> .833, .2 -> .882, .4 -> .9375, .6 -> .667, .7 -> .714, .9 -> .385
+LABELS = np.array([0, 0, 0, 1, 1, 1])
+PROBS = np.array([0.1, 0.2, 0.6, 0.4, 0.7, 0.9])
+
+
+def test_f2_threshold_on_a_case_with_a_known_answer():
+    t = choose_threshold(LABELS, PROBS, "f2")
+    assert t.value == 0.4
+    assert (t.precision, t.recall) == (0.75, 1.0) and t.f2 == pytest.approx(0.9375)
+
+
+def test_recall_threshold_is_the_highest_reaching_the_target():
+    assert choose_threshold(LABELS, PROBS, "recall", target_recall=0.6).value == 0.7
+    assert choose_threshold(LABELS, PROBS, "recall", target_recall=1.0).value == 0.4
+    with pytest.raises(UserError, match="one class"):
+        choose_threshold(np.ones(3, int), np.array([0.1, 0.5, 0.9]))
+
+
+def test_slice_metrics_on_a_constructed_case():
+    labels = np.array([1, 1, 0, 0, 1, 0, 1, 0])
+    probs = np.array([0.9, 0.2, 0.1, 0.8, 0.7, 0.3, 0.6, 0.4])
+    brightness = np.array([10.0, 20, 30, 40, 200, 210, 230, 240])
+    masks = IntensitySlicing(dark_below=45.0, bright_above=225.0).masks(brightness)
+    rows = {r["slice"].split()[0]: r for r in slice_table(labels, probs, 0.5, masks)}
+    dark, bright, everything = rows["dark"], rows["bright"], rows["all"]
+    assert (dark["count"], dark["positives"], dark["accuracy"], dark["recall"]) == (4, 2, 0.5, 0.5)
+    assert dark["roc_auc"] == 0.75  # positives .9,.2 vs negatives .1,.8: 3 of 4 pairs ordered
+    assert (bright["count"], bright["positives"], bright["accuracy"]) == (2, 1, 1.0)
+    assert everything["accuracy"] == 0.75 and everything["recall"] == 0.75
+    assert dark["accuracy_gap"] == -0.25
+    one_class = slice_table(labels, probs, 0.5, {"negatives": labels == 0})[1]
+    assert math.isnan(one_class["roc_auc"]) and math.isnan(one_class["recall"])
+    assert show(one_class["roc_auc"]) == "undefined"
+
+
+def test_dark_slice_by_quantile():
+    feature = np.arange(100.0)
+    masks = IntensitySlicing(dark_quantile=0.1).masks(feature)
+    dark = next(m for name, m in masks.items() if name.startswith("dark"))
+    assert dark.sum() == 10 and dark[:10].all()
+
+
+def _tissue(rng, n, level):
+    return np.clip(rng.normal(level, 25, size=(n, 96, 96, 3)), 0, 255).astype(np.uint8)
+
+
+def test_drift_fires_on_shifted_input_and_not_on_in_distribution_input():
+    rng = np.random.default_rng(2)
+    train = np.concatenate([_tissue(rng, 40, level) for level in rng.uniform(150, 200, 10)])
+    features = image_features(train)
+    profile = {
+        "features": {
+            name: {
+                "mean": float(v.mean()),
+                "std": float(v.std()),
+                "quantiles": {"0.01": float(np.quantile(v, 0.01)), "0.99": float(np.quantile(v, 0.99))},
+            }
+            for name, v in features.items()
+        }
+    }
+    same = np.concatenate([_tissue(rng, 10, level) for level in rng.uniform(150, 200, 6)])
+    assert not check_drift(profile, image_features(same)).drifted
+    darker = np.clip(same.astype(np.int16) - 60, 0, 255).astype(np.uint8)  # a darker scanner
+    check = check_drift(profile, image_features(darker))
+    assert check.drifted and check.features["brightness"]["shift"] < -1.0
+    assert "DRIFT WARNING" in check.message()
