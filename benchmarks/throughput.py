@@ -1,0 +1,267 @@
+"""Training and inference throughput of a registered model, honestly measured.
+
+    python benchmarks/throughput.py                                   # mlp, train+forward, f32
+    python benchmarks/throughput.py --dtype bfloat16 --model cnn --batch-sizes 1,32,128
+    python benchmarks/throughput.py --source h5 --data-dir /path/to/pcam --num-workers 2
+
+synthetic: device-resident random uint8 batches, so it measures the compiled step alone.
+h5: the real Grain pipeline (balanced sampling, augmentation, batch reads) from PCAM files
+(the built-in sample when --data-dir is not given), so it measures end to end.
+
+Compilation is excluded from the timed part and reported on its own; every timed window ends
+with ``block_until_ready``; the train step donates the state as training does. Results: a
+table on stdout and, with --json, a JSON file. See benchmarks/README.md for how to read them.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from jaxpcam.config import DTYPES, base_config
+from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.models import MODELS, create_model
+from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.steps import jit_eval_step, jit_train_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+IMAGE_SHAPE = (96, 96, 3)
+
+
+def model_config(name: str):
+    """configs/<name>.py when it exists (the model as users train it), else the base config."""
+    path = REPO / "configs" / f"{name}.py"
+    if path.is_file():
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config()
+    config = base_config()
+    config.model.name = name
+    return config
+
+
+def peak_memory() -> dict:
+    """Device memory stats where the backend has them (GPU), else this process's peak RSS."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return {"kind": "device_peak_bytes", "bytes": int(stats["peak_bytes_in_use"])}
+    return {"kind": "process_peak_rss_bytes", "bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _timed_windows(run_steps, windows: int, steps: int, batch_size: int) -> dict:
+    seconds = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        run_steps(steps)  # ends with block_until_ready
+        seconds.append(time.perf_counter() - start)
+    rates = sorted(steps * batch_size / s for s in seconds)
+    return {
+        "images_per_second": statistics.median(rates),
+        "images_per_second_min": rates[0],
+        "images_per_second_max": rates[-1],
+        "step_ms": 1000 * statistics.median(seconds) / steps,
+        "windows": windows,
+        "steps_per_window": steps,
+    }
+
+
+def synthetic_batch(key, batch_size: int) -> dict:
+    k_img, k_lab = jax.random.split(key)
+    return {
+        "image": jax.random.randint(k_img, (batch_size, *IMAGE_SHAPE), 0, 256, jnp.int32).astype(jnp.uint8),
+        "label": jax.random.randint(k_lab, (batch_size,), 0, 2, jnp.int32),
+        "mask": jnp.ones((batch_size,), bool),
+    }
+
+
+def _host_batches(args, config, batch_size: int, train: bool):
+    from jaxpcam.data import open_split, resolve_data_dir
+
+    data_dir, _ = resolve_data_dir(args.data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
+    if train:
+        split = open_split(data_dir, "train")
+        return pipeline_lib.train_dataset(
+            split, batch_size=batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
+            num_workers=args.num_workers, prefetch=config.data.prefetch_batches,
+        )  # fmt: skip
+    split = open_split(data_dir, "valid")
+    return pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=args.num_workers)
+
+
+def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
+    model = create_model(config.model, dtype)
+    key = jax.random.key(0)
+    state = create_train_state(key, model, make_optimizer(config.training), fixed_normalization(), IMAGE_SHAPE)
+    batch = synthetic_batch(jax.random.key(1), batch_size)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+    start = time.perf_counter()
+    if mode == "train":
+        compiled = jit_train_step.lower(state, abstract, key).compile()
+    else:
+        compiled = jit_eval_step.lower(state, abstract).compile()
+    compile_s = time.perf_counter() - start
+
+    host = None
+    if args.source == "h5":
+        train = mode == "train"
+        host = iter(_host_batches(args, config, batch_size, True)) if train else _cycle(args, config, batch_size)
+    holder = {"state": state, "wait": 0.0}
+
+    def run_steps(n: int) -> None:
+        out = None
+        for _ in range(n):
+            b = batch
+            if host is not None:
+                t0 = time.perf_counter()
+                b = next(host)
+                holder["wait"] += time.perf_counter() - t0
+            if mode == "train":
+                holder["state"], out = compiled(holder["state"], b, key)
+            else:
+                out = compiled(holder["state"], b)
+        jax.block_until_ready((holder["state"], out))
+
+    run_steps(args.warmup)
+    holder["wait"] = 0.0
+    timing = _timed_windows(run_steps, args.windows, args.steps, batch_size)
+    total = args.windows * args.steps * timing["step_ms"] / 1000
+    result = {"mode": mode, "batch_size": batch_size, "dtype": dtype, "compile_s": compile_s, **timing}
+    if host is not None:
+        result["data_wait_fraction"] = min(holder["wait"] / total, 1.0) if total > 0 else 0.0
+    result["peak_memory"] = peak_memory()
+    return result
+
+
+def _cycle(args, config, batch_size: int):
+    """Evaluation batches over the valid split, again and again."""
+    while True:
+        yield from _host_batches(args, config, batch_size, False)
+
+
+def environment() -> dict:
+    device = jax.devices()[0]
+    return {
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def print_table(results: list[dict], env: dict) -> None:
+    print(f"\ndevice {env['device']} x{env['device_count']}, jax {env['jax']}, XLA_FLAGS='{env['xla_flags']}'")
+    head = f"{'model':6} {'source':9} {'mode':7} {'dtype':8} {'batch':>5} {'img/s':>9} {'(min-max)':>17} "
+    print(head + f"{'step ms':>9} {'compile s':>9} {'data wait':>9} {'peak MB':>8}")
+    for r in results:
+        spread = f"{r['images_per_second_min']:.0f}-{r['images_per_second_max']:.0f}"
+        wait = f"{r['data_wait_fraction']:.0%}" if "data_wait_fraction" in r else "-"
+        print(
+            f"{r['model']:6} {r['source']:9} {r['mode']:7} {r['dtype']:8} {r['batch_size']:>5} "
+            f"{r['images_per_second']:>9.1f} {spread:>17} {r['step_ms']:>9.2f} {r['compile_s']:>9.2f} "
+            f"{wait:>9} {r['peak_memory']['bytes'] / 2**20:>8.0f}"
+        )
+
+
+def low_precision_note(results: list[dict], env: dict) -> str | None:
+    """On CPU, compares each low-precision result with its float32 twin and says why."""
+    if not env["device"].startswith("cpu"):
+        return None
+    lines = []
+    by_key = {(r["mode"], r["batch_size"], r["dtype"]): r for r in results}
+    for r in results:
+        if r["dtype"] == "float32":
+            continue
+        ref = by_key.get((r["mode"], r["batch_size"], "float32"))
+        if ref is None:
+            continue
+        ratio = r["images_per_second"] / ref["images_per_second"]
+        verdict = "SLOWER" if ratio < 1 else "faster"
+        lines.append(f"{r['mode']} batch {r['batch_size']}: {r['dtype']} is {verdict} than float32 ({ratio:.2f}x)")
+    if not lines:
+        return None
+    why = (
+        "This CPU has no native bf16 matrix units (no AVX512-BF16/AMX), so XLA:CPU converts bf16/f16 "
+        "operands to f32, multiplies in f32 and converts back: extra work, no saving. Low precision "
+        "pays off on GPUs (tensor cores) and on CPUs with AMX."
+        if not _cpu_has_native_bf16()
+        else "This CPU has native bf16 instructions; XLA:CPU may still convert around some ops."
+    )
+    return "\n".join(["", "Low precision on CPU:", *(f"  {line}" for line in lines), f"  Why: {why}"])
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    p.add_argument("--mode", default="both", choices=("forward", "train", "both"))
+    p.add_argument("--batch-sizes", default="1,8,32,128,512")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="compute dtype (params and loss stay f32)")
+    p.add_argument("--source", default="synthetic", choices=("synthetic", "h5"))
+    p.add_argument("--data-dir", default=None, help="PCAM folder for --source h5 (default: the built-in sample)")
+    p.add_argument("--num-workers", type=int, default=0, help="Grain worker processes for --source h5")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    p.add_argument("--windows", type=int, default=5, help="timed windows (median and spread over them)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = p.parse_args(argv)
+    try:
+        args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        p.error(f"--batch-sizes: expected integers like 1,8,32, got {args.batch_sizes!r}")
+    if not args.batch_sizes or min(args.batch_sizes) < 1 or min(args.steps, args.windows) < 1 or args.warmup < 0:
+        p.error("batch sizes, --steps and --windows must be >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    config = model_config(args.model)
+    modes = ("train", "forward") if args.mode == "both" else (args.mode,)
+    dtypes = [args.dtype]
+    if args.dtype != "float32" and jax.devices()[0].platform == "cpu":
+        dtypes.append("float32")  # the reference the CPU note compares against
+    env = environment()
+    results = []
+    for mode in modes:
+        for batch_size in args.batch_sizes:
+            for dtype in dtypes:
+                r = bench_one(args, config, mode, batch_size, dtype)
+                r.update(model=args.model, source=args.source)
+                results.append(r)
+                print(f"# {mode} batch {batch_size} {dtype}: {r['images_per_second']:.1f} img/s", file=sys.stderr)
+    print_table(results, env)
+    note = low_precision_note(results, env)
+    if note:
+        print(note)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"environment": env, "argv": sys.argv[1:] if argv is None else argv, "results": results}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
