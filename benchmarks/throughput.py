@@ -97,7 +97,7 @@ def _host_batches(args, config, batch_size: int, train: bool):
             num_workers=args.num_workers, prefetch=config.data.prefetch_batches,
         )  # fmt: skip
     split = open_split(data_dir, "valid")
-    return pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=args.num_workers)
+    return pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=args.num_workers, repeat=True)
 
 
 def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
@@ -116,7 +116,7 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
     host = None
     if args.source == "h5":
         train = mode == "train"
-        host = iter(_host_batches(args, config, batch_size, True)) if train else _cycle(args, config, batch_size)
+        host = iter(_host_batches(args, config, batch_size, train))
     holder = {"state": state, "wait": 0.0}
 
     def run_steps(n: int) -> None:
@@ -142,12 +142,6 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
         result["data_wait_fraction"] = min(holder["wait"] / total, 1.0) if total > 0 else 0.0
     result["peak_memory"] = peak_memory()
     return result
-
-
-def _cycle(args, config, batch_size: int):
-    """Evaluation batches over the valid split, again and again."""
-    while True:
-        yield from _host_batches(args, config, batch_size, False)
 
 
 def environment() -> dict:

@@ -85,19 +85,19 @@ class TrainSampler(grain.MapDataset):
 
 
 class EvalSampler(grain.MapDataset):
-    """Position p -> (p, p): every record once, in file order."""
+    """Position p -> (p, p % size): every record once, in file order, ``passes`` times."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, passes: int = 1):
         super().__init__()
-        self._size = size
+        self._size, self._passes = size, passes
 
     def __len__(self) -> int:
-        return self._size
+        return self._size * self._passes
 
     def __getitem__(self, position):
         if isinstance(position, slice):
             return self.slice(position)
-        return position, position
+        return position, position % self._size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,9 +159,10 @@ def train_dataset(
     return _to_iter(batches, num_workers, prefetch)
 
 
-def eval_dataset(source: PcamSplit, *, batch_size: int, num_workers: int = 0, prefetch: int = 4):
-    """Every record once, in order, padded to full batches with a mask."""
-    batches = EvalSampler(len(source)).batch(batch_size, batch_fn=_stack_pairs)
+def eval_dataset(source: PcamSplit, *, batch_size: int, num_workers: int = 0, prefetch: int = 4, repeat: bool = False):
+    """Every record once, in order, padded to full batches with a mask (with ``repeat``, 1000
+    passes for benchmarks: one set of worker processes instead of one per pass)."""
+    batches = EvalSampler(len(source), 1000 if repeat else 1).batch(batch_size, batch_fn=_stack_pairs)
     return _to_iter(batches.map(LoadBatch(source, None, pad_to=batch_size)), num_workers, prefetch)
 
 

@@ -309,7 +309,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
         progress = Progress(best_epoch=epoch, best_value=value)
     step = int(state.step)
     run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
-    run.writer.scalars(step, {"perf/images_per_second": record["images_per_second"]})
+    run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     with _io_errors(run.workdir):
         run.writer.epoch(record)
     run.save(state, schedule, progress, tracking.json_safe(record))

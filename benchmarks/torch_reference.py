@@ -1,0 +1,179 @@
+"""The PyTorch baseline that jaxpcam replaces, measured on this machine for side-by-side ratios.
+
+Not a jaxpcam dependency: run it in an environment with torch (``pip install torch``).
+
+    python benchmarks/torch_reference.py --batch-sizes 128,512            # MLP train step + no_grad
+    python benchmarks/torch_reference.py --pipeline --data-dir DIR         # the seeds' full pipeline
+
+The model is the course MLP (27648 -> 512 -> 256 -> 1, ReLU, dropout 0.2) with Adam and
+BCEWithLogitsLoss; ``--model cnn`` is the seeds' 3-conv CNN. ``--pipeline`` trains end to end the
+way the seeds did: an h5py Dataset reading one index per __getitem__, WeightedRandomSampler, two
+DataLoader workers, random flips, ``(x / 255 - 0.5) / 0.5`` on the host.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+try:
+    import torch
+    from torch import nn
+except ImportError:
+    sys.exit("torch_reference.py needs PyTorch: pip install torch (it is not a jaxpcam dependency)")
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(27648, 512), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 1),
+    )  # fmt: skip
+
+
+def cnn() -> nn.Module:
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(
+        block(3, 32), block(32, 64), block(64, 128), nn.Flatten(), nn.Linear(128 * 12 * 12, 128), nn.ReLU(),
+        nn.Dropout(0.2), nn.Linear(128, 1),
+    )  # fmt: skip
+
+
+def _windows(step, steps: int, windows: int, batch_size: int) -> dict:
+    rates = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch_size / (time.perf_counter() - t0))
+    rates.sort()
+    return {"images_per_second": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+
+
+def bench_compute(model_name: str, batch_size: int, args) -> list[dict]:
+    torch.manual_seed(0)
+    model = mlp() if model_name == "mlp" else cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+    x = torch.rand(batch_size, 3, 96, 96) * 2 - 1
+    y = torch.randint(0, 2, (batch_size, 1)).float()
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    out = []
+    for mode, step in (("train", train_step), ("forward", forward)):
+        model.train(mode == "train")
+        for _ in range(args.warmup):
+            step()
+        r = _windows(step, args.steps, args.windows, batch_size)
+        out.append({"model": model_name, "mode": mode, "batch_size": batch_size, **r})
+        print(f"torch {model_name} {mode:7} batch {batch_size:4}: {r['images_per_second']:8.1f} img/s", flush=True)
+    return out
+
+
+class H5Dataset(torch.utils.data.Dataset):
+    """The seeds' dataset: one h5py read per index, the handle opened lazily per worker."""
+
+    def __init__(self, x_path, y_path):
+        import h5py
+
+        self.x_path = x_path
+        with h5py.File(y_path, "r") as f:
+            self.labels = f["y"][...].reshape(-1).astype("int64")
+        self.x = None
+        self.flip = True
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        import h5py
+
+        if self.x is None:
+            self.x = h5py.File(self.x_path, "r")["x"]
+        image = torch.from_numpy(self.x[i].astype("float32")).permute(2, 0, 1) / 255.0
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(2)
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(1)
+        return (image - 0.5) / 0.5, torch.tensor([float(self.labels[i])])
+
+
+def bench_pipeline(args) -> dict:
+    data_dir = Path(args.data_dir)
+    stem = data_dir / "camelyonpatch_level_2_split_train"
+    dataset = H5Dataset(f"{stem}_x.h5", f"{stem}_y.h5")
+    counts = torch.bincount(torch.from_numpy(dataset.labels))
+    weights = (1.0 / counts.float())[torch.from_numpy(dataset.labels)]
+    sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=128, sampler=sampler, num_workers=2)
+    torch.manual_seed(0)
+    model = mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+    images, t0 = 0, None
+    for i, (x, y) in enumerate(loader):
+        if i == 3:
+            t0, images = time.perf_counter(), 0
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        images += len(x)
+        if i == 3 + args.pipeline_steps:
+            break
+    rate = images / (time.perf_counter() - t0)
+    print(f"torch seeds' pipeline (h5py per index, WeightedRandomSampler, 2 workers): {rate:.0f} img/s")
+    stem = data_dir / "camelyonpatch_level_2_split_valid"
+    valid = H5Dataset(f"{stem}_x.h5", f"{stem}_y.h5")
+    valid.flip = False
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for x, _ in torch.utils.data.DataLoader(valid, batch_size=512, num_workers=2):
+            model(x)
+    eval_rate = len(valid) / (time.perf_counter() - t0)
+    print(f"torch seeds' evaluation over valid (no_grad, DataLoader 2 workers, batch 512): {eval_rate:.0f} img/s")
+    return [
+        {"mode": "pipeline_train", "batch_size": 128, "images_per_second": rate},
+        {"mode": "pipeline_eval", "batch_size": 512, "images_per_second": eval_rate},
+    ]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
+    p.add_argument("--batch-sizes", default="128,512")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--pipeline", action="store_true", help="also train end to end from --data-dir")
+    p.add_argument("--pipeline-steps", type=int, default=40)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    results = []
+    for batch_size in (int(b) for b in args.batch_sizes.split(",") if b.strip()):
+        results += bench_compute(args.model, batch_size, args)
+    if args.pipeline:
+        if not args.data_dir:
+            p.error("--pipeline needs --data-dir (e.g. ~/.cache/jaxpcam/pcam-sample-v1)")
+        results += bench_pipeline(args)
+    if args.json:
+        payload = {"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

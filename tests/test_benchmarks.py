@@ -1,0 +1,45 @@
+"""The benchmark scripts run and write valid JSON on a tiny setting (no timing is asserted)."""
+
+import importlib.util
+import json
+
+from conftest import REPO
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
+    throughput = _load("throughput")
+    out = tmp_path / "synthetic.json"
+    args = ["--batch-sizes", "1,4", "--steps", "2", "--windows", "2", "--warmup", "1", "--json", str(out)]
+    assert throughput.main([*args, "--dtype", "bfloat16"]) == 0
+    payload = json.loads(out.read_text())
+    assert {"device", "jax", "xla_flags"} <= payload["environment"].keys()
+    results = payload["results"]
+    seen = {(r["mode"], r["batch_size"], r["dtype"]) for r in results}
+    assert ("train", 1, "bfloat16") in seen and ("forward", 4, "float32") in seen  # f32 twin on CPU
+    for r in results:
+        assert r["images_per_second"] > 0 and r["compile_s"] > 0 and r["peak_memory"]["bytes"] > 0
+        assert r["images_per_second_min"] <= r["images_per_second"] <= r["images_per_second_max"]
+    assert "Low precision on CPU" in capsys.readouterr().out
+
+    out = tmp_path / "h5.json"
+    h5_args = ["--source", "h5", "--data-dir", str(tiny_pcam), "--batch-sizes", "8", "--steps", "2"]
+    assert throughput.main([*h5_args, "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert {r["mode"] for r in results} == {"train", "forward"}
+    assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in results)
+
+
+def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
+    data_pipeline = _load("data_pipeline")
+    out = tmp_path / "pipeline.json"
+    args = ["--data-dir", str(tiny_pcam), "--workers", "0", "--batch-size", "8", "--batches", "2", "--windows", "2"]
+    assert data_pipeline.main([*args, "--warmup", "1", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["workers"] == 0 and result["images_per_second"] > 0
