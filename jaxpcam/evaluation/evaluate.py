@@ -20,7 +20,7 @@ from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, load_run
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
-from jaxpcam.training.tracking import log, write_json_atomic
+from jaxpcam.training.tracking import json_ready, log, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +239,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     _write_predictions(partial / "predictions.csv", preds, threshold["value"] if binary else None)
-    write_json_atomic(partial / "metrics.json", metrics_lib.json_ready(result))
+    write_json_atomic(partial / "metrics.json", json_ready(result))
     _write_slices_csv(partial / "slices.csv", slices)
     galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
     images = _pictures(partial, split, preds, report, threshold, cuts, galleries)

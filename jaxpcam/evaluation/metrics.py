@@ -104,19 +104,6 @@ def majority_baseline(reference_labels: np.ndarray, labels: np.ndarray, num_clas
     return np.tile(prior[:num_classes], (len(labels), 1))
 
 
-def json_ready(value):
-    """NaN and infinities become None (JSON null), recursively; numpy scalars become floats."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def show(value, digits: int = 4) -> str:
     """A metric for people: 'undefined' for NaN/None rather than a misleading 0.0."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

@@ -312,7 +312,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     with _io_errors(run.workdir):
         run.writer.epoch(record)
-    run.save(state, schedule, progress, tracking.json_safe(record))
+    run.save(state, schedule, progress, tracking.json_ready(record))
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {lr_used:.3g}")
     return state, schedule, progress

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 import tensorboardX
 
 from jaxpcam.data.pcam import file_fingerprint
@@ -73,9 +74,18 @@ def write_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dic
     write_json_atomic(workdir / "config.json", {"config": config.to_dict(), "provenance": prov})
 
 
-def json_safe(record: dict) -> dict:
-    """NaN and infinities become null: JSON has no such numbers."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+def json_ready(value):
+    """NaN and infinities become None (JSON has no such numbers), recursively; numpy scalars
+    become Python numbers."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 class RunWriter:
@@ -91,7 +101,7 @@ class RunWriter:
 
     def epoch(self, record: dict) -> None:
         with open(self._jsonl, "a") as f:
-            f.write(json.dumps(json_safe(record)) + "\n")
+            f.write(json.dumps(json_ready(record)) + "\n")
 
     def close(self) -> None:
         self._tb.close()
