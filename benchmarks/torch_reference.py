@@ -42,12 +42,20 @@ def cnn() -> nn.Module:
     )  # fmt: skip
 
 
-def _windows(step, steps: int, windows: int, batch_size: int) -> dict:
+def _sync(device: str) -> None:
+    """CUDA launches are asynchronous: the clock may stop only after the GPU has finished."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _windows(step, steps: int, windows: int, batch_size: int, device: str = "cpu") -> dict:
     rates = []
     for _ in range(windows):
+        _sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        _sync(device)
         rates.append(steps * batch_size / (time.perf_counter() - t0))
     rates.sort()
     return {"images_per_second": statistics.median(rates), "min": rates[0], "max": rates[-1]}
@@ -55,11 +63,11 @@ def _windows(step, steps: int, windows: int, batch_size: int) -> dict:
 
 def bench_compute(model_name: str, batch_size: int, args) -> list[dict]:
     torch.manual_seed(0)
-    model = mlp() if model_name == "mlp" else cnn()
+    model = (mlp() if model_name == "mlp" else cnn()).to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
-    x = torch.rand(batch_size, 3, 96, 96) * 2 - 1
-    y = torch.randint(0, 2, (batch_size, 1)).float()
+    x = (torch.rand(batch_size, 3, 96, 96) * 2 - 1).to(args.device)
+    y = torch.randint(0, 2, (batch_size, 1)).float().to(args.device)
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
@@ -76,8 +84,8 @@ def bench_compute(model_name: str, batch_size: int, args) -> list[dict]:
         model.train(mode == "train")
         for _ in range(args.warmup):
             step()
-        r = _windows(step, args.steps, args.windows, batch_size)
-        out.append({"model": model_name, "mode": mode, "batch_size": batch_size, **r})
+        r = _windows(step, args.steps, args.windows, batch_size, args.device)
+        out.append({"model": model_name, "mode": mode, "batch_size": batch_size, "device": args.device, **r})
         print(f"torch {model_name} {mode:7} batch {batch_size:4}: {r['images_per_second']:8.1f} img/s", flush=True)
     return out
 
@@ -160,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline", action="store_true", help="also train end to end from --data-dir")
     p.add_argument("--pipeline-steps", type=int, default=40)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (eager, float32) for the compute benchmark")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     results = []

@@ -43,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.hidden_units = (512, 256)
     config.model.dropout_rate = 0.2
     config.model.num_classes = 1  # 1 = a single logit with sigmoid BCE; >= 2 = softmax CE
-    config.model.conv_features = (32, 64, 128)  # used by 'cnn'
+    config.model.conv_features = (32, 64, 128)  # 'cnn': conv widths; 'resnet': stage widths
+    config.model.resnet_blocks = (2, 2, 2, 2)  # 'resnet': basic blocks per stage (2,2,2,2 = ResNet-18)
 
     config.training = ml_collections.ConfigDict()
     config.training.epochs = 5
@@ -113,6 +114,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "a non-empty tuple of positive integers",
         m.conv_features,
     )
+    if m.name == "resnet":
+        _require(
+            len(m.resnet_blocks) == len(m.conv_features) and all(int(b) >= 1 for b in m.resnet_blocks),
+            "model.resnet_blocks",
+            f"{len(m.conv_features)} positive integers, one per model.conv_features stage",
+            m.resnet_blocks,
+        )
 
     _require(t.epochs >= 1, "training.epochs", "an integer >= 1", t.epochs)
     _require(t.optimizer in OPTIMIZERS, "training.optimizer", f"one of {OPTIMIZERS}", t.optimizer)

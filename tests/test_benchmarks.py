@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import re
+import subprocess
 
 from conftest import REPO
 
@@ -28,6 +30,13 @@ def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
         assert r["images_per_second_min"] <= r["images_per_second"] <= r["images_per_second_max"]
     assert "Low precision on CPU" in capsys.readouterr().out
 
+    assert _load("results_table").main([str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| float32 img/s | bfloat16 img/s | bfloat16/f32 |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| mlp | synthetic | train | 1 |"))
+    by = {(r["mode"], r["batch_size"], r["dtype"]): r["images_per_second"] for r in results}
+    assert f"{by[('train', 1, 'bfloat16')] / by[('train', 1, 'float32')]:.2f}x" in row
+
     out = tmp_path / "h5.json"
     h5_args = ["--source", "h5", "--data-dir", str(tiny_pcam), "--batch-sizes", "8", "--steps", "2"]
     assert throughput.main([*h5_args, "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
@@ -43,3 +52,11 @@ def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
     assert data_pipeline.main([*args, "--warmup", "1", "--json", str(out)]) == 0
     (result,) = json.loads(out.read_text())["results"]
     assert result["workers"] == 0 and result["images_per_second"] > 0
+
+
+def test_gpu_table_script_parses_and_calls_existing_scripts():
+    script = REPO / "benchmarks" / "gpu_table.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    called = set(re.findall(r'"\$here/(\w+\.py)"', script.read_text()))
+    assert called >= {"throughput.py", "results_table.py", "torch_reference.py", "cnn_parity.py", "data_pipeline.py"}
+    assert all((REPO / "benchmarks" / name).is_file() for name in called)

@@ -16,8 +16,8 @@ def _load(name):
 
 
 def test_shipped_configs_are_valid_and_have_the_contract_keys():
-    mlp, cnn = _load("mlp"), _load("cnn")
-    for config in (mlp, cnn):
+    mlp, cnn, resnet = _load("mlp"), _load("cnn"), _load("resnet")
+    for config in (mlp, cnn, resnet):
         validate(config)
     assert mlp.model.hidden_units == (512, 256) and mlp.model.dropout_rate == 0.2
     assert mlp.training.optimizer == "adam" and mlp.training.learning_rate == 1e-3
@@ -45,6 +45,13 @@ def test_bad_values_name_the_key(key, value, message):
     section, name = key.split(".")
     config[section][name] = value
     with pytest.raises(UserError, match=message):
+        validate(config)
+
+
+def test_resnet_needs_one_block_count_per_stage():
+    config = _load("resnet")
+    config.model.resnet_blocks = (2, 2, 2)
+    with pytest.raises(UserError, match=r"model\.resnet_blocks: expected 4 positive integers"):
         validate(config)
 
 

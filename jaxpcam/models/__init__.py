@@ -5,6 +5,7 @@ import ml_collections
 
 from jaxpcam.models.cnn import CNN
 from jaxpcam.models.mlp import MLP
+from jaxpcam.models.resnet import ResNet
 
 
 def _mlp(cfg: ml_collections.ConfigDict, dtype) -> MLP:
@@ -15,7 +16,11 @@ def _cnn(cfg: ml_collections.ConfigDict, dtype) -> CNN:
     return CNN(tuple(cfg.conv_features), tuple(cfg.hidden_units), cfg.dropout_rate, cfg.num_classes, dtype)
 
 
-MODELS = {"mlp": _mlp, "cnn": _cnn}
+def _resnet(cfg: ml_collections.ConfigDict, dtype) -> ResNet:
+    return ResNet(tuple(cfg.conv_features), tuple(cfg.resnet_blocks), cfg.num_classes, dtype)
+
+
+MODELS = {"mlp": _mlp, "cnn": _cnn, "resnet": _resnet}
 
 
 def create_model(model_config: ml_collections.ConfigDict, dtype: str = "float32"):
