@@ -101,27 +101,43 @@ class EvalSampler(grain.MapDataset):
 
 
 @dataclasses.dataclass(frozen=True)
-class LoadBatch:
-    """Reads and (optionally) augments one batch of (position, index) rows.
+class ProcessRows:
+    """A global batch of (position, index) rows -> the rows this process reads.
 
-    ``pad_to`` pads short batches with zeros and sets ``mask`` False there, so evaluation keeps
-    a single compiled shape.
+    ``pad_to`` first pads a short (last) batch with rows at position -1, which LoadBatch masks
+    out, so evaluation keeps one compiled shape and the padding lands where it would with one
+    process.
     """
+
+    rows: slice | None = None
+    pad_to: int | None = None
+
+    def __call__(self, pairs: np.ndarray) -> np.ndarray:
+        if self.pad_to and len(pairs) < self.pad_to:
+            pad = np.tile(np.asarray([[-1, 0]], pairs.dtype), (self.pad_to - len(pairs), 1))
+            pairs = np.concatenate([pairs, pad])
+        return pairs if self.rows is None else pairs[self.rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadBatch:
+    """Reads and (optionally) augments one batch of (position, index) rows; rows at position -1
+    are padding: zero images with ``mask`` False."""
 
     source: PcamSplit
     augment_seed: int | None = None
-    pad_to: int | None = None
 
     def __call__(self, pairs: np.ndarray) -> dict:
         positions, indices = pairs[:, 0], pairs[:, 1]
+        mask = positions >= 0
         images = self.source.read(indices)
         if self.augment_seed is not None:
             images = apply_dihedral(images, dihedral_codes(self.augment_seed, positions))
-        batch = {"image": images, "label": self.source.labels[indices], "mask": np.ones(len(indices), bool)}
-        if self.pad_to and len(indices) < self.pad_to:
-            pad = self.pad_to - len(indices)
-            batch = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
-        return batch
+        labels = self.source.labels[indices]
+        if not mask.all():
+            images[~mask] = 0
+            labels = np.where(mask, labels, 0).astype(labels.dtype)
+        return {"image": images, "label": labels, "mask": mask}
 
 
 def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grain.IterDataset:
@@ -150,20 +166,33 @@ def train_dataset(
     num_workers: int = 0,
     prefetch: int = 4,
     start_step: int = 0,
+    rows: slice | None = None,
 ) -> grain.IterDataset:
-    """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch."""
+    """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch.
+
+    ``batch_size`` is the global batch; ``rows`` (multi-process) the part of it this process reads.
+    """
     per_epoch = steps_per_epoch(len(source), batch_size) * batch_size
     sampler = TrainSampler(source.labels, data_seed, per_epoch, epochs, balanced)
     batches = sampler.batch(batch_size, drop_remainder=True, batch_fn=_stack_pairs)
-    batches = batches.slice(slice(start_step, None)).map(LoadBatch(source, augment_seed))
+    batches = batches.slice(slice(start_step, None)).map(ProcessRows(rows)).map(LoadBatch(source, augment_seed))
     return _to_iter(batches, num_workers, prefetch)
 
 
-def eval_dataset(source: PcamSplit, *, batch_size: int, num_workers: int = 0, prefetch: int = 4, repeat: bool = False):
+def eval_dataset(
+    source: PcamSplit,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    prefetch: int = 4,
+    repeat: bool = False,
+    rows: slice | None = None,
+):
     """Every record once, in order, padded to full batches with a mask (with ``repeat``, 1000
     passes for benchmarks: one set of worker processes instead of one per pass)."""
     batches = EvalSampler(len(source), 1000 if repeat else 1).batch(batch_size, batch_fn=_stack_pairs)
-    return _to_iter(batches.map(LoadBatch(source, None, pad_to=batch_size)), num_workers, prefetch)
+    batches = batches.map(ProcessRows(rows, pad_to=batch_size)).map(LoadBatch(source))
+    return _to_iter(batches, num_workers, prefetch)
 
 
 def steps_per_epoch(num_records: int, batch_size: int) -> int:

@@ -22,6 +22,7 @@ from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
 from jaxpcam.training import checkpoint, resume, tracking
 from jaxpcam.training.checkpoint import Progress
+from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary, to_host
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.schedules import ScheduleState, init_schedule, update_schedule
 from jaxpcam.training.state import (
@@ -50,13 +51,17 @@ class EvalResult:
     metrics: dict[str, float]
 
 
-def evaluate(state: TrainState, split, batch_size: int, num_workers: int = 0) -> EvalResult:
-    """Mean loss (float64 sum over real examples) and metrics over every record of ``split``."""
+def evaluate(state: TrainState, split, batch_size: int, num_workers: int, parallel: DataParallel) -> EvalResult:
+    """Mean loss (float64 sum over real examples) and metrics over every record of ``split``;
+    each process reads its rows of each batch, and every process gets the same numbers."""
     losses, probs = [], []
-    for batch in pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=num_workers):
-        out = jax.device_get(jit_eval_step(state, batch))
-        losses.append(out.loss[batch["mask"]])
-        probs.append(out.probs[batch["mask"]])
+    batch_size = parallel.eval_batch_size(batch_size)
+    rows = parallel.local_rows(batch_size)
+    for local in pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=num_workers, rows=rows):
+        batch = parallel.global_batch(local)
+        out, mask = to_host((jit_eval_step(state, batch), batch["mask"]))
+        losses.append(out.loss[mask])
+        probs.append(out.probs[mask])
     loss = float(np.concatenate(losses).astype(np.float64).mean())
     return EvalResult(loss, classification_metrics(split.labels, np.concatenate(probs)))
 
@@ -83,6 +88,7 @@ class _Run:
     workdir: Path
     writer: tracking.RunWriter
     manager: ocp.CheckpointManager
+    parallel: DataParallel
     train_fn: object
     dropout_key: jax.Array
     steps_per_epoch: int
@@ -101,6 +107,13 @@ class _Run:
             f"epoch {epoch}/{self.config.training.epochs} step {in_epoch}/{self.steps_per_epoch} (global {step}) "
             f"loss {loss:.4f} {rate * self.config.data.batch_size:.0f} img/s eta {tracking.format_duration(eta)}"
         )
+
+    def stop_requested(self, at_sync_point: bool) -> bool:
+        """Whether to stop now. With several processes all must stop at the same step, so the
+        flag is agreed on (one tiny all-gather) only at the points where metrics sync anyway."""
+        if jax.process_count() == 1:
+            return self.stop.requested
+        return at_sync_point and any_process(self.stop.requested)
 
     def save(self, state, schedule, progress, metrics=None) -> None:
         with _checkpoint_errors(self.workdir):
@@ -179,16 +192,17 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
 
     while step < epoch_end:
         before = time.perf_counter()
-        batch = next(batches)
+        batch = run.parallel.global_batch(next(batches))
         wait += time.perf_counter() - before
         state, metrics = run.train_fn(state, batch, run.dropout_key)
         pending.append(metrics)
         step += 1
-        stop_now = run.stop.requested and step < epoch_end  # read once: a signal may land at any time
+        sync_point = len(pending) >= t.log_every_steps
+        stop_now = run.stop_requested(sync_point) and step < epoch_end  # read once: a signal may land any time
         mid_epoch_save = stop_now or (
             step < epoch_end and c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0
         )
-        if len(pending) >= t.log_every_steps or step == epoch_end or mid_epoch_save:
+        if sync_point or step == epoch_end or mid_epoch_save:
             flush()
         if mid_epoch_save:
             run.save(state, schedule, dataclasses.replace(progress, epoch_losses=tuple(losses), epoch_skipped=skipped))
@@ -210,14 +224,17 @@ def _start(config, workdir: Path, like: TrainState, manager, start_fresh: bool):
     Refuses unsafe resumes; with ``start_fresh`` archives the earlier run and reopens the manager."""
     if start_fresh:
         manager.close()
-        resume.archive_run(workdir, log)
+        if is_primary():
+            resume.archive_run(workdir, log)
+        barrier("archived earlier run")
         manager = checkpoint.open_manager(workdir, config.checkpoint)
     restored = resume.restore_latest(manager, like, workdir, log)
     if restored is None:
         resume.check_no_orphaned_results(workdir)
         return manager, like, init_schedule(config.training), Progress(), None
     resume.check_resumable(restored.config, config, workdir)
-    tracking.keep_epochs(workdir, restored.schedule.epochs_done)
+    if is_primary():
+        tracking.keep_epochs(workdir, restored.schedule.epochs_done)
     log(f"resuming from checkpoint step {restored.step} (epoch {restored.schedule.epochs_done} done)")
     return manager, restored.state, restored.schedule, restored.progress, restored.step
 
@@ -229,6 +246,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the run directory {workdir}: {err.strerror or err}") from None
+    parallel = DataParallel.over_all_devices()
+    parallel.check_batch_size(config.data.batch_size)
     streams = make_streams(config.seed)
     data = open_training_data(config.data, streams.data_seed, log)
     train, valid = data.train, data.valid
@@ -243,13 +262,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     model = create_model(config.model, config.training.dtype)
     norm = _normalization(config, data, data.image_shape[-1])
     fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
-    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters, devices {jax.devices()}")
+    fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
+    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
+    log(_devices_line(parallel, config.data.batch_size))
     with _io_errors(workdir):
         manager = checkpoint.open_manager(workdir, config.checkpoint)
     manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
     provenance = tracking.provenance(data.files, data.source)
     provenance["data"]["filter"] = data.filter
-    tracking.write_run_config(workdir, config, provenance)
+    if is_primary():
+        tracking.write_run_config(workdir, config, provenance)
     batches = iter(
         pipeline_lib.train_dataset(
             train,
@@ -261,20 +283,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
             num_workers=config.data.num_workers,
             prefetch=config.data.prefetch_batches,
             start_step=int(state.step),
+            rows=parallel.local_rows(config.data.batch_size),
         )
     )
-    writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1)
+    writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary())
     with StopRequest() as stop:
+        dropout_key = parallel.replicate(streams.dropout)
+        abstract_batch = parallel.abstract_batch(config.data.batch_size, data.image_shape)
         run = _Run(
-            config, workdir, writer, manager, _compiled_train_step(state, config, streams.dropout, data.image_shape),
-            streams.dropout, steps_per_epoch, stop, int(state.step), intensity_profile(train),
+            config, workdir, writer, manager, parallel,
+            _compiled_train_step(state, config, dropout_key, abstract_batch),
+            dropout_key, steps_per_epoch, stop, int(state.step), intensity_profile(train),
         )  # fmt: skip
         try:
             for epoch in range(int(state.step) // steps_per_epoch + 1, config.training.epochs + 1):
                 state, schedule, progress = _train_and_validate_epoch(
                     run, state, schedule, progress, batches, epoch, valid
                 )
-                if stop.requested:  # arrived during the epoch's last step or evaluation: saved above
+                if run.stop_requested(at_sync_point=True):  # arrived in the epoch's last step or evaluation
                     raise run.stopped(int(state.step))
         finally:
             run.wait_for_saves()
@@ -289,7 +315,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     c = run.config
     lr_used = schedule.lr
     state, train_summary = _run_epoch(run, state, schedule, progress, batches, epoch)
-    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers)
+    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers, run.parallel)
     record = {
         "epoch": epoch,
         "step": int(state.step),
@@ -302,7 +328,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
         "data_wait_fraction": train_summary["data_wait_fraction"],
     }
     schedule = update_schedule(schedule, c.training, val.loss)
-    state = state.with_learning_rate(schedule.lr)
+    state = state.with_learning_rate(run.parallel.replicate(np.float32(schedule.lr)))  # laid out like the state
     value = record.get(c.checkpoint.best_metric)
     progress = Progress(best_epoch=progress.best_epoch, best_value=progress.best_value)
     if _is_better(value, progress.best_value, c.checkpoint.best_mode):
@@ -318,13 +344,17 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     return state, schedule, progress
 
 
-def _compiled_train_step(state, config, dropout_key, image_shape):
+def _devices_line(parallel: DataParallel, batch_size: int) -> str:
+    devices = f"{parallel.num_devices} {jax.devices()[0].platform.upper()} device(s)"
+    if jax.process_count() > 1:
+        devices += f" in {jax.process_count()} processes (this is process {jax.process_index()})"
+    if parallel.num_devices == 1:
+        return f"devices: {devices} {jax.devices()}"
+    return f"data parallel over {devices}: global batch {batch_size}, {batch_size // parallel.num_devices} per device"
+
+
+def _compiled_train_step(state, config, dropout_key, batch):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
-    batch = {
-        "image": jax.ShapeDtypeStruct((config.data.batch_size, *image_shape), np.uint8),
-        "label": jax.ShapeDtypeStruct((config.data.batch_size,), np.int32),
-        "mask": jax.ShapeDtypeStruct((config.data.batch_size,), np.bool_),
-    }
     start = time.perf_counter()
     skip = config.training.nan_policy == "skip"
     compiled = jit_train_step.lower(state, batch, dropout_key, skip_nonfinite=skip).compile()

@@ -24,6 +24,9 @@ _PACKAGES = (
 
 
 def log(message: str) -> None:
+    """A timestamped line on stderr; in a multi-process job only process 0 speaks."""
+    if jax.distributed.is_initialized() and jax.process_index() != 0:
+        return
     print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
@@ -89,22 +92,30 @@ def json_ready(value):
 
 
 class RunWriter:
-    """TensorBoard event files plus ``metrics.jsonl`` (one JSON object per epoch) in the workdir."""
+    """TensorBoard event files plus ``metrics.jsonl`` (one JSON object per epoch) in the workdir.
 
-    def __init__(self, workdir: Path, purge_step: int | None = None):
-        self._tb = tensorboardX.SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30)
+    ``enabled=False`` (processes other than 0 of a multi-process job) writes nothing.
+    """
+
+    def __init__(self, workdir: Path, purge_step: int | None = None, enabled: bool = True):
+        self._tb = tensorboardX.SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30) if enabled else None
         self._jsonl = workdir / "metrics.jsonl"
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self._tb is None:
+            return
         for tag, value in values.items():
             self._tb.add_scalar(tag, value, step)
 
     def epoch(self, record: dict) -> None:
+        if self._tb is None:
+            return
         with open(self._jsonl, "a") as f:
             f.write(json.dumps(json_ready(record)) + "\n")
 
     def close(self) -> None:
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def read_metrics(workdir: Path) -> list[dict]:
