@@ -4,7 +4,6 @@ Parses flags and hands over to :func:`jaxpcam.training.loop.train_and_evaluate`;
 or a failed run ends with one line on stderr and a non-zero exit code, not a traceback.
 """
 
-import importlib.util
 import os
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxpcam.cli import parse_flags
 from jaxpcam.errors import RunFailed, Stopped, UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
@@ -20,57 +20,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<ex
 _START_FRESH = flags.DEFINE_bool(
     "start_fresh", False, "Move an earlier run in --workdir to <workdir>/archive/<time>/ and start over."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process: host:port of process 0 (not needed under srun, which JAX detects)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes in all.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index, 0..num_processes-1.")
 flags.mark_flags_as_required(["config"])
-
-
-def _load_config_file(argv: list[str]):
-    """The config named by --config in argv, loaded directly (absl has not loaded it yet)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        elif arg == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-        else:
-            continue
-        try:
-            spec = importlib.util.spec_from_file_location("_jaxpcam_config", path.split(":", 1)[0])
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module.get_config()
-        except Exception:
-            return None
-    return None
-
-
-def _unknown_key_message(argv: list[str]) -> str | None:
-    """For --config.a.b=v naming no key of the loaded config: which key, and what exists there."""
-    config = _load_config_file(argv)
-    if config is None:
-        return None
-    for arg in argv[1:]:
-        if not arg.startswith("--config."):
-            continue
-        path = arg[len("--config.") :].split("=", 1)[0].split(".")
-        node = config
-        for depth, part in enumerate(path):
-            if not hasattr(node, "keys") or part not in node:
-                where = ".".join(path[:depth]) or "the config"
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a section)"
-                return f"unknown config key {'.'.join(path)}: {where} has {known}"
-            node = node[part]
-    return None
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but a config key that does not exist is one line and exit code 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
-        print(f"error: {err}", file=sys.stderr)
-    except (AttributeError, KeyError) as err:
-        message = _unknown_key_message(argv)
-        print(f"error: {message or f'bad config override: {err}'}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _drop_orbax_background_reports(record) -> bool:
@@ -80,7 +35,9 @@ def _drop_orbax_background_reports(record) -> bool:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from jaxpcam.training.loop import default_workdir, train_and_evaluate  # after flag parsing: jax is slow to import
+    # after flag parsing: jax is slow to import
+    from jaxpcam.training.loop import default_workdir, train_and_evaluate
+    from jaxpcam.training.parallel import initialize_processes
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO
@@ -99,6 +56,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:
+        initialize_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         train_and_evaluate(config, workdir, start_fresh=_START_FRESH.value)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -53,7 +53,7 @@ class RunRow:
     values: dict[str, float]
 
 
-def _read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
+def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
     config = json.loads((path / "config.json").read_text())["config"] if (path / "config.json").is_file() else {}
     records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if not records:
@@ -97,7 +97,7 @@ class Report:
 def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, champion_metric: str | None) -> Report:
     rows, used = [], None
     for path in runs:
-        row, used = _read_run(path, metrics, at)
+        row, used = read_run(path, metrics, at)
         rows.append(row)
     root = Path(os.path.commonpath([r.name for r in rows])) if len(rows) > 1 else Path(rows[0].name).parent
     rows = [dataclasses.replace(r, name=os.path.relpath(r.name, root)) for r in rows]

@@ -1,0 +1,111 @@
+"""A sweep's summary: every point with its status, hyper-parameters, best and final metrics and
+the champion (Markdown + CSV), and TensorBoard HParams data per finished point."""
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import tensorboardX
+from tensorboardX.summary import hparams as hparams_summaries
+
+from jaxpcam.evaluation.metrics import show
+from jaxpcam.evaluation.report import BINARY_METRICS, MULTICLASS_METRICS, lower_is_better, read_run
+from jaxpcam.grid import Point
+from jaxpcam.training import tracking
+
+STATUS_FILE = "sweep_point.json"
+HPARAMS_SUFFIX = ".hparams"
+
+
+def point_status(point: Point, run_dir: Path) -> str:
+    """'done' (all epochs in metrics.jsonl), 'failed'/'stopped' (the last attempt's outcome),
+    'partial' (some epochs or checkpoints, e.g. killed), or 'not started'."""
+    epochs = len(tracking.read_metrics(run_dir))
+    if epochs >= point.config.training.epochs:
+        return "done"
+    status_file = run_dir / STATUS_FILE
+    if status_file.is_file():
+        last = json.loads(status_file.read_text()).get("status")
+        if last in ("failed", "stopped"):
+            return last
+    return "partial" if epochs or (run_dir / "checkpoints").is_dir() else "not started"
+
+
+def write_status(point: Point, run_dir: Path, status: str, error: str | None = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"index": point.index, "name": point.name, "values": point.hparams, "status": status, "error": error}
+    tracking.write_json_atomic(run_dir / STATUS_FILE, payload)
+
+
+def _metric_names(point: Point) -> tuple[str, ...]:
+    return MULTICLASS_METRICS if point.config.model.num_classes > 1 else BINARY_METRICS
+
+
+def point_metrics(point: Point, run_dir: Path) -> dict[str, float | None]:
+    """best_<metric> (at the run's best epoch by its checkpoint.best_metric) and final_<metric>."""
+    if not tracking.read_metrics(run_dir):
+        return {}
+    names = _metric_names(point)
+    best, _ = read_run(run_dir, names, "best")
+    final, _ = read_run(run_dir, names, "final")
+    return {
+        **{f"best_{m}": best.values.get(m) for m in names},
+        "best_epoch": best.info["best_epoch"],
+        **{f"final_{m}": final.values.get(m) for m in names},
+    }
+
+
+def write_hparams(point: Point, run_dir: Path) -> None:
+    """One HParams session in the run's own folder, so TensorBoard's HParams tab (table and
+    parallel coordinates) lines up every point of the sweep under ``--logdir SWEEP_DIR``."""
+    for old in run_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
+        old.unlink()
+    metrics = {f"hparams/{k}": v for k, v in point_metrics(point, run_dir).items() if _finite(v)}
+    experiment, start, end = hparams_summaries(point.hparams, metrics)
+    with tensorboardX.SummaryWriter(str(run_dir), filename_suffix=HPARAMS_SUFFIX) as writer:
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, 0)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def summarize(points: list[Point], run_dirs: list[Path], champion_metric: str) -> tuple[str, str, Point | None]:
+    """(markdown, csv, champion point). ``champion_metric`` is a best_*/final_* column."""
+    rows = []
+    for point, run_dir in zip(points, run_dirs, strict=True):
+        rows.append((point, point_status(point, run_dir), point_metrics(point, run_dir)))
+    metric_cols = list(dict.fromkeys(k for _, _, m in rows for k in m))
+    keys = list(dict.fromkeys(k for p in points for k in p.values))
+    candidates = [
+        (p, m[champion_metric]) for p, status, m in rows if status == "done" and _finite(m.get(champion_metric))
+    ]
+    sign = -1.0 if lower_is_better(champion_metric) else 1.0
+    champion = max(candidates, key=lambda c: sign * c[1])[0] if candidates else None
+
+    head = ["index", "status", *keys, *metric_cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow([*head, "champion"])
+    for point, status, metrics in rows:
+        values = [point.hparams.get(k, "") for k in keys]
+        shown = [show(metrics.get(c)) if c in metrics else "-" for c in metric_cols]
+        mark = " **(champion)**" if point is champion else ""
+        lines.append("| " + " | ".join([f"{point.index}{mark}", status, *map(str, values), *shown]) + " |")
+        raw = [metrics.get(c) if _finite(metrics.get(c)) else "" for c in metric_cols]
+        writer.writerow([point.index, status, *values, *raw, str(point is champion).lower()])
+    done = sum(status == "done" for _, status, _ in rows)
+    direction = "lowest" if lower_is_better(champion_metric) else "highest"
+    verdict = (
+        f"Champion by {champion_metric} ({direction}): point {champion.index}, {champion.name}"
+        if champion
+        else f"No champion yet: no finished point has {champion_metric}"
+    )
+    footer = f"{done}/{len(rows)} points done. {verdict}. best_* at each run's best epoch, final_* at its last."
+    return "\n".join([*lines, "", footer]), table.getvalue(), champion

@@ -1,0 +1,123 @@
+"""``python -m jaxpcam.sweep --config configs/sweep_mlp.py (--list | --index I | --all | --summary)``
+
+--list     the points, their run directories and status, and how many there are
+--index I  runs point I (0-based; a SLURM array task passes $SLURM_ARRAY_TASK_ID)
+--all      runs every point in sequence here
+--summary  only (re)writes the summary
+
+Points run in ``--sweep_dir`` (default runs/<experiment_name>), one directory per point named by
+its values. A finished point is skipped, an unfinished one resumes from its latest checkpoint,
+a failed point (e.g. a diverging learning rate) is recorded and the others go on. After each
+point, SWEEP_DIR/summary.md and summary.csv are rewritten (every point, best and final metrics,
+the champion) and the point's HParams data is written for TensorBoard.
+``--config.x=y`` overrides apply to the base config of every point.
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxpcam.cli import parse_flags
+from jaxpcam.errors import RunFailed, Stopped, UserError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A sweep file: get_config() and get_sweep().")
+_LIST = flags.DEFINE_bool("list", False, "Print the points and exit.")
+_INDEX = flags.DEFINE_integer("index", None, "Run only this point (0-based), e.g. $SLURM_ARRAY_TASK_ID.")
+_ALL = flags.DEFINE_bool("all", False, "Run every point in sequence.")
+_SUMMARY = flags.DEFINE_bool("summary", False, "Only write the summary of what has run so far.")
+_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Where the points run; default runs/<experiment_name>.")
+_CHAMPION = flags.DEFINE_string(
+    "champion", None, "Summary column that picks the champion (default best_<best_metric>)."
+)
+flags.mark_flags_as_required(["config"])
+
+
+def _log(message: str) -> None:
+    from jaxpcam.training.tracking import log
+
+    log(f"sweep: {message}")
+
+
+def write_summary(points, sweep_dir: Path, champion: str) -> str:
+    from jaxpcam.evaluation.sweep_report import summarize
+    from jaxpcam.training.tracking import write_json_atomic
+
+    markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("summary.md", markdown + "\n"), ("summary.csv", table)):
+        tmp = sweep_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(sweep_dir / name)  # array tasks finish concurrently: readers never see half a file
+    write_json_atomic(sweep_dir / "sweep.json", {"points": [{"index": p.index, **p.hparams} for p in points]})
+    return markdown
+
+
+def run_point(point, sweep_dir: Path) -> str:
+    """Trains one point (skipping it when finished); returns its status afterwards."""
+    from jaxpcam.evaluation.sweep_report import point_status, write_hparams, write_status
+    from jaxpcam.training.loop import train_and_evaluate
+
+    run_dir = sweep_dir / point.name
+    status = point_status(point, run_dir)
+    if status == "done":
+        _log(f"point {point.index} ({point.name}) is done: skipped")
+        return status
+    _log(f"point {point.index} ({point.name}): {'resuming' if status == 'partial' else 'starting'} in {run_dir}")
+    write_status(point, run_dir, "running")
+    try:
+        train_and_evaluate(point.config, run_dir)
+    except (RunFailed, UserError) as err:  # one point's failure never stops the others
+        write_status(point, run_dir, "failed", str(err))
+        _log(f"point {point.index} failed: {err}")
+        return "failed"
+    except Stopped as err:
+        write_status(point, run_dir, "stopped", str(err))
+        raise
+    write_status(point, run_dir, "done")
+    write_hparams(point, run_dir)
+    return "done"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from jaxpcam.cli import quiet_libraries
+    from jaxpcam.evaluation.sweep_report import point_status
+    from jaxpcam.grid import load_sweep, points
+
+    quiet_libraries()
+    try:
+        chosen = [_LIST.value, _ALL.value, _SUMMARY.value, _INDEX.value is not None]
+        if sum(chosen) != 1:
+            raise UserError("choose one of --list, --index I, --all, --summary")
+        base = _CONFIG.value
+        sweep_points = points(base, load_sweep(config_flags.get_config_filename(flags.FLAGS["config"])))
+        sweep_dir = Path(_SWEEP_DIR.value or Path("runs") / base.experiment_name)
+        champion = _CHAMPION.value or f"best_{base.checkpoint.best_metric}"
+        if _LIST.value:
+            for p in sweep_points:
+                print(f"{p.index:3d}  {point_status(p, sweep_dir / p.name):11}  {sweep_dir / p.name}")
+            print(f"{len(sweep_points)} points in {sweep_dir}")
+            return
+        if _INDEX.value is not None and not 0 <= _INDEX.value < len(sweep_points):
+            raise UserError(f"--index {_INDEX.value}: the sweep has points 0..{len(sweep_points) - 1}")
+        todo = [] if _SUMMARY.value else sweep_points if _ALL.value else [sweep_points[_INDEX.value]]
+        statuses = [run_point(p, sweep_dir) for p in todo]
+        markdown = write_summary(sweep_points, sweep_dir, champion)
+        if _ALL.value or _SUMMARY.value:
+            print(markdown)
+        _log(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Stopped as err:
+        print(f"stopped on {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    if "failed" in statuses:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
