@@ -1,5 +1,6 @@
 """The SLURM script: valid bash, only real paths and flags, and SIGTERM -> checkpoint -> requeue."""
 
+import json
 import os
 import re
 import signal
@@ -10,20 +11,91 @@ import time
 from conftest import REPO, tiny_overrides
 
 SCRIPT = REPO / "launch" / "slurm_train.sh"
+SCRIPTS = sorted((REPO / "launch").rglob("*.sh"))
+# sbatch's long options (man sbatch) that the scripts may use; a typo is not silently ignored.
+SBATCH_OPTIONS = {
+    "job-name", "partition", "account", "gpus", "gpus-per-node", "gpus-per-task", "nodes", "ntasks",
+    "ntasks-per-node", "cpus-per-task", "mem", "mem-per-cpu", "time", "signal", "requeue", "open-mode",
+    "output", "error", "array", "exclusive", "constraint", "qos",
+}  # fmt: skip
 
 
-def test_script_is_valid_bash_and_uses_existing_paths_and_flags():
-    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
-    text = SCRIPT.read_text()
-    for path in set(re.findall(r"(?:configs|launch)/[\w./-]+\.(?:py|sh)", text)):
-        assert (REPO / path).is_file(), path
-    from absl import flags
+def _module_flags(module: str) -> set[str]:
+    code = f"import {module}, absl.flags as f; print(' '.join(f.FLAGS))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return set(out.stdout.split())
 
-    from jaxpcam import main  # noqa: F401 - defines the flags
 
-    used = set(re.findall(r'jaxpcam\.main ((?:--\w+ "?\$?\w+"? ?)+)', text)[0].split())
-    for flag in (u[2:] for u in used if u.startswith("--")):
-        assert flag in flags.FLAGS, flag
+def _config_key_exists(dotted: str) -> bool:
+    from jaxpcam.config import base_config
+
+    node = base_config()
+    for part in dotted.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_scripts_are_valid_bash_and_use_existing_paths_options_and_flags():
+    assert len(SCRIPTS) >= 10  # lib, generic, and 1-GPU/multi-GPU/multi-node/sweep for two clusters
+    flags = {"jaxpcam.main": _module_flags("jaxpcam.main"), "jaxpcam.sweep": _module_flags("jaxpcam.sweep")}
+    calls = {"jaxpcam_train": "jaxpcam.main", "jaxpcam_sweep_task": "jaxpcam.sweep"}
+    for script in SCRIPTS:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        text = script.read_text()
+        for path in set(re.findall(r"(?:configs|launch)/[\w./-]+\.(?:py|sh)", text)):
+            assert (REPO / path).is_file(), f"{script.name}: {path}"
+        for option in re.findall(r"^#SBATCH --([\w-]+)", text, re.MULTILINE):
+            assert option in SBATCH_OPTIONS, f"{script.name}: #SBATCH --{option}"
+        commands = re.findall(r"-m (jaxpcam\.\w+)((?:[^\n]*\\\n)*[^\n]*)", text)
+        commands += [
+            (calls[f], rest)
+            for f, rest in re.findall(
+                r"^\s*(?:LAUNCHER=.* )?(jaxpcam_train|jaxpcam_sweep_task)( .*)$", text, re.MULTILINE
+            )
+        ]
+        for module, rest in commands:
+            for flag in re.findall(r"(?<![\w-])--([\w.]+)", rest):
+                if flag.startswith("config."):
+                    assert _config_key_exists(flag[len("config.") :]), f"{script.name}: --{flag}"
+                else:
+                    assert flag in flags[module], f"{script.name}: {module} has no --{flag}"
+    lib = (REPO / "launch" / "lib.sh").read_text()
+    assert "-m jaxpcam.main" in lib and "-m jaxpcam.sweep" in lib and "--index" in lib
+
+
+def _fake_slurm_bin(tmp_path):
+    """scontrol records its calls; srun runs its command (dropping its own options) here."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    (fake_bin / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (fake_bin / "srun").write_text('#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    for tool in ("scontrol", "srun"):
+        (fake_bin / tool).chmod(0o755)
+    return fake_bin, calls
+
+
+def test_multinode_script_stages_data_records_the_environment_and_trains(tiny_pcam, tmp_path):
+    fake_bin, _ = _fake_slurm_bin(tmp_path)
+    workdir, stage = tmp_path / "run", tmp_path / "node-local"
+    env = {
+        **os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "77", "PYTHON": sys.executable,
+        "JAX_PLATFORMS": "cpu", "WORKDIR": str(workdir), "DATA": str(tiny_pcam), "STAGE_DIR": str(stage),
+    }  # fmt: skip
+    overrides = [o for o in tiny_overrides(tiny_pcam) if not o.startswith("--config.data.dir")]
+    script = REPO / "launch" / "snellius" / "train_multinode.sh"
+    args = [*overrides, "--config.training.epochs=1", "--config.data.num_workers=0"]  # after the script's 16
+    result = subprocess.run(["bash", str(script), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert sorted(p.name for p in stage.iterdir()) == sorted(p.name for p in tiny_pcam.glob("camelyonpatch_*"))
+    config = json.loads((workdir / "config.json").read_text())["config"]
+    assert config["data"]["dir"] == str(stage) and config["data"]["num_workers"] == 0
+    environment = (workdir / "environment-77.txt").read_text()
+    assert "# job 77 restart 0" in environment and "jax==" in environment
+    assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_sigterm_makes_training_checkpoint_and_the_job_requeue(tiny_pcam, tmp_path):

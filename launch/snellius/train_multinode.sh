@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Snellius-like NVIDIA cluster: 2 nodes x 4 GPUs, one process per node started by srun; each
+# process reads only its rows of every global batch; process 0 logs; checkpoints are collective.
+#   DATA=$HOME/pcam CONFIG=configs/resnet.py sbatch launch/snellius/train_multinode.sh --config.data.batch_size=1024
+#SBATCH --job-name=jaxpcam-multinode
+#SBATCH --partition=gpu_h100
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=4
+#SBATCH --cpus-per-task=64
+#SBATCH --time=04:00:00
+#SBATCH --signal=B:TERM@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=slurm-%x-%j.out
+set -euo pipefail
+cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/../..}"
+source launch/lib.sh
+# Snellius 2024 software stack (check `module avail Python`); the jax[cuda12] wheels in the
+# venv bring their own CUDA libraries, so no CUDA module is needed.
+module load 2024 Python/3.12.3-GCCcore-13.3.0 2>/dev/null || echo "module load failed: using ${VENV:-.venv}"
+
+LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=16 "$@"
