@@ -86,7 +86,7 @@ def test_multinode_script_stages_data_records_the_environment_and_trains(tiny_pc
     }  # fmt: skip
     overrides = [o for o in tiny_overrides(tiny_pcam) if not o.startswith("--config.data.dir")]
     script = REPO / "launch" / "snellius" / "train_multinode.sh"
-    args = [*overrides, "--config.training.epochs=1", "--config.data.num_workers=0"]  # after the script's 16
+    args = [*overrides, "--config.training.epochs=1", "--config.data.num_workers=0"]  # after the script's 8
     result = subprocess.run(["bash", str(script), *args], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

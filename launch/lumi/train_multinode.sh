@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# LUMI-like AMD cluster: 2 full nodes x 8 GCDs, one process per node started by srun.
+# LUMI-like AMD cluster: 2 full nodes x 8 GCDs, one process per GCD started by srun (JAX's
+# SLURM detection gives process i of a node GCD i).
 #   CONTAINER=... DATA=... sbatch --account=project_X launch/lumi/train_multinode.sh --config.data.batch_size=2048
 #SBATCH --job-name=jaxpcam-multinode
 #SBATCH --partition=standard-g
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=1
+#SBATCH --ntasks-per-node=8
 #SBATCH --gpus-per-node=8
-#SBATCH --cpus-per-task=56
+#SBATCH --cpus-per-task=7
 #SBATCH --exclusive
 #SBATCH --time=04:00:00
 #SBATCH --signal=B:TERM@120
@@ -28,4 +29,4 @@ STAGE_DIR=${STAGE_DIR:-/tmp/${USER}-jaxpcam-data}
 export MIOPEN_USER_DB_PATH=/tmp/${USER}-miopen-${SLURM_JOB_ID:-local}
 export MIOPEN_CUSTOM_CACHE_DIR=$MIOPEN_USER_DB_PATH
 
-LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=24 "$@"
+LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=6 "$@"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Snellius-like NVIDIA cluster: 2 nodes x 4 GPUs, one process per node started by srun; each
-# process reads only its rows of every global batch; process 0 logs; checkpoints are collective.
+# Snellius-like NVIDIA cluster: 2 nodes x 4 GPUs, one process per GPU started by srun (JAX's
+# SLURM detection gives process i of a node GPU i); each process reads only its rows of every
+# global batch; process 0 logs; checkpoints are collective.
 #   DATA=$HOME/pcam CONFIG=configs/resnet.py sbatch launch/snellius/train_multinode.sh --config.data.batch_size=1024
 #SBATCH --job-name=jaxpcam-multinode
 #SBATCH --partition=gpu_h100
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=1
+#SBATCH --ntasks-per-node=4
 #SBATCH --gpus-per-node=4
-#SBATCH --cpus-per-task=64
+#SBATCH --cpus-per-task=16
 #SBATCH --time=04:00:00
 #SBATCH --signal=B:TERM@120
 #SBATCH --requeue
@@ -20,4 +21,4 @@ source launch/lib.sh
 # venv bring their own CUDA libraries, so no CUDA module is needed.
 module load 2024 Python/3.12.3-GCCcore-13.3.0 2>/dev/null || echo "module load failed: using ${VENV:-.venv}"
 
-LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=16 "$@"
+LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=8 "$@"
