@@ -67,6 +67,7 @@ def parse_args(argv):
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--warmup", type=int, default=3, help="untimed batches (worker start-up, page cache)")
     p.add_argument("--prefetch", type=int, default=4)
+    p.add_argument("--in-memory", action="store_true", help="data.in_memory: hold the split in RAM (workers 0 only)")
     p.add_argument("--no-device", dest="device", action="store_false", help="stop at host batches")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -80,8 +81,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     data_dir, _ = resolve_data_dir(args.data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
     split = open_split(data_dir, "train")
+    if args.in_memory:
+        if any(args.workers):
+            sys.exit("--in-memory works with --workers 0 only (workers would each copy the split)")
+        split.load_into_memory()
     results = [bench_workers(split, w, args) for w in args.workers]
-    print(f"\ninput pipeline, {data_dir} train ({len(split)} images), batch {args.batch_size}, "
+    where = "in RAM" if args.in_memory else "from H5"
+    print(f"\ninput pipeline, {data_dir} train ({len(split)} images, {where}), batch {args.batch_size}, "
           f"{'to device + normalize' if args.device else 'host only'}")  # fmt: skip
     print(f"{'workers':>7} {'img/s':>9} {'(min-max)':>15} {'startup s':>10}")
     for r in results:

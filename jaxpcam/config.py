@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 512
     config.data.num_workers = 0  # Grain worker processes; 0 reads in this process with threads
     config.data.prefetch_batches = 4
+    config.data.in_memory = False  # PCAM: read train+valid into RAM once (7.9 GB for full PCAM); needs num_workers=0
     config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
     config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
     config.data.augment = True  # random flips and 90 degree rotations, training only
@@ -89,6 +90,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(d.num_workers >= 0, "data.num_workers", "an integer >= 0", d.num_workers)
     _require(d.prefetch_batches >= 1, "data.prefetch_batches", "an integer >= 1", d.prefetch_batches)
     _require(d.dataset in DATASETS, "data.dataset", f"one of {DATASETS}", d.dataset)
+    _require(
+        not (d.in_memory and d.num_workers > 0),
+        "data.num_workers",
+        "0 with data.in_memory=True (each worker process would hold its own copy of the split)",
+        d.num_workers,
+    )
     _require(0 < d.valid_fraction < 1, "data.valid_fraction", "a value in (0, 1)", d.valid_fraction)
     _require(len(d.digits) >= 2 and len(set(d.digits)) == len(d.digits), "data.digits", "2+ distinct digits", d.digits)
     if d.dataset == "digits":

@@ -127,3 +127,10 @@ def test_bad_data_files_end_the_run_with_one_line_and_exit_2(tmp_path, tiny_pcam
     assert result.returncode == 2
     assert "error: " in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_in_memory_data_needs_the_main_process_reader():
+    config = base_config()
+    config.data.in_memory, config.data.num_workers = True, 2
+    with pytest.raises(UserError, match=r"data\.num_workers: expected 0 with data\.in_memory=True"):
+        validate(config)

@@ -39,6 +39,13 @@ def test_same_seed_gives_bit_identical_metrics_and_another_seed_does_not(twin_ru
     assert a != c
 
 
+def test_holding_the_data_in_memory_changes_nothing_but_speed(twin_runs, tiny_pcam, tmp_path):
+    root, _ = twin_runs
+    log = _train(tmp_path / "ram", tiny_pcam, **{"data.in_memory": True})
+    assert "data.in_memory: train and valid held in RAM" in log.stderr
+    assert _metrics(tmp_path / "ram") == _metrics(root / "a")
+
+
 def test_metrics_jsonl_has_the_contract_fields(twin_runs):
     root, _ = twin_runs
     record = json.loads((root / "a" / "metrics.jsonl").read_text().splitlines()[0])

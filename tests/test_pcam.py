@@ -79,3 +79,15 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
     x_path.write_bytes(x_path.read_bytes()[:100])
     with pytest.raises(UserError, match="corrupt or truncated"):
         open_split(tmp_path, "train")
+
+
+def test_in_memory_reads_equal_h5_reads_and_never_travel_to_workers(tiny_pcam):
+    on_disk, in_memory = open_split(tiny_pcam, "train"), open_split(tiny_pcam, "train")
+    in_memory.load_into_memory(block=100)  # blocks that do not divide the split
+    indices = np.random.default_rng(0).integers(0, len(on_disk), 64)
+    indices[:3] = [5, 5, len(on_disk) - 1]
+    np.testing.assert_array_equal(in_memory.read(indices), on_disk.read(indices))
+    assert in_memory.nbytes == len(in_memory) * 96 * 96 * 3
+    pickle.dumps(on_disk)
+    with pytest.raises(RuntimeError, match="num_workers=0"):
+        pickle.dumps(in_memory)

@@ -71,6 +71,11 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
     data_dir, source = resolve_data_dir(data_config.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
+    if data_config.in_memory:
+        for split in (train, valid):
+            split.load_into_memory()
+        gib = (train.nbytes + valid.nbytes) / 2**30
+        log(f"data.in_memory: train and valid held in RAM ({gib:.2f} GiB); reads are memory copies")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
             f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip

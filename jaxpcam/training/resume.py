@@ -24,6 +24,7 @@ RESUMABLE_KEYS = frozenset(
         "training.log_every_steps",
         "data.num_workers",
         "data.prefetch_batches",
+        "data.in_memory",
         "data.eval_batch_size",
         "checkpoint.keep",
         "checkpoint.every_steps",
