@@ -75,12 +75,21 @@ jaxpcam_run_requeueable() {
         wait "$child" || status=$?
     fi
     if [ "$status" -eq 143 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-        local job=${SLURM_JOB_ID}
-        [ -n "${SLURM_ARRAY_JOB_ID:-}" ] && job="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
-        echo "checkpointed on SIGTERM: requeueing job $job"
-        scontrol requeue "$job"
+        echo "checkpointed on SIGTERM: requeueing job $(jaxpcam_job_tag)"
+        scontrol requeue "$(jaxpcam_job_tag)"
     fi
     return "$status"
+}
+
+# What every job does before it starts Python: choose the interpreter (PY), stage the data,
+# record the environment in DIR; DATA_FLAG is the --config.data.dir override, if any.
+jaxpcam_prepare() {
+    jaxpcam_python
+    jaxpcam_stage_data
+    jaxpcam_write_environment "$1"
+    DATA_FLAG=()
+    [ -n "${DATA:-}" ] && DATA_FLAG=(--config.data.dir="$DATA")
+    return 0
 }
 
 # Trains CONFIG (default configs/mlp.py) in WORKDIR, extra arguments passed on (--config.x=y).
@@ -89,14 +98,11 @@ jaxpcam_run_requeueable() {
 jaxpcam_train() {
     CONFIG=${CONFIG:-configs/mlp.py}
     WORKDIR=${WORKDIR:-runs/slurm/${SLURM_JOB_NAME:-jaxpcam}-$(jaxpcam_job_tag)}
-    jaxpcam_python
-    jaxpcam_stage_data
-    jaxpcam_write_environment "$WORKDIR"
-    local launcher=() data_flag=()
+    jaxpcam_prepare "$WORKDIR"
+    local launcher=()
     read -r -a launcher <<< "${LAUNCHER:-}"
-    [ -n "${DATA:-}" ] && data_flag=(--config.data.dir="$DATA")
     jaxpcam_run_requeueable ${launcher[@]+"${launcher[@]}"} "${PY[@]}" -m jaxpcam.main \
-        --config "$CONFIG" --workdir "$WORKDIR" ${data_flag[@]+"${data_flag[@]}"} "$@"
+        --config "$CONFIG" --workdir "$WORKDIR" ${DATA_FLAG[@]+"${DATA_FLAG[@]}"} "$@"
 }
 
 # One point of SWEEP (default configs/sweep_mlp.py) per array task: --array=0-(points-1),
@@ -105,11 +111,7 @@ jaxpcam_sweep_task() {
     SWEEP=${SWEEP:-configs/sweep_mlp.py}
     SWEEP_DIR=${SWEEP_DIR:-runs/$(basename "$SWEEP" .py)}
     : "${SLURM_ARRAY_TASK_ID:?submit as an array job: sbatch --array=0-17 ...}"
-    jaxpcam_python
-    jaxpcam_stage_data
-    jaxpcam_write_environment "$SWEEP_DIR"
-    local data_flag=()
-    [ -n "${DATA:-}" ] && data_flag=(--config.data.dir="$DATA")
+    jaxpcam_prepare "$SWEEP_DIR"
     jaxpcam_run_requeueable "${PY[@]}" -m jaxpcam.sweep --config "$SWEEP" --index "$SLURM_ARRAY_TASK_ID" \
-        --sweep_dir "$SWEEP_DIR" ${data_flag[@]+"${data_flag[@]}"} "$@"
+        --sweep_dir "$SWEEP_DIR" ${DATA_FLAG[@]+"${DATA_FLAG[@]}"} "$@"
 }

@@ -16,9 +16,6 @@
 #SBATCH --output=slurm-%x-%j.out
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/../..}"
-source launch/lib.sh
-# Snellius 2024 software stack (check `module avail Python`); the jax[cuda12] wheels in the
-# venv bring their own CUDA libraries, so no CUDA module is needed.
-module load 2024 Python/3.12.3-GCCcore-13.3.0 2>/dev/null || echo "module load failed: using ${VENV:-.venv}"
+source launch/snellius/env.sh
 
 LAUNCHER="srun --kill-on-bad-exit=1" jaxpcam_train --config.data.num_workers=8 "$@"
