@@ -42,14 +42,12 @@ def _log(message: str) -> None:
 
 def write_summary(points, sweep_dir: Path, champion: str) -> str:
     from jaxpcam.evaluation.sweep_report import summarize
-    from jaxpcam.training.tracking import write_json_atomic
+    from jaxpcam.training.tracking import write_json_atomic, write_text_atomic
 
     markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("summary.md", markdown + "\n"), ("summary.csv", table)):
-        tmp = sweep_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(sweep_dir / name)  # array tasks finish concurrently: readers never see half a file
+    write_text_atomic(sweep_dir / "summary.md", markdown + "\n")  # array tasks finish concurrently
+    write_text_atomic(sweep_dir / "summary.csv", table)
     write_json_atomic(sweep_dir / "sweep.json", {"points": [{"index": p.index, **p.hparams} for p in points]})
     return markdown
 

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,12 @@ def run_main(args: list[str], env_extra: dict | None = None, timeout: int = 300)
         text=True,
         timeout=timeout,
     )
+
+
+TIMING_FIELDS = {"images_per_second", "data_wait_fraction"}
+
+
+def metrics_without_timing(workdir: Path) -> list[dict]:
+    """metrics.jsonl without the fields that measure speed (they differ between equal runs)."""
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines]

@@ -8,20 +8,13 @@ import orbax.checkpoint as ocp
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_main, tiny_overrides
-
-TIMING_FIELDS = {"images_per_second", "data_wait_fraction"}
+from conftest import metrics_without_timing, run_main, tiny_overrides
 
 
 def _train(workdir: Path, data: Path, **extra):
     result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(data, **extra)])
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-def _metrics(workdir: Path) -> list[dict]:
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +26,7 @@ def twin_runs(tiny_pcam, tmp_path_factory):
 
 def test_same_seed_gives_bit_identical_metrics_and_another_seed_does_not(twin_runs):
     root, _ = twin_runs
-    a, b, c = _metrics(root / "a"), _metrics(root / "b"), _metrics(root / "c")
+    a, b, c = metrics_without_timing(root / "a"), metrics_without_timing(root / "b"), metrics_without_timing(root / "c")
     assert len(a) == 2 and [r["epoch"] for r in a] == [1, 2]
     assert a == b
     assert a != c
@@ -43,7 +36,7 @@ def test_holding_the_data_in_memory_changes_nothing_but_speed(twin_runs, tiny_pc
     root, _ = twin_runs
     log = _train(tmp_path / "ram", tiny_pcam, **{"data.in_memory": True})
     assert "data.in_memory: train and valid held in RAM" in log.stderr
-    assert _metrics(tmp_path / "ram") == _metrics(root / "a")
+    assert metrics_without_timing(tmp_path / "ram") == metrics_without_timing(root / "a")
 
 
 def test_metrics_jsonl_has_the_contract_fields(twin_runs):
@@ -77,7 +70,7 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     assert files["camelyonpatch_level_2_split_train_x.h5"]["fingerprint"].startswith("sampled-blake2b:")
 
 
-def test_checkpoint_alone_holds_params_config_and_metrics(twin_runs):
+def test_checkpoint_alone_holds_params_config_andmetrics_without_timing(twin_runs):
     root, _ = twin_runs
     manager = ocp.CheckpointManager((root / "a" / "checkpoints").resolve())
     assert manager.all_steps() == [8, 16]
@@ -103,7 +96,7 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_longer_run(tiny_pcam
     _train(short, tiny_pcam)
     result = _train(short, tiny_pcam, **{"training.epochs": 3})
     assert "resuming from checkpoint step 16" in result.stderr
-    assert _metrics(short) == _metrics(tmp_path / "long")
+    assert metrics_without_timing(short) == metrics_without_timing(tmp_path / "long")
 
 
 def test_resuming_with_a_different_config_is_refused(twin_runs, tiny_pcam):

@@ -5,7 +5,6 @@ the loss mean sum in another order, so metrics agree to ~1e-7 relative here; the
 rtol 1e-5 (the documented tolerance), and require exact equality where no float sum is involved.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import numpy as np
 import portpicker
 import pytest
 
-from conftest import REPO, run_main, tiny_overrides
+from conftest import REPO, metrics_without_timing, run_main, tiny_overrides
 from jaxpcam.data.pcam import open_split
 from jaxpcam.data.pipeline import LoadBatch, ProcessRows
 from jaxpcam.errors import UserError
@@ -66,12 +65,6 @@ def _train(workdir: Path, data: Path, env: dict | None = None, extra: tuple = ()
     return run_main(args, env_extra=env)
 
 
-def _metrics(workdir: Path) -> list[dict]:
-    skip = {"images_per_second", "data_wait_fraction"}
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in skip} for line in lines]
-
-
 def _assert_same_run(got: list[dict], want: list[dict]) -> None:
     assert len(got) == len(want) == 2
     for g, w in zip(got, want, strict=True):
@@ -95,7 +88,7 @@ def test_four_devices_train_like_one(one_device_run, tiny_pcam, tmp_path):
     result = _train(tmp_path / "four", tiny_pcam, FOUR_CPU_DEVICES)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data parallel over 4 CPU device(s): global batch 32, 8 per device" in result.stderr
-    _assert_same_run(_metrics(tmp_path / "four"), _metrics(one_device_run))
+    _assert_same_run(metrics_without_timing(tmp_path / "four"), metrics_without_timing(one_device_run))
 
     bad = _train(tmp_path / "bad", tiny_pcam, FOUR_CPU_DEVICES, ("--config.data.batch_size=30",))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
@@ -125,5 +118,5 @@ def test_two_processes_on_localhost_train_like_one(one_device_run, tiny_pcam, tm
         assert p.returncode == 0, err[-3000:]
     assert "4 CPU device(s) in 2 processes (this is process 0)" in outputs[0][1]
     assert "epoch 1 done" not in outputs[1][1]  # only process 0 logs
-    _assert_same_run(_metrics(workdir), _metrics(one_device_run))
+    _assert_same_run(metrics_without_timing(workdir), metrics_without_timing(one_device_run))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16", "8"]

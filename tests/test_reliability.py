@@ -1,6 +1,5 @@
 """Kill, preemption, corruption and failure: runs end bit-identical or fail loudly and safely."""
 
-import json
 import os
 import re
 import shutil
@@ -14,13 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, run_main, tiny_overrides
+from conftest import REPO, metrics_without_timing, run_main, tiny_overrides
 from jaxpcam.config import base_config
 from jaxpcam.training import checkpoint
 from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV
 from jaxpcam.training.schedules import ScheduleState
 
-TIMING = {"images_per_second", "data_wait_fraction"}
 # 256 training images / batch 32 = 8 steps per epoch; 3 epochs; a mid-epoch checkpoint every 3 steps.
 RESILIENT = {"training.epochs": 3, "checkpoint.every_steps": 3, "training.log_every_steps": 1}
 
@@ -53,11 +51,6 @@ def _finish(workdir: Path, data: Path, **extra) -> subprocess.CompletedProcess:
     return result
 
 
-def _metrics(workdir: Path) -> list[dict]:
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
-
-
 def _final_params(workdir: Path) -> list[np.ndarray]:
     import orbax.checkpoint as ocp
 
@@ -75,7 +68,7 @@ def reference(tiny_pcam, tmp_path_factory) -> Path:
 
 
 def _assert_same_run(workdir: Path, reference: Path) -> None:
-    assert _metrics(workdir) == _metrics(reference)
+    assert metrics_without_timing(workdir) == metrics_without_timing(reference)
     for a, b in zip(_final_params(workdir), _final_params(reference), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -146,7 +139,7 @@ def test_start_fresh_archives_the_earlier_run(tiny_pcam, reference, tmp_path):
     (archived,) = (workdir / "archive").iterdir()
     assert (archived / "metrics.jsonl").read_text() == before
     assert (archived / "checkpoints").is_dir()
-    assert [r["epoch"] for r in _metrics(workdir)] == [1]
+    assert [r["epoch"] for r in metrics_without_timing(workdir)] == [1]
 
 
 def _tiny_state():
@@ -184,7 +177,7 @@ def test_nan_skip_counts_skipped_updates_and_finishes(tiny_pcam, tmp_path):
     workdir = tmp_path / "run"
     extra = {"training.learning_rate": 1e30, "training.nan_policy": "skip", "training.epochs": 1}
     _finish(workdir, tiny_pcam, **extra)
-    (record,) = _metrics(workdir)
+    (record,) = metrics_without_timing(workdir)
     assert 1 <= record["skipped_steps"] <= 8
     assert all(np.isfinite(p).all() for p in _final_params(workdir))  # skipped updates left no NaN
 

@@ -16,7 +16,7 @@ from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs
-from jaxpcam.training.tracking import log
+from jaxpcam.training.tracking import log, write_text_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -137,6 +137,4 @@ def write_predictions(path: Path, result: PredictResult) -> None:
             for n, p in zip(result.names, result.probs.tolist(), strict=True)
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + "\n" + "\n".join(rows) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, header + "\n" + "\n".join(rows) + "\n")

@@ -11,7 +11,7 @@ import tensorboardX
 from tensorboardX.summary import hparams as hparams_summaries
 
 from jaxpcam.evaluation.metrics import show
-from jaxpcam.evaluation.report import BINARY_METRICS, MULTICLASS_METRICS, lower_is_better, read_run
+from jaxpcam.evaluation.report import lower_is_better, read_run
 from jaxpcam.grid import Point
 from jaxpcam.training import tracking
 
@@ -39,16 +39,11 @@ def write_status(point: Point, run_dir: Path, status: str, error: str | None = N
     tracking.write_json_atomic(run_dir / STATUS_FILE, payload)
 
 
-def _metric_names(point: Point) -> tuple[str, ...]:
-    return MULTICLASS_METRICS if point.config.model.num_classes > 1 else BINARY_METRICS
-
-
-def point_metrics(point: Point, run_dir: Path) -> dict[str, float | None]:
+def point_metrics(run_dir: Path) -> dict[str, float | None]:
     """best_<metric> (at the run's best epoch by its checkpoint.best_metric) and final_<metric>."""
     if not tracking.read_metrics(run_dir):
         return {}
-    names = _metric_names(point)
-    best, _ = read_run(run_dir, names, "best")
+    best, names = read_run(run_dir, None, "best")  # the report's metrics for the run's task
     final, _ = read_run(run_dir, names, "final")
     return {
         **{f"best_{m}": best.values.get(m) for m in names},
@@ -62,7 +57,7 @@ def write_hparams(point: Point, run_dir: Path) -> None:
     parallel coordinates) lines up every point of the sweep under ``--logdir SWEEP_DIR``."""
     for old in run_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
         old.unlink()
-    metrics = {f"hparams/{k}": v for k, v in point_metrics(point, run_dir).items() if _finite(v)}
+    metrics = {f"hparams/{k}": v for k, v in point_metrics(run_dir).items() if _finite(v)}
     experiment, start, end = hparams_summaries(point.hparams, metrics)
     with tensorboardX.SummaryWriter(str(run_dir), filename_suffix=HPARAMS_SUFFIX) as writer:
         for summary in (experiment, start, end):
@@ -79,7 +74,7 @@ def summarize(points: list[Point], run_dirs: list[Path], champion_metric: str) -
     """(markdown, csv, champion point). ``champion_metric`` is a best_*/final_* column."""
     rows = []
     for point, run_dir in zip(points, run_dirs, strict=True):
-        rows.append((point, point_status(point, run_dir), point_metrics(point, run_dir)))
+        rows.append((point, point_status(point, run_dir), point_metrics(run_dir)))
     metric_cols = list(dict.fromkeys(k for _, _, m in rows for k in m))
     keys = list(dict.fromkeys(k for p in points for k in p.values))
     candidates = [

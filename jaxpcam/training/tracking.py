@@ -67,10 +67,15 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
     }
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers (a concurrent sweep task, a resumed run) never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def write_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dict) -> None:
@@ -128,10 +133,7 @@ def read_metrics(workdir: Path) -> list[dict]:
 def keep_epochs(workdir: Path, epochs: int) -> None:
     """Drops metrics.jsonl lines past ``epochs`` (after resuming from an earlier checkpoint)."""
     kept = [r for r in read_metrics(workdir) if r["epoch"] <= epochs]
-    path = workdir / "metrics.jsonl"
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
+    write_text_atomic(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def format_duration(seconds: float) -> str:
