@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 
 from jaxpcam.config import base_config
+from jaxpcam.models.cnn import max_pool_2x2
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
@@ -23,7 +24,7 @@ class SeedsCNN(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         for features in (32, 64, 128):
-            x = nn.max_pool(nn.relu(nn.Conv(features, (3, 3))(x)), (2, 2), strides=(2, 2))
+            x = max_pool_2x2(nn.relu(nn.Conv(features, (3, 3))(x)))
         x = nn.relu(nn.Dense(128)(x.reshape((x.shape[0], -1))))
         return nn.Dense(1)(nn.Dropout(0.2, deterministic=not train)(x))
 

@@ -10,6 +10,19 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
+    """2x2 stride-2 max-pool of NHWC maps, as the maximum of four strided views.
+
+    Same values as ``nn.max_pool(x, (2, 2), strides=(2, 2))``. Its gradient is an elementwise
+    select instead of XLA's select-and-scatter, which on CPU cost 7x more (benchmarks/README.md).
+    On an exact tie the gradient is shared rather than given to the first maximum; after a ReLU
+    the tied values are zeros, whose gradient the ReLU drops anyway.
+    """
+    x = x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2]
+    rows = jnp.maximum(x[:, 0::2], x[:, 1::2])
+    return jnp.maximum(rows[:, :, 0::2], rows[:, :, 1::2])
+
+
 class CNN(nn.Module):
     conv_features: Sequence[int] = (32, 64, 128)
     hidden_units: Sequence[int] = (128,)
@@ -25,7 +38,7 @@ class CNN(nn.Module):
         x = nn.relu(nn.Conv(self.conv_features[0], (4, 4), strides=4, padding="VALID", dtype=self.dtype)(x))
         for features in self.conv_features[1:]:
             x = nn.relu(nn.Conv(features, (3, 3), dtype=self.dtype)(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool_2x2(x)
         x = x.reshape((x.shape[0], -1))
         for units in self.hidden_units:
             x = nn.relu(nn.Dense(units, dtype=self.dtype)(x))

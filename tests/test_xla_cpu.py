@@ -1,0 +1,46 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpcam.models.cnn import max_pool_2x2
+from jaxpcam.xla_cpu import YNN_WITHOUT_CONVOLUTION, with_cpu_defaults
+
+
+def test_cpu_default_is_added_next_to_the_users_flags():
+    flags = with_cpu_defaults("--xla_force_host_platform_device_count=4", "0.10.2")
+    assert flags.split() == ["--xla_force_host_platform_device_count=4", YNN_WITHOUT_CONVOLUTION]
+    assert with_cpu_defaults("", "0.11.2") == YNN_WITHOUT_CONVOLUTION
+
+
+@pytest.mark.parametrize("version", ["0.9.0", "0.12.0", "1.0.0"])
+def test_unknown_jaxlib_gets_no_flag_because_xla_aborts_on_unknown_flags(version):
+    assert with_cpu_defaults("--xla_dump_to=/tmp/x", version) == "--xla_dump_to=/tmp/x"
+
+
+def test_a_users_own_ynn_setting_wins():
+    mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce,individual_convolution"
+    assert with_cpu_defaults(mine, "0.10.2") == mine
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU setting")
+def test_convolutions_compile_to_xla_not_ynnpack_on_cpu():
+    x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+    conv = jax.jit(
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    )
+    hlo = conv.lower(x, w).compile().as_text()
+    assert " convolution(" in hlo and "__ynn_fusion" not in hlo
+
+
+def test_max_pool_2x2_matches_flax_values_and_gradient():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 9, 3))
+    reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+    weights = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+
+    def grad(pool):
+        return jax.grad(lambda x: jnp.sum(pool(x) * weights))
+
+    np.testing.assert_array_equal(grad(max_pool_2x2)(x), grad(reference)(x))
