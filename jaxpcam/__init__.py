@@ -1,7 +1,8 @@
 """jaxpcam: a reproducible JAX training pipeline for PatchCamelyon (PCAM)."""
 
-from jaxpcam.xla_cpu import apply_cpu_defaults
+from jaxpcam.runtime import apply_cpu_defaults, keep_freed_memory
 
 __version__ = "0.1.0"
 
 apply_cpu_defaults()
+keep_freed_memory()

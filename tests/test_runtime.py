@@ -1,3 +1,6 @@
+import os
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -5,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.xla_cpu import YNN_WITHOUT_CONVOLUTION, with_cpu_defaults
+from jaxpcam.runtime import YNN_WITHOUT_CONVOLUTION, keep_freed_memory, user_tuned_malloc, with_cpu_defaults
 
 
 def test_cpu_default_is_added_next_to_the_users_flags():
@@ -44,3 +47,18 @@ def test_max_pool_2x2_matches_flax_values_and_gradient():
         return jax.grad(lambda x: jnp.sum(pool(x) * weights))
 
     np.testing.assert_array_equal(grad(max_pool_2x2)(x), grad(reference)(x))
+
+
+@pytest.mark.parametrize("environ", [{"LD_PRELOAD": "libjemalloc.so.2"}, {"MALLOC_ARENA_MAX": "2"}])
+def test_malloc_is_left_alone_where_the_user_tuned_it(environ, monkeypatch):
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert user_tuned_malloc(os.environ)
+    assert not keep_freed_memory()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_freed_memory_is_kept_on_linux(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("MALLOC_")] + ["LD_PRELOAD"]:
+        monkeypatch.delenv(name, raising=False)
+    assert keep_freed_memory()
