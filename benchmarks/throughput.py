@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jaxpcam.config import DTYPES, base_config
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.models import MODELS, create_model
+from jaxpcam.runtime import restart_with_hugepages
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
@@ -151,6 +152,7 @@ def environment() -> dict:
         "device_count": jax.device_count(),
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
@@ -258,4 +260,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_hugepages()
     sys.exit(main())

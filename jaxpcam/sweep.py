@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from jaxpcam.cli import parse_flags
 from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.runtime import restart_with_hugepages
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A sweep file: get_config() and get_sweep().")
 _LIST = flags.DEFINE_bool("list", False, "Print the points and exit.")
@@ -118,4 +119,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_hugepages()
     app.run(main, flags_parser=parse_flags)

@@ -1,6 +1,7 @@
 """Whole runs through the CLI on tiny generated PCAM files."""
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, run_main, tiny_overrides
+from jaxpcam.runtime import HUGEPAGE_TUNABLE, YNN_WITHOUT_CONVOLUTION, hugepage_environment, read_thp_setting
 
 
 def _train(workdir: Path, data: Path, **extra):
@@ -65,6 +67,9 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     prov = saved["provenance"]
     assert {"git", "packages", "devices", "data"} <= prov.keys()
     assert prov["packages"]["jax"] and prov["devices"]
+    assert YNN_WITHOUT_CONVOLUTION in prov["xla_flags"]
+    if hugepage_environment({}, platform.libc_ver(), read_thp_setting()) is not None:
+        assert HUGEPAGE_TUNABLE in prov["glibc_tunables"]  # the command restarted itself with huge pages
     files = {f["name"]: f for f in prov["data"]["files"]}
     assert "camelyonpatch_level_2_split_train_x.h5" in files and len(files) == 6
     assert files["camelyonpatch_level_2_split_train_x.h5"]["fingerprint"].startswith("sampled-blake2b:")

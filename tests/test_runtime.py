@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.runtime import YNN_WITHOUT_CONVOLUTION, keep_freed_memory, user_tuned_malloc, with_cpu_defaults
+from jaxpcam.runtime import (
+    HUGEPAGE_TUNABLE,
+    YNN_WITHOUT_CONVOLUTION,
+    hugepage_environment,
+    keep_freed_memory,
+    user_tuned_malloc,
+    with_cpu_defaults,
+)
 
 
 def test_cpu_default_is_added_next_to_the_users_flags():
@@ -62,3 +69,26 @@ def test_freed_memory_is_kept_on_linux(monkeypatch):
     for name in [n for n in os.environ if n.startswith("MALLOC_")] + ["LD_PRELOAD"]:
         monkeypatch.delenv(name, raising=False)
     assert keep_freed_memory()
+
+
+THP_MADVISE = "always [madvise] never\n"
+
+
+def test_hugepages_are_asked_for_once_and_other_tunables_kept():
+    environ = hugepage_environment({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, ("glibc", "2.36"), THP_MADVISE)
+    assert environ["GLIBC_TUNABLES"] == f"glibc.pthread.rseq=0:{HUGEPAGE_TUNABLE}"
+    assert hugepage_environment(environ, ("glibc", "2.36"), THP_MADVISE) is None  # no second restart
+
+
+@pytest.mark.parametrize(
+    ("environ", "libc", "thp"),
+    [
+        ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, ("glibc", "2.36"), THP_MADVISE),  # the user's opt-out
+        ({"LD_PRELOAD": "libtcmalloc.so"}, ("glibc", "2.36"), THP_MADVISE),
+        ({}, ("glibc", "2.31"), THP_MADVISE),  # before the tunable existed
+        ({}, ("", ""), THP_MADVISE),  # musl
+        ({}, ("glibc", "2.36"), "always madvise [never]\n"),
+    ],
+)
+def test_no_restart_where_huge_pages_cannot_or_should_not_be_used(environ, libc, thp):
+    assert hugepage_environment(environ, libc, thp) is None

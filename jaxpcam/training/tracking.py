@@ -57,6 +57,7 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
         "packages": versions,
         "devices": [str(d) for d in jax.devices()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "data": {
             "source": data_source,
             "files": [
