@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
+import sys
 
 from conftest import REPO
 
@@ -60,3 +62,18 @@ def test_gpu_table_script_parses_and_calls_existing_scripts():
     called = set(re.findall(r'"\$here/(\w+\.py)"', script.read_text()))
     assert called >= {"throughput.py", "results_table.py", "torch_reference.py", "cnn_parity.py", "data_pipeline.py"}
     assert all((REPO / "benchmarks" / name).is_file() for name in called)
+
+
+def test_profile_step_lists_the_compiled_operations_by_time():
+    done = subprocess.run(
+        [sys.executable, "benchmarks/profile_step.py", "--model", "mlp", "--batch-size", "2", "--steps", "1"],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = re.findall(r"^\s+(\d+\.\d+)\s+host\s+(\S+)$", done.stdout, re.M)
+    assert any("fusion" in name for _, name in rows)  # per-operation events, not just the runtime's
+    assert [float(ms) for ms, _ in rows] == sorted((float(ms) for ms, _ in rows), reverse=True)
