@@ -34,7 +34,7 @@ class CNN(nn.Module):
     def __call__(self, images: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         x = images.astype(self.dtype)
         # A 4x4 stride-4 "patchify" stem: nuclei are 2-5 px across, so it keeps what matters
-        # while cutting the cost of every later conv 4x (XLA:CPU's conv backward is slow).
+        # while cutting the cost of every later conv 16x.
         x = nn.relu(nn.Conv(self.conv_features[0], (4, 4), strides=4, padding="VALID", dtype=self.dtype)(x))
         for features in self.conv_features[1:]:
             x = nn.relu(nn.Conv(features, (3, 3), dtype=self.dtype)(x))
