@@ -1,6 +1,7 @@
 """Whole runs through the CLI on tiny generated PCAM files."""
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     assert {"git", "packages", "devices", "data"} <= prov.keys()
     assert prov["packages"]["jax"] and prov["devices"]
     assert YNN_WITHOUT_CONVOLUTION in prov["xla_flags"]
-    if hugepage_environment({}, platform.libc_ver(), read_thp_setting()) is not None:
+    if hugepage_environment(os.environ, platform.libc_ver(), read_thp_setting()) is not None:
         assert HUGEPAGE_TUNABLE in prov["glibc_tunables"]  # the command restarted itself with huge pages
     files = {f["name"]: f for f in prov["data"]["files"]}
     assert "camelyonpatch_level_2_split_train_x.h5" in files and len(files) == 6
