@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jaxpcam.runtime import restart_with_hugepages  # no JAX import: XLA_FLAGS can still change
+
 RUNTIME_EVENTS = ("ThunkExecutor", "SlinkyThreadPool", "PjitFunction", "$")
 
 
@@ -37,16 +39,14 @@ def op_times(profile, steps: int) -> list[tuple[float, str, str]]:
     return sorted(((ns / 1e6 / steps, where, name) for (where, name), ns in totals.items()), reverse=True)
 
 
-def build_model(name: str):
-    from jaxpcam.config import base_config
+def build_model(name: str, config):
+    """A registered model built from ``config.model``, or the seeds' CNN of cnn_parity.py."""
     from jaxpcam.models import create_model
 
     if name == "seeds-cnn":
-        sys.path.insert(0, str(Path(__file__).parent))
-        from cnn_parity import SeedsCNN
+        from cnn_parity import SeedsCNN  # the script's folder is on sys.path, as for throughput
 
         return SeedsCNN()
-    config = base_config()
     config.model.name = name
     return create_model(config.model)
 
@@ -70,8 +70,9 @@ def main(argv=None) -> int:
     from jaxpcam.training.steps import jit_train_step
 
     key = jax.random.key(0)
+    config = base_config()
     state = create_train_state(
-        key, build_model(args.model), make_optimizer(base_config().training), fixed_normalization()
+        key, build_model(args.model, config), make_optimizer(config.training), fixed_normalization()
     )
     batch = synthetic_batch(key, args.batch_size)
     step = jit_train_step.lower(state, batch, key).compile()
@@ -96,8 +97,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from jaxpcam.runtime import restart_with_hugepages
-
     restart_with_hugepages()
-    sys.path.insert(0, str(Path(__file__).parent))
     sys.exit(main())

@@ -93,8 +93,6 @@ def read_thp_setting() -> str:
 
 def restart_with_hugepages() -> None:
     """Re-execute this command once with glibc's huge-page tunable set; call before importing JAX."""
-    if not sys.platform.startswith("linux"):
-        return
     environ = hugepage_environment(os.environ, platform.libc_ver(), read_thp_setting())
     if environ is not None:
         sys.stdout.flush()

@@ -76,7 +76,7 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     assert files["camelyonpatch_level_2_split_train_x.h5"]["fingerprint"].startswith("sampled-blake2b:")
 
 
-def test_checkpoint_alone_holds_params_config_andmetrics_without_timing(twin_runs):
+def test_checkpoint_alone_holds_params_config_and_metrics(twin_runs):
     root, _ = twin_runs
     manager = ocp.CheckpointManager((root / "a" / "checkpoints").resolve())
     assert manager.all_steps() == [8, 16]

@@ -16,6 +16,7 @@ import numpy as np
 import tensorboardX
 
 from jaxpcam.data.pcam import file_fingerprint
+from jaxpcam.training.parallel import is_primary
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
@@ -25,7 +26,7 @@ _PACKAGES = (
 
 def log(message: str) -> None:
     """A timestamped line on stderr; in a multi-process job only process 0 speaks."""
-    if jax.distributed.is_initialized() and jax.process_index() != 0:
+    if not is_primary():
         return
     print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
