@@ -11,7 +11,13 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, run_main, tiny_overrides
-from jaxpcam.runtime import HUGEPAGE_TUNABLE, YNN_WITHOUT_CONVOLUTION, hugepage_environment, read_thp_setting
+from jaxpcam.runtime import (
+    CPU_MULTI_OUTPUT_FUSION,
+    HUGEPAGE_TUNABLE,
+    YNN_WITHOUT_CONVOLUTION,
+    hugepage_environment,
+    read_thp_setting,
+)
 
 
 def _train(workdir: Path, data: Path, **extra):
@@ -68,7 +74,7 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     prov = saved["provenance"]
     assert {"git", "packages", "devices", "data"} <= prov.keys()
     assert prov["packages"]["jax"] and prov["devices"]
-    assert YNN_WITHOUT_CONVOLUTION in prov["xla_flags"]
+    assert YNN_WITHOUT_CONVOLUTION in prov["xla_flags"] and CPU_MULTI_OUTPUT_FUSION in prov["xla_flags"]
     if hugepage_environment(os.environ, platform.libc_ver(), read_thp_setting()) is not None:
         assert HUGEPAGE_TUNABLE in prov["glibc_tunables"]  # the command restarted itself with huge pages
     files = {f["name"]: f for f in prov["data"]["files"]}

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import pytest
 
 from jaxpcam.models.cnn import max_pool_2x2
 from jaxpcam.runtime import (
+    CPU_MULTI_OUTPUT_FUSION,
     HUGEPAGE_TUNABLE,
     YNN_WITHOUT_CONVOLUTION,
     hugepage_environment,
@@ -18,10 +20,11 @@ from jaxpcam.runtime import (
 )
 
 
-def test_cpu_default_is_added_next_to_the_users_flags():
+def test_cpu_defaults_are_added_next_to_the_users_flags():
     flags = with_cpu_defaults("--xla_force_host_platform_device_count=4", "0.10.2")
-    assert flags.split() == ["--xla_force_host_platform_device_count=4", YNN_WITHOUT_CONVOLUTION]
-    assert with_cpu_defaults("", "0.11.2") == YNN_WITHOUT_CONVOLUTION
+    ours = [YNN_WITHOUT_CONVOLUTION, CPU_MULTI_OUTPUT_FUSION]
+    assert flags.split() == ["--xla_force_host_platform_device_count=4", *ours]
+    assert with_cpu_defaults("", "0.11.2").split() == ours
 
 
 @pytest.mark.parametrize("version", ["0.9.0", "0.12.0", "1.0.0"])
@@ -29,9 +32,11 @@ def test_unknown_jaxlib_gets_no_flag_because_xla_aborts_on_unknown_flags(version
     assert with_cpu_defaults("--xla_dump_to=/tmp/x", version) == "--xla_dump_to=/tmp/x"
 
 
-def test_a_users_own_ynn_setting_wins():
+def test_a_users_own_setting_of_either_flag_wins():
     mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce,individual_convolution"
-    assert with_cpu_defaults(mine, "0.10.2") == mine
+    assert with_cpu_defaults(mine, "0.10.2") == f"{mine} {CPU_MULTI_OUTPUT_FUSION}"
+    mine = "--xla_backend_extra_options=xla_cpu_enable_fast_min_max"
+    assert with_cpu_defaults(mine, "0.10.2") == f"{mine} {YNN_WITHOUT_CONVOLUTION}"
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU setting")
@@ -42,6 +47,14 @@ def test_convolutions_compile_to_xla_not_ynnpack_on_cpu():
     )
     hlo = conv.lower(x, w).compile().as_text()
     assert " convolution(" in hlo and "__ynn_fusion" not in hlo
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU setting")
+def test_adam_like_updates_that_read_the_same_gradient_share_one_loop_on_cpu():
+    g = jnp.ones((64, 32))
+    moments = jax.jit(lambda g, m, v: (0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g))
+    hlo = moments.lower(g, g, g).compile().as_text()
+    assert re.search(r"= \(f32\[64,32\]\{1,0\}, f32\[64,32\]\{1,0\}\) fusion\(", hlo), hlo
 
 
 def test_max_pool_2x2_matches_flax_values_and_gradient():
