@@ -30,8 +30,9 @@ def test_dihedral_codes_are_seeded_per_position_and_cover_all_eight():
     np.testing.assert_array_equal(codes[100:200], pipeline.dihedral_codes(11, positions[100:200]))
 
 
-def test_apply_dihedral_matches_numpy_rotations_and_flips():
-    images = np.arange(5 * 4 * 4 * 3).reshape(5, 4, 4, 3)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_apply_dihedral_matches_numpy_rotations_and_flips(dtype):
+    images = np.arange(5 * 4 * 4 * 3).reshape(5, 4, 4, 3).astype(dtype)
     codes = np.array([0, 1, 3, 4, 7])
     out = pipeline.apply_dihedral(images, codes)
     np.testing.assert_array_equal(out[0], images[0])

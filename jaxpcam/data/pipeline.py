@@ -36,12 +36,19 @@ def dihedral_codes(seed: int, positions: np.ndarray) -> np.ndarray:
 
 
 def apply_dihedral(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """images (B, H, W, C) with H == W; code k: rotate k % 4 quarter turns, then flip if k >= 4."""
+    """images (B, H, W, C) with H == W; code k: rotate k % 4 quarter turns, then flip if k >= 4.
+
+    Each pixel moves as one opaque C-channel item, which numpy copies about twice as fast as
+    three strided channel bytes.
+    """
+    images = np.ascontiguousarray(images)
+    pixel = np.dtype((np.void, images.dtype.itemsize * images.shape[-1]))
     out = np.empty_like(images)
+    source, target = images.view(pixel)[..., 0], out.view(pixel)[..., 0]
     for code in np.unique(codes):
-        sel = codes == code
-        view = np.rot90(images[sel], k=int(code) % 4, axes=(1, 2))
-        out[sel] = view[:, :, ::-1] if code >= 4 else view
+        sel = np.flatnonzero(codes == code)
+        view = np.rot90(source[sel], k=int(code) % 4, axes=(1, 2))
+        target[sel] = view[:, :, ::-1] if code >= 4 else view
     return out
 
 
