@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                                   # mlp, train+forward, f32
     python benchmarks/throughput.py --dtype bfloat16 --model cnn --batch-sizes 1,32,128
     python benchmarks/throughput.py --source h5 --data-dir /path/to/pcam --num-workers 2
+    python benchmarks/throughput.py --source h5 --in-memory      # the split held in RAM (data.in_memory)
 
 synthetic: device-resident random uint8 batches, so it measures the compiled step alone.
 h5: the real Grain pipeline (balanced sampling, augmentation, batch reads) from PCAM files
@@ -91,13 +92,14 @@ def _host_batches(args, config, batch_size: int, train: bool):
     from jaxpcam.data import open_split, resolve_data_dir
 
     data_dir, _ = resolve_data_dir(args.data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
+    split = open_split(data_dir, "train" if train else "valid")
+    if args.in_memory:
+        split.load_into_memory()
     if train:
-        split = open_split(data_dir, "train")
         return pipeline_lib.train_dataset(
             split, batch_size=batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
             num_workers=args.num_workers, prefetch=config.data.prefetch_batches,
         )  # fmt: skip
-    split = open_split(data_dir, "valid")
     return pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=args.num_workers, repeat=True)
 
 
@@ -141,6 +143,7 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
     result = {"mode": mode, "batch_size": batch_size, "dtype": dtype, "compile_s": compile_s, **timing}
     if host is not None:
         result["data_wait_fraction"] = min(holder["wait"] / total, 1.0) if total > 0 else 0.0
+        result["in_memory"] = args.in_memory
     result["peak_memory"] = peak_memory()
     return result
 
@@ -217,6 +220,7 @@ def parse_args(argv):
     p.add_argument("--source", default="synthetic", choices=("synthetic", "h5"))
     p.add_argument("--data-dir", default=None, help="PCAM folder for --source h5 (default: the built-in sample)")
     p.add_argument("--num-workers", type=int, default=0, help="Grain worker processes for --source h5")
+    p.add_argument("--in-memory", action="store_true", help="data.in_memory for --source h5 (workers 0 only)")
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=5, help="timed windows (median and spread over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
@@ -228,6 +232,8 @@ def parse_args(argv):
         p.error(f"--batch-sizes: expected integers like 1,8,32, got {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1 or min(args.steps, args.windows) < 1 or args.warmup < 0:
         p.error("batch sizes, --steps and --windows must be >= 1, --warmup >= 0")
+    if args.in_memory and (args.source != "h5" or args.num_workers):
+        p.error("--in-memory needs --source h5 and --num-workers 0 (workers would each copy the split)")
     return args
 
 

@@ -41,10 +41,10 @@ def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
 
     out = tmp_path / "h5.json"
     h5_args = ["--source", "h5", "--data-dir", str(tiny_pcam), "--batch-sizes", "8", "--steps", "2"]
-    assert throughput.main([*h5_args, "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
+    assert throughput.main([*h5_args, "--in-memory", "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     assert {r["mode"] for r in results} == {"train", "forward"}
-    assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in results)
+    assert all(0.0 <= r["data_wait_fraction"] <= 1.0 and r["in_memory"] for r in results)
 
 
 def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
