@@ -2,11 +2,16 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# JAX >= 0.11 needs Python >= 3.12: the first interpreter found that is new enough builds the venv
+# (on PATH, then pyenv's versions); PYTHON=/path/to/python3.12 picks one yourself.
+PYTHON ?= $(shell for p in python3.12 python3.13 python3 $(wildcard $(HOME)/.pyenv/versions/3.1[23]*/bin/python3); do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
 .PHONY: install train test lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "error: jaxpcam needs Python >= 3.12 (JAX does); install one or pass PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@

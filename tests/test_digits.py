@@ -15,7 +15,8 @@ from jaxpcam.errors import UserError
 def _write_idx(path, array, magic, gz):
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     payload = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(payload)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(payload)
 
 
 @pytest.fixture
