@@ -4,10 +4,13 @@
     python benchmarks/throughput.py --dtype bfloat16 --model cnn --batch-sizes 1,32,128
     python benchmarks/throughput.py --source h5 --data-dir /path/to/pcam --num-workers 2
     python benchmarks/throughput.py --source h5 --in-memory      # the split held in RAM (data.in_memory)
+    python benchmarks/throughput.py --source device              # the split in device memory (data.placement=device)
 
 synthetic: device-resident random uint8 batches, so it measures the compiled step alone.
 h5: the real Grain pipeline (balanced sampling, augmentation, batch reads) from PCAM files
 (the built-in sample when --data-dir is not given), so it measures end to end.
+device: the split read once into device memory; the Grain pipeline sends each step's indices
+and the step gathers and augments on the device (data.placement=device), end to end too.
 
 Compilation is excluded from the timed part and reported on its own; every timed window ends
 with ``block_until_ready``; the train step donates the state as training does. Results: a
@@ -27,10 +30,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxpcam.config import DTYPES, base_config
+from jaxpcam.config import DTYPES, MATMUL_PRECISIONS, base_config
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.models import MODELS, create_model
-from jaxpcam.runtime import restart_with_hugepages
+from jaxpcam.runtime import apply_run_settings, restart_with_hugepages
+from jaxpcam.training.placement import place_split
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
@@ -88,38 +92,59 @@ def synthetic_batch(key, batch_size: int) -> dict:
     }
 
 
-def _host_batches(args, config, batch_size: int, train: bool):
+def _open_split(args, train: bool):
     from jaxpcam.data import open_split, resolve_data_dir
 
     data_dir, _ = resolve_data_dir(args.data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
-    split = open_split(data_dir, "train" if train else "valid")
-    if args.in_memory:
-        split.load_into_memory()
+    return open_split(data_dir, "train" if train else "valid")
+
+
+def _pipeline_batches(args, config, split, batch_size: int, train: bool, images: bool):
+    """The Grain stream as training reads it: image batches (h5), or index batches (device)."""
     if train:
         return pipeline_lib.train_dataset(
             split, batch_size=batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
-            num_workers=args.num_workers, prefetch=config.data.prefetch_batches,
+            num_workers=args.num_workers, prefetch=config.data.prefetch_batches, images=images,
         )  # fmt: skip
-    return pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=args.num_workers, repeat=True)
+    return pipeline_lib.eval_dataset(
+        split, batch_size=batch_size, num_workers=args.num_workers, repeat=True, images=images
+    )
+
+
+_resident_cache = {}
+
+
+def _resident(args, train: bool) -> tuple:
+    """(split, its ResidentSplit), read to the device once per benchmark process."""
+    if train not in _resident_cache:
+        split = _open_split(args, train)
+        resident = place_split(split, jax.device_put, augment=train)
+        _resident_cache[train] = (split, jax.block_until_ready(resident))
+    return _resident_cache[train]
 
 
 def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
     model = create_model(config.model, dtype)
     key = jax.random.key(0)
     state = create_train_state(key, model, make_optimizer(config.training), fixed_normalization(), IMAGE_SHAPE)
-    batch = synthetic_batch(jax.random.key(1), batch_size)
+    train = mode == "train"
+    host, resident = None, None
+    if args.source == "h5":
+        split = _open_split(args, train)
+        if args.in_memory:
+            split.load_into_memory()
+        host = iter(_pipeline_batches(args, config, split, batch_size, train, images=True))
+    elif args.source == "device":
+        split, resident = _resident(args, train)
+        host = iter(_pipeline_batches(args, config, split, batch_size, train, images=False))
+    batch = next(host) if host is not None else synthetic_batch(jax.random.key(1), batch_size)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
     start = time.perf_counter()
-    if mode == "train":
-        compiled = jit_train_step.lower(state, abstract, key).compile()
+    if train:
+        compiled = jit_train_step.lower(state, abstract, key, resident).compile()
     else:
-        compiled = jit_eval_step.lower(state, abstract).compile()
+        compiled = jit_eval_step.lower(state, abstract, resident).compile()
     compile_s = time.perf_counter() - start
-
-    host = None
-    if args.source == "h5":
-        train = mode == "train"
-        host = iter(_host_batches(args, config, batch_size, train))
     holder = {"state": state, "wait": 0.0}
 
     def run_steps(n: int) -> None:
@@ -130,10 +155,10 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
                 t0 = time.perf_counter()
                 b = next(host)
                 holder["wait"] += time.perf_counter() - t0
-            if mode == "train":
-                holder["state"], out = compiled(holder["state"], b, key)
+            if train:
+                holder["state"], out = compiled(holder["state"], b, key, resident)
             else:
-                out = compiled(holder["state"], b)
+                out = compiled(holder["state"], b, resident)
         jax.block_until_ready((holder["state"], out))
 
     run_steps(args.warmup)
@@ -144,6 +169,7 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
     if host is not None:
         result["data_wait_fraction"] = min(holder["wait"] / total, 1.0) if total > 0 else 0.0
         result["in_memory"] = args.in_memory
+        result["records"] = len(split)
     result["peak_memory"] = peak_memory()
     return result
 
@@ -164,6 +190,7 @@ def environment() -> dict:
 
 def print_table(results: list[dict], env: dict) -> None:
     print(f"\ndevice {env['device']} x{env['device_count']}, jax {env['jax']}, XLA_FLAGS='{env['xla_flags']}'")
+    print(f"matmul precision {env['matmul_precision']}, deterministic GPU ops {env['deterministic_gpu_ops']}")
     head = f"{'model':6} {'source':9} {'mode':7} {'dtype':8} {'batch':>5} {'img/s':>9} {'(min-max)':>17} "
     print(head + f"{'step ms':>9} {'compile s':>9} {'data wait':>9} {'peak MB':>8}")
     for r in results:
@@ -207,10 +234,12 @@ def parse_args(argv):
     p.add_argument("--mode", default="both", choices=("forward", "train", "both"))
     p.add_argument("--batch-sizes", default="1,8,32,128,512")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="compute dtype (params and loss stay f32)")
-    p.add_argument("--source", default="synthetic", choices=("synthetic", "h5"))
-    p.add_argument("--data-dir", default=None, help="PCAM folder for --source h5 (default: the built-in sample)")
+    p.add_argument("--source", default="synthetic", choices=("synthetic", "h5", "device"))
+    p.add_argument("--data-dir", default=None, help="PCAM folder for --source h5/device (default: the built-in sample)")
     p.add_argument("--num-workers", type=int, default=0, help="Grain worker processes for --source h5")
     p.add_argument("--in-memory", action="store_true", help="data.in_memory for --source h5 (workers 0 only)")
+    p.add_argument("--deterministic", default="on", choices=("on", "off"), help="training.deterministic (GPU)")
+    p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS, help="training.matmul_precision")
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=5, help="timed windows (median and spread over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
@@ -230,11 +259,14 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = model_config(args.model)
+    config.training.deterministic = args.deterministic == "on"
+    config.training.matmul_precision = args.matmul_precision
+    settings = apply_run_settings(config.training)  # before JAX starts its backend
     modes = ("train", "forward") if args.mode == "both" else (args.mode,)
     dtypes = [args.dtype]
     if args.dtype != "float32" and jax.devices()[0].platform == "cpu":
         dtypes.append("float32")  # the reference the CPU note compares against
-    env = environment()
+    env = {**environment(), **settings}
     results = []
     for mode in modes:
         for batch_size in args.batch_sizes:

@@ -15,6 +15,8 @@ DATASETS = ("pcam", "digits")
 DTYPES = ("float32", "bfloat16", "float16")
 NAN_POLICIES = ("stop", "skip")
 BEST_MODES = ("max", "min")
+PLACEMENTS = ("auto", "host", "device")  # data.placement; jaxpcam/training/placement.py
+MATMUL_PRECISIONS = ("default", "high", "highest")  # jax_default_matmul_precision
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -32,7 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 512
     config.data.num_workers = 0  # Grain worker processes; 0 reads in this process with threads
     config.data.prefetch_batches = 4
-    config.data.in_memory = False  # PCAM: read train+valid into RAM once (7.9 GB for full PCAM); needs num_workers=0
+    config.data.placement = "auto"  # 'host' (Grain reads batches), 'device' (splits in accelerator memory), 'auto'
+    config.data.in_memory = False  # placement=host: read train+valid into RAM once (7.9 GB for full PCAM)
     config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
     config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
     config.data.augment = True  # random flips and 90 degree rotations, training only
@@ -65,6 +68,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.training.log_every_steps = 20
     config.training.dtype = "float32"  # compute dtype; params and loss stay float32
     config.training.nan_policy = "stop"  # non-finite loss/grad norm: 'stop', or 'skip' the update
+    config.training.deterministic = True  # GPU: bit-identical twin runs (--xla_gpu_deterministic_ops)
+    config.training.matmul_precision = "default"  # float32 matmuls: 'default' (TF32 on A100/H100), 'high', 'highest'
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.keep = 3  # the latest checkpoints kept; the best one is kept besides
@@ -90,6 +95,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(d.num_workers >= 0, "data.num_workers", "an integer >= 0", d.num_workers)
     _require(d.prefetch_batches >= 1, "data.prefetch_batches", "an integer >= 1", d.prefetch_batches)
     _require(d.dataset in DATASETS, "data.dataset", f"one of {DATASETS}", d.dataset)
+    _require(d.placement in PLACEMENTS, "data.placement", f"one of {PLACEMENTS}", d.placement)
     _require(
         not (d.in_memory and d.num_workers > 0),
         "data.num_workers",
@@ -146,6 +152,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(t.log_every_steps >= 1, "training.log_every_steps", "an integer >= 1", t.log_every_steps)
     _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
     _require(t.nan_policy in NAN_POLICIES, "training.nan_policy", f"one of {NAN_POLICIES}", t.nan_policy)
+    _require(
+        t.matmul_precision in MATMUL_PRECISIONS,
+        "training.matmul_precision",
+        f"one of {MATMUL_PRECISIONS}",
+        t.matmul_precision,
+    )
     c = config.checkpoint
     _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
     _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)

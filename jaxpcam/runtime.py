@@ -58,6 +58,88 @@ def apply_cpu_defaults() -> None:
     os.environ["XLA_FLAGS"] = with_cpu_defaults(os.environ.get("XLA_FLAGS", ""), jaxlib_version)
 
 
+GPU_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops"
+ADDED_XLA_FLAGS_VAR = "JAXPCAM_ADDED_XLA_FLAGS"  # ours, so a child process (or a restart) can tell them apart
+
+
+def user_xla_flags(environ) -> str:
+    """XLA_FLAGS without the items jaxpcam added (in this process or a parent)."""
+    ours = set(environ.get(ADDED_XLA_FLAGS_VAR, "").split())
+    return " ".join(item for item in environ.get("XLA_FLAGS", "").split() if item not in ours)
+
+
+USER_XLA_FLAGS = user_xla_flags(os.environ)
+
+
+def _set_gpu_determinism(deterministic: bool) -> None:
+    os.environ["XLA_FLAGS"] = with_gpu_determinism(os.environ.get("XLA_FLAGS", ""), deterministic)
+    os.environ[ADDED_XLA_FLAGS_VAR] = f"{GPU_DETERMINISM_FLAG}={str(deterministic).lower()}"
+
+
+def xla_flag_value(xla_flags: str, flag: str) -> bool | None:
+    """The boolean a flag has in XLA_FLAGS (the last setting wins; bare means true), None if unset."""
+    value = None
+    for item in xla_flags.split():
+        name, _, setting = item.partition("=")
+        if name == flag:
+            value = setting.lower() not in ("false", "0") if setting else True
+    return value
+
+
+def with_gpu_determinism(xla_flags: str, deterministic: bool) -> str:
+    """XLA_FLAGS with ``--xla_gpu_deterministic_ops`` set to ``deterministic`` (replacing ours).
+
+    The flag (openxla docs/determinism.md) switches scatter, GEMMs and convolutions to
+    deterministic implementations and implies no autotuning of them, so two compilations pick
+    the same kernels; select-and-scatter then fails to compile (our max pooling avoids it).
+    XLA:CPU is deterministic run to run without it and ignores it.
+    """
+    kept = [item for item in xla_flags.split() if item.partition("=")[0] != GPU_DETERMINISM_FLAG]
+    return " ".join([*kept, f"{GPU_DETERMINISM_FLAG}={str(deterministic).lower()}"])
+
+
+def apply_gpu_determinism() -> None:
+    """On import: deterministic GPU ops, the default of training.deterministic, unless the user
+    set the flag in XLA_FLAGS (then theirs wins over the config too)."""
+    if xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is None:
+        _set_gpu_determinism(True)
+
+
+def _backends_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # a JAX without this private helper: assume not started
+        return False
+
+
+def apply_run_settings(training) -> dict:
+    """Applies training.deterministic and training.matmul_precision, and returns what is in
+    effect (for the provenance). XLA reads XLA_FLAGS once per process, when JAX starts its first
+    backend: a change after that is refused rather than silently ignored."""
+    import jax
+
+    from jaxpcam.errors import UserError
+
+    current = os.environ.get("XLA_FLAGS", "")
+    if xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is None:
+        wanted = with_gpu_determinism(current, training.deterministic)
+        if wanted != current:
+            if _backends_started():
+                raise UserError(
+                    f"config key training.deterministic: {training.deterministic} cannot take effect, JAX "
+                    "already started in this process with the other setting; run this config in a process of its own"
+                )
+            _set_gpu_determinism(training.deterministic)
+    precision = None if training.matmul_precision == "default" else training.matmul_precision
+    jax.config.update("jax_default_matmul_precision", precision)
+    return {
+        "deterministic_gpu_ops": bool(xla_flag_value(os.environ.get("XLA_FLAGS", ""), GPU_DETERMINISM_FLAG)),
+        "matmul_precision": training.matmul_precision,
+    }
+
+
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 INT_MAX = 2**31 - 1
 

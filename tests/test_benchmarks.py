@@ -47,6 +47,30 @@ def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 and r["in_memory"] for r in results)
 
 
+def test_pcam_size_folder_and_device_resident_throughput(tiny_pcam, tmp_path):
+    import h5py
+    import numpy as np
+
+    from jaxpcam.data import open_split
+
+    big = tmp_path / "big"
+    assert _load("make_pcam_size").main([str(big), "--times", "2", "--source", str(tiny_pcam)]) == 0
+    small, tiled = open_split(tiny_pcam, "train"), open_split(big, "train")
+    assert len(tiled) == 2 * len(small) and tiled.dtype == "uint8"
+    np.testing.assert_array_equal(tiled.read(np.array([len(small) + 5])), small.read(np.array([5])))
+    with h5py.File(big / "camelyonpatch_level_2_split_valid_y.h5") as f:
+        assert f["y"].shape == (2 * 96, 1, 1, 1)
+
+    out = tmp_path / "device.json"
+    args = ["--source", "device", "--data-dir", str(big), "--batch-sizes", "8", "--steps", "2", "--windows", "1"]
+    assert _load("throughput").main([*args, "--warmup", "1", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["environment"]["deterministic_gpu_ops"] is True
+    results = payload["results"]
+    assert {(r["mode"], r["records"]) for r in results} == {("train", 512), ("forward", 192)}
+    assert all(r["images_per_second"] > 0 and 0.0 <= r["data_wait_fraction"] <= 1.0 for r in results)
+
+
 def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
     data_pipeline = _load("data_pipeline")
     out = tmp_path / "pipeline.json"

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, run_main, tiny_overrides
-from jaxpcam.runtime import (
-    CPU_MULTI_OUTPUT_FUSION,
-    HUGEPAGE_TUNABLE,
-    YNN_WITHOUT_CONVOLUTION,
-    hugepage_environment,
-    read_thp_setting,
-)
+from jaxpcam.runtime import HUGEPAGE_TUNABLE, hugepage_environment, read_thp_setting, with_cpu_defaults
 
 
 def _train(workdir: Path, data: Path, **extra):
@@ -43,9 +38,21 @@ def test_same_seed_gives_bit_identical_metrics_and_another_seed_does_not(twin_ru
 
 def test_holding_the_data_in_memory_changes_nothing_but_speed(twin_runs, tiny_pcam, tmp_path):
     root, _ = twin_runs
-    log = _train(tmp_path / "ram", tiny_pcam, **{"data.in_memory": True})
+    log = _train(tmp_path / "ram", tiny_pcam, **{"data.in_memory": True, "data.placement": "host"})
     assert "data.in_memory: train and valid held in RAM" in log.stderr
     assert metrics_without_timing(tmp_path / "ram") == metrics_without_timing(root / "a")
+
+
+def test_data_on_the_device_trains_on_exactly_the_host_pipelines_stream(twin_runs, tiny_pcam, tmp_path):
+    root, logs = twin_runs
+    assert "data.placement=auto chose device" in logs[0].stderr  # the tiny splits fit anywhere
+    # training.deterministic only concerns XLA:GPU: off, the CPU numbers stay the same too.
+    log = _train(tmp_path / "host", tiny_pcam, **{"data.placement": "host", "training.deterministic": False})
+    assert "data.placement=host" in log.stderr and "copied to 1 device" not in log.stderr
+    assert metrics_without_timing(tmp_path / "host") == metrics_without_timing(root / "a")
+    prov = json.loads((tmp_path / "host" / "config.json").read_text())["provenance"]
+    assert prov["data"]["placement"] == "host" and prov["deterministic_gpu_ops"] is False
+    assert "--xla_gpu_deterministic_ops=false" in prov["xla_flags"].split()
 
 
 def test_metrics_jsonl_has_the_contract_fields(twin_runs):
@@ -74,7 +81,10 @@ def test_config_json_records_provenance(twin_runs, tiny_pcam):
     prov = saved["provenance"]
     assert {"git", "packages", "devices", "data"} <= prov.keys()
     assert prov["packages"]["jax"] and prov["devices"]
-    assert YNN_WITHOUT_CONVOLUTION in prov["xla_flags"] and CPU_MULTI_OUTPUT_FUSION in prov["xla_flags"]
+    for flag in with_cpu_defaults("", metadata.version("jaxlib")).split():  # none on jaxlib 0.12
+        assert flag in prov["xla_flags"]
+    assert "--xla_gpu_deterministic_ops=true" in prov["xla_flags"].split()
+    assert prov["deterministic_gpu_ops"] is True and prov["matmul_precision"] == "default"
     if hugepage_environment(os.environ, platform.libc_ver(), read_thp_setting()) is not None:
         assert HUGEPAGE_TUNABLE in prov["glibc_tunables"]  # the command restarted itself with huge pages
     files = {f["name"]: f for f in prov["data"]["files"]}

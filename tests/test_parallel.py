@@ -88,7 +88,12 @@ def test_four_devices_train_like_one(one_device_run, tiny_pcam, tmp_path):
     result = _train(tmp_path / "four", tiny_pcam, FOUR_CPU_DEVICES)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data parallel over 4 CPU device(s): global batch 32, 8 per device" in result.stderr
+    assert "train and valid copied to 4 device(s)" in result.stderr
     _assert_same_run(metrics_without_timing(tmp_path / "four"), metrics_without_timing(one_device_run))
+
+    host = _train(tmp_path / "host", tiny_pcam, FOUR_CPU_DEVICES, ("--config.data.placement=host",))
+    assert host.returncode == 0, host.stderr[-3000:]
+    assert metrics_without_timing(tmp_path / "host") == metrics_without_timing(tmp_path / "four")
 
     bad = _train(tmp_path / "bad", tiny_pcam, FOUR_CPU_DEVICES, ("--config.data.batch_size=30",))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -85,6 +85,17 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny_pcam, reference, tm
     _assert_same_run(workdir, reference)
 
 
+def test_sigkill_with_data_on_the_device_then_resume_on_the_host_is_bit_identical(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    proc = _popen(_args(workdir, tiny_pcam, **{"data.placement": "device"}))
+    _wait_for_step(proc, 12)
+    proc.kill()
+    proc.wait()
+    result = _finish(workdir, tiny_pcam, **{"data.placement": "host"})
+    assert re.search(r"resuming from checkpoint step \d+ ", result.stderr)
+    _assert_same_run(workdir, reference)
+
+
 def test_sigkill_during_a_checkpoint_write_then_resume_is_bit_identical(tiny_pcam, reference, tmp_path):
     workdir = tmp_path / "run"
     # The epoch-1 checkpoint (step 8) is being written when the process dies; metrics.jsonl

@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+from importlib import metadata
 
 import flax.linen as nn
 import jax
@@ -8,15 +9,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpcam.config import base_config
+from jaxpcam.errors import UserError
 from jaxpcam.models.cnn import max_pool_2x2
 from jaxpcam.runtime import (
     CPU_MULTI_OUTPUT_FUSION,
+    GPU_DETERMINISM_FLAG,
     HUGEPAGE_TUNABLE,
     YNN_WITHOUT_CONVOLUTION,
+    apply_run_settings,
     hugepage_environment,
     keep_freed_memory,
     user_tuned_malloc,
     with_cpu_defaults,
+    with_gpu_determinism,
+    xla_flag_value,
 )
 
 
@@ -50,6 +57,10 @@ def test_convolutions_compile_to_xla_not_ynnpack_on_cpu():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU setting")
+@pytest.mark.skipif(
+    CPU_MULTI_OUTPUT_FUSION not in with_cpu_defaults("", metadata.version("jaxlib")),
+    reason="jaxpcam sets multi-output fusion on jaxlib 0.10/0.11 only (no measured gain on 0.12)",
+)
 def test_adam_like_updates_that_read_the_same_gradient_share_one_loop_on_cpu():
     g = jnp.ones((64, 32))
     moments = jax.jit(lambda g, m, v: (0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g))
@@ -105,3 +116,29 @@ def test_hugepages_are_asked_for_once_and_other_tunables_kept():
 )
 def test_no_restart_where_huge_pages_cannot_or_should_not_be_used(environ, libc, thp):
     assert hugepage_environment(environ, libc, thp) is None
+
+
+def test_gpu_determinism_flag_is_added_replaced_and_read_back():
+    assert xla_flag_value("--xla_dump_to=/tmp/x", GPU_DETERMINISM_FLAG) is None
+    flags = with_gpu_determinism("--xla_force_host_platform_device_count=4", True)
+    assert flags.split() == ["--xla_force_host_platform_device_count=4", "--xla_gpu_deterministic_ops=true"]
+    off = with_gpu_determinism(flags, False)
+    assert xla_flag_value(off, GPU_DETERMINISM_FLAG) is False and off.count(GPU_DETERMINISM_FLAG) == 1
+    assert xla_flag_value("--xla_gpu_deterministic_ops", GPU_DETERMINISM_FLAG) is True
+    assert xla_flag_value("--xla_gpu_deterministic_ops_level=2", GPU_DETERMINISM_FLAG) is None
+
+
+def test_settings_xla_can_no_longer_take_are_refused_and_precision_is_applied(monkeypatch):
+    jax.devices()  # JAX has started: XLA_FLAGS were read
+    before = os.environ["XLA_FLAGS"]
+    training = base_config().training
+    training.deterministic = False
+    with pytest.raises(UserError, match=r"training\.deterministic: False cannot take effect"):
+        apply_run_settings(training)
+    assert os.environ["XLA_FLAGS"] == before
+    training.deterministic, training.matmul_precision = True, "highest"
+    try:
+        assert apply_run_settings(training) == {"deterministic_gpu_ops": True, "matmul_precision": "highest"}
+        assert jax.config.jax_default_matmul_precision == "highest"
+    finally:
+        jax.config.update("jax_default_matmul_precision", None)

@@ -71,11 +71,6 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
     data_dir, source = resolve_data_dir(data_config.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
-    if data_config.in_memory:
-        for split in (train, valid):
-            split.load_into_memory()
-        gib = (train.nbytes + valid.nbytes) / 2**30
-        log(f"data.in_memory: train and valid held in RAM ({gib:.2f} GiB); reads are memory copies")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
             f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip
@@ -88,4 +83,15 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
     return TrainingData(train, valid, data_files(data_dir), source, filter_info, folders)
 
 
-__all__ = ["SAMPLE_NOTICE", "TrainingData", "open_split", "open_training_data", "resolve_data_dir"]
+def hold_in_memory(data: TrainingData, log) -> None:
+    """data.in_memory: reads the PCAM train and valid files once into RAM (digits already are)."""
+    splits = [getattr(split, "base", split) for split in (data.train, data.valid)]  # a filtered view's file
+    splits = [split for split in splits if hasattr(split, "load_into_memory")]
+    for split in splits:
+        split.load_into_memory()
+    if splits:
+        gib = sum(split.nbytes for split in splits) / 2**30
+        log(f"data.in_memory: train and valid held in RAM ({gib:.2f} GiB); reads are memory copies")
+
+
+__all__ = ["SAMPLE_NOTICE", "TrainingData", "hold_in_memory", "open_split", "open_training_data", "resolve_data_dir"]

@@ -66,45 +66,55 @@ def epoch_indices(labels: np.ndarray, seed: int, epoch: int, count: int, balance
     return rng.choice(len(labels), size=count, replace=True, p=weights / weights.sum())
 
 
-class TrainSampler(grain.MapDataset):
-    """Position p -> (p, source index) over ``epochs`` epochs of ``records_per_epoch`` each."""
+class TrainBatches(grain.MapDataset):
+    """Step s -> the (position, source index) rows of global batch s, over ``epochs`` epochs.
 
-    def __init__(self, labels, seed: int, records_per_epoch: int, epochs: int, balanced: bool):
+    Record p of the stream (p = s * batch_size + row) is drawn as ``epoch_indices(seed, p // R)
+    [p % R]`` with R = steps_per_epoch * batch_size, so no batch straddles two epochs. Whole
+    batches are sliced out of the epoch's draw (one numpy slice, not one Python call per record):
+    on a GPU the host must produce a batch of indices in well under a millisecond.
+    """
+
+    def __init__(self, labels, seed: int, batch_size: int, steps_per_epoch: int, epochs: int, balanced: bool):
         super().__init__()
         self._labels, self._seed, self._balanced = labels, seed, balanced
-        self._per_epoch, self._epochs = records_per_epoch, epochs
+        self._batch, self._steps, self._epochs = batch_size, steps_per_epoch, epochs
 
     def __len__(self) -> int:
-        return self._per_epoch * self._epochs
+        return self._steps * self._epochs
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019 - one epoch's draw, reused by every record in it
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - one epoch's draw, reused by every batch in it
     def _epoch(self, epoch: int) -> np.ndarray:
-        return epoch_indices(self._labels, self._seed, epoch, self._per_epoch, self._balanced)
+        return epoch_indices(self._labels, self._seed, epoch, self._steps * self._batch, self._balanced)
 
-    def __getitem__(self, position):
-        if isinstance(position, slice):
-            return self.slice(position)
-        epoch, offset = divmod(position, self._per_epoch)
-        return position, int(self._epoch(epoch)[offset])
+    def __getitem__(self, step):
+        if isinstance(step, slice):
+            return self.slice(step)
+        epoch, offset = divmod(step, self._steps)
+        start = offset * self._batch
+        positions = np.arange(step * self._batch, (step + 1) * self._batch, dtype=np.int64)
+        return np.stack([positions, self._epoch(epoch)[start : start + self._batch]], axis=1)
 
     def __str__(self) -> str:
-        return f"TrainSampler(n={len(self._labels)}, balanced={self._balanced})"
+        return f"TrainBatches(n={len(self._labels)}, batch={self._batch}, balanced={self._balanced})"
 
 
-class EvalSampler(grain.MapDataset):
-    """Position p -> (p, p % size): every record once, in file order, ``passes`` times."""
+class EvalBatches(grain.MapDataset):
+    """Batch k -> rows (p, p % size) for positions p in [k * B, (k + 1) * B): every record once,
+    in file order, ``passes`` times; the last batch may be short."""
 
-    def __init__(self, size: int, passes: int = 1):
+    def __init__(self, size: int, batch_size: int, passes: int = 1):
         super().__init__()
-        self._size, self._passes = size, passes
+        self._size, self._batch, self._passes = size, batch_size, passes
 
     def __len__(self) -> int:
-        return self._size * self._passes
+        return -(-self._size * self._passes // self._batch)
 
-    def __getitem__(self, position):
-        if isinstance(position, slice):
-            return self.slice(position)
-        return position, position % self._size
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return self.slice(k)
+        positions = np.arange(k * self._batch, min((k + 1) * self._batch, self._size * self._passes), dtype=np.int64)
+        return np.stack([positions, positions % self._size], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +137,29 @@ class ProcessRows:
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchIndices:
+    """What a batch of (position, index) rows is, without its images: the source ``index`` to
+    read, the dihedral ``code`` to apply (0 = none), the ``label`` and the ``mask`` (False for
+    padding rows at position -1, which read index 0). The one definition both placements use:
+    LoadBatch reads the images on the host, ``data.placement=device`` gathers them on the device.
+    """
+
+    labels: np.ndarray
+    augment_seed: int | None = None
+
+    def __call__(self, pairs: np.ndarray) -> dict:
+        positions, indices = pairs[:, 0], pairs[:, 1]
+        mask = positions >= 0
+        indices = np.where(mask, indices, 0)
+        if self.augment_seed is None:
+            codes = np.zeros(len(pairs), np.int32)
+        else:
+            codes = np.where(mask, dihedral_codes(self.augment_seed, positions), 0).astype(np.int32)
+        labels = np.where(mask, self.labels[indices], 0).astype(self.labels.dtype)
+        return {"index": indices.astype(np.int32), "code": codes, "label": labels, "mask": mask}
+
+
+@dataclasses.dataclass(frozen=True)
 class LoadBatch:
     """Reads and (optionally) augments one batch of (position, index) rows; rows at position -1
     are padding: zero images with ``mask`` False."""
@@ -135,16 +168,13 @@ class LoadBatch:
     augment_seed: int | None = None
 
     def __call__(self, pairs: np.ndarray) -> dict:
-        positions, indices = pairs[:, 0], pairs[:, 1]
-        mask = positions >= 0
-        images = self.source.read(indices)
+        rows = BatchIndices(self.source.labels, self.augment_seed)(pairs)
+        images = self.source.read(rows["index"])
         if self.augment_seed is not None:
-            images = apply_dihedral(images, dihedral_codes(self.augment_seed, positions))
-        labels = self.source.labels[indices]
-        if not mask.all():
-            images[~mask] = 0
-            labels = np.where(mask, labels, 0).astype(labels.dtype)
-        return {"image": images, "label": labels, "mask": mask}
+            images = apply_dihedral(images, rows["code"])
+        if not rows["mask"].all():
+            images[~rows["mask"]] = 0
+        return {"image": images, "label": rows["label"], "mask": rows["mask"]}
 
 
 def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grain.IterDataset:
@@ -156,10 +186,6 @@ def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grai
             flags.FLAGS.mark_as_parsed()  # (tests, notebooks) their defaults are what we want
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return ds
-
-
-def _stack_pairs(pairs) -> np.ndarray:
-    return np.asarray(pairs, np.int64)  # (B, 2): position in the stream, index in the file
 
 
 def train_dataset(
@@ -174,16 +200,19 @@ def train_dataset(
     prefetch: int = 4,
     start_step: int = 0,
     rows: slice | None = None,
+    images: bool = True,
 ) -> grain.IterDataset:
     """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch.
 
     ``batch_size`` is the global batch; ``rows`` (multi-process) the part of it this process reads.
+    ``images=False`` yields the batches' BatchIndices instead of their images (data.placement=device).
     """
-    per_epoch = steps_per_epoch(len(source), batch_size) * batch_size
-    sampler = TrainSampler(source.labels, data_seed, per_epoch, epochs, balanced)
-    batches = sampler.batch(batch_size, drop_remainder=True, batch_fn=_stack_pairs)
-    batches = batches.slice(slice(start_step, None)).map(ProcessRows(rows)).map(LoadBatch(source, augment_seed))
-    return _to_iter(batches, num_workers, prefetch)
+    sampler = TrainBatches(
+        source.labels, data_seed, batch_size, steps_per_epoch(len(source), batch_size), epochs, balanced
+    )
+    batches = sampler.slice(slice(start_step, None)).map(ProcessRows(rows))
+    load = LoadBatch(source, augment_seed) if images else BatchIndices(source.labels, augment_seed)
+    return _to_iter(batches.map(load), num_workers if images else 0, prefetch)
 
 
 def eval_dataset(
@@ -194,12 +223,13 @@ def eval_dataset(
     prefetch: int = 4,
     repeat: bool = False,
     rows: slice | None = None,
+    images: bool = True,
 ):
     """Every record once, in order, padded to full batches with a mask (with ``repeat``, 1000
     passes for benchmarks: one set of worker processes instead of one per pass)."""
-    batches = EvalSampler(len(source), 1000 if repeat else 1).batch(batch_size, batch_fn=_stack_pairs)
-    batches = batches.map(ProcessRows(rows, pad_to=batch_size)).map(LoadBatch(source))
-    return _to_iter(batches, num_workers, prefetch)
+    batches = EvalBatches(len(source), batch_size, 1000 if repeat else 1).map(ProcessRows(rows, pad_to=batch_size))
+    load = LoadBatch(source) if images else BatchIndices(source.labels)
+    return _to_iter(batches.map(load), num_workers if images else 0, prefetch)
 
 
 def steps_per_epoch(num_records: int, batch_size: int) -> int:

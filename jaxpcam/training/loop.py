@@ -14,15 +14,24 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxpcam import config as config_lib
-from jaxpcam.data import open_training_data
+from jaxpcam.data import hold_in_memory, open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
+from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, resume, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary, to_host
+from jaxpcam.training.placement import (
+    Placement,
+    ResidentSplit,
+    choose_placement,
+    free_device_memory,
+    place_split,
+    split_bytes,
+)
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.schedules import ScheduleState, init_schedule, update_schedule
 from jaxpcam.training.state import (
@@ -51,19 +60,30 @@ class EvalResult:
     metrics: dict[str, float]
 
 
-def evaluate(state: TrainState, split, batch_size: int, num_workers: int, parallel: DataParallel) -> EvalResult:
+def evaluate(
+    state: TrainState,
+    split,
+    batch_size: int,
+    num_workers: int,
+    parallel: DataParallel,
+    resident: ResidentSplit | None = None,
+) -> EvalResult:
     """Mean loss (float64 sum over real examples) and metrics over every record of ``split``;
-    each process reads its rows of each batch, and every process gets the same numbers."""
-    losses, probs = [], []
+    each process reads its rows of each batch (or, with ``resident``, only their indices), and
+    every process gets the same numbers. Outputs come to the host once, after the last batch."""
+    outputs = []
     batch_size = parallel.eval_batch_size(batch_size)
     rows = parallel.local_rows(batch_size)
-    for local in pipeline_lib.eval_dataset(split, batch_size=batch_size, num_workers=num_workers, rows=rows):
+    local_batches = pipeline_lib.eval_dataset(
+        split, batch_size=batch_size, num_workers=num_workers, rows=rows, images=resident is None
+    )
+    for local in local_batches:
         batch = parallel.global_batch(local)
-        out, mask = to_host((jit_eval_step(state, batch), batch["mask"]))
-        losses.append(out.loss[mask])
-        probs.append(out.probs[mask])
-    loss = float(np.concatenate(losses).astype(np.float64).mean())
-    return EvalResult(loss, classification_metrics(split.labels, np.concatenate(probs)))
+        outputs.append((jit_eval_step(state, batch, resident), batch["mask"]))
+    outputs = to_host(outputs)
+    losses = np.concatenate([out.loss[mask] for out, mask in outputs])
+    probs = np.concatenate([out.probs[mask] for out, mask in outputs])
+    return EvalResult(float(losses.astype(np.float64).mean()), classification_metrics(split.labels, probs))
 
 
 def _normalization(config, data, channels: int) -> Normalization:
@@ -91,6 +111,7 @@ class _Run:
     parallel: DataParallel
     train_fn: object
     dropout_key: jax.Array
+    resident: tuple[ResidentSplit | None, ResidentSplit | None]  # train, valid; None with data.placement=host
     steps_per_epoch: int
     stop: StopRequest
     first_step: int
@@ -194,7 +215,7 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
         before = time.perf_counter()
         batch = run.parallel.global_batch(next(batches))
         wait += time.perf_counter() - before
-        state, metrics = run.train_fn(state, batch, run.dropout_key)
+        state, metrics = run.train_fn(state, batch, run.dropout_key, run.resident[0])
         pending.append(metrics)
         step += 1
         sync_point = len(pending) >= t.log_every_steps
@@ -242,6 +263,7 @@ def _start(config, workdir: Path, like: TrainState, manager, start_fresh: bool):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool = False) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns a summary."""
     config_lib.validate(config)
+    run_settings = apply_run_settings(config.training)  # before the first JAX computation
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -258,6 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
         )
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
+    placement, resident = _place_data(config, data, parallel)
 
     model = create_model(config.model, config.training.dtype)
     norm = _normalization(config, data, data.image_shape[-1])
@@ -270,6 +293,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
     provenance = tracking.provenance(data.files, data.source)
     provenance["data"]["filter"] = data.filter
+    provenance.update(run_settings)
+    provenance["data"]["placement"] = placement.kind
+    provenance["data"]["placement_reason"] = placement.reason
     if is_primary():
         tracking.write_run_config(workdir, config, provenance)
     batches = iter(
@@ -284,16 +310,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
             prefetch=config.data.prefetch_batches,
             start_step=int(state.step),
             rows=parallel.local_rows(config.data.batch_size),
+            images=resident[0] is None,
         )
     )
     writer = tracking.RunWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary())
     with StopRequest() as stop:
         dropout_key = parallel.replicate(streams.dropout)
-        abstract_batch = parallel.abstract_batch(config.data.batch_size, data.image_shape)
+        abstract_batch = parallel.abstract_batch(config.data.batch_size, data.image_shape, resident[0] is not None)
         run = _Run(
             config, workdir, writer, manager, parallel,
-            _compiled_train_step(state, config, dropout_key, abstract_batch),
-            dropout_key, steps_per_epoch, stop, int(state.step), intensity_profile(train),
+            _compiled_train_step(state, config, dropout_key, abstract_batch, resident[0]),
+            dropout_key, resident, steps_per_epoch, stop, int(state.step), intensity_profile(train),
         )  # fmt: skip
         try:
             for epoch in range(int(state.step) // steps_per_epoch + 1, config.training.epochs + 1):
@@ -315,7 +342,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     c = run.config
     lr_used = schedule.lr
     state, train_summary = _run_epoch(run, state, schedule, progress, batches, epoch)
-    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers, run.parallel)
+    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers, run.parallel, run.resident[1])
     record = {
         "epoch": epoch,
         "step": int(state.step),
@@ -353,11 +380,30 @@ def _devices_line(parallel: DataParallel, batch_size: int) -> str:
     return f"data parallel over {devices}: global batch {batch_size}, {batch_size // parallel.num_devices} per device"
 
 
-def _compiled_train_step(state, config, dropout_key, batch):
+def _place_data(config, data, parallel: DataParallel) -> tuple[Placement, tuple[ResidentSplit | None, ...]]:
+    """Decides data.placement and, for 'device', copies train and valid to every device."""
+    needed = split_bytes(data.train, data.image_shape) + split_bytes(data.valid, data.image_shape)
+    placement = choose_placement(config.data.placement, needed, free_device_memory(jax.local_devices()))
+    log(placement.reason)
+    if placement.kind == "host":
+        if config.data.in_memory:
+            hold_in_memory(data, log)
+        return placement, (None, None)
+    start = time.perf_counter()
+    resident = (
+        place_split(data.train, parallel.replicate, augment=config.data.augment),
+        place_split(data.valid, parallel.replicate, augment=False),
+    )
+    jax.block_until_ready(resident)
+    log(f"train and valid copied to {parallel.num_devices} device(s) in {time.perf_counter() - start:.1f} s")
+    return placement, resident
+
+
+def _compiled_train_step(state, config, dropout_key, batch, resident):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
     start = time.perf_counter()
     skip = config.training.nan_policy == "skip"
-    compiled = jit_train_step.lower(state, batch, dropout_key, skip_nonfinite=skip).compile()
+    compiled = jit_train_step.lower(state, batch, dropout_key, resident, skip_nonfinite=skip).compile()
     log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
     return compiled
 

@@ -112,14 +112,15 @@ class DataParallel:
         """This process's rows (numpy) -> one global array per key, sharded along ``data``."""
         return jax.make_array_from_process_local_data(self.batch_sharding, local_batch)
 
-    def abstract_batch(self, batch_size: int, image_shape) -> dict:
-        """Shapes, dtypes and shardings of a global training batch, for ahead-of-time compiling."""
+    def abstract_batch(self, batch_size: int, image_shape, indices_only: bool = False) -> dict:
+        """Shapes, dtypes and shardings of a global training batch, for ahead-of-time compiling:
+        images (data.placement=host) or, with ``indices_only``, pipeline.BatchIndices."""
         s = self.batch_sharding
-        return {
-            "image": jax.ShapeDtypeStruct((batch_size, *image_shape), np.uint8, sharding=s),
-            "label": jax.ShapeDtypeStruct((batch_size,), np.int32, sharding=s),
-            "mask": jax.ShapeDtypeStruct((batch_size,), np.bool_, sharding=s),
-        }
+        row = lambda dtype: jax.ShapeDtypeStruct((batch_size,), dtype, sharding=s)  # noqa: E731
+        if indices_only:
+            return {"index": row(np.int32), "code": row(np.int32), "label": row(np.int32), "mask": row(np.bool_)}
+        image = jax.ShapeDtypeStruct((batch_size, *image_shape), np.uint8, sharding=s)
+        return {"image": image, "label": row(np.int32), "mask": row(np.bool_)}
 
 
 def to_host(tree):

@@ -25,6 +25,7 @@ RESUMABLE_KEYS = frozenset(
         "data.num_workers",
         "data.prefetch_batches",
         "data.in_memory",
+        "data.placement",
         "data.eval_batch_size",
         "checkpoint.keep",
         "checkpoint.every_steps",
@@ -44,8 +45,11 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys whose values differ, except those in RESUMABLE_KEYS."""
-    a, b = _flatten(saved), _flatten(current)
+    """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
+    (a run made before the key existed) counts as having its default value."""
+    from jaxpcam.config import base_config
+
+    a, b = {**_flatten(base_config().to_dict()), **_flatten(saved)}, _flatten(current)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxpcam.training.placement import ResidentSplit, gather_batch
 from jaxpcam.training.state import TrainState, normalize
 
 
@@ -30,10 +31,18 @@ def per_example_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(
-    state: TrainState, batch: dict, dropout_key: jax.Array, skip_nonfinite: bool = False
+    state: TrainState,
+    batch: dict,
+    dropout_key: jax.Array,
+    resident: ResidentSplit | None = None,
+    skip_nonfinite: bool = False,
 ) -> tuple[TrainState, StepMetrics]:
-    """One update. With ``skip_nonfinite`` a non-finite loss or gradient norm keeps the old
-    params and optimizer state (the step counter still advances, so data and keys move on)."""
+    """One update. With ``resident`` (data.placement=device) ``batch`` holds indices and the
+    images are gathered from device memory. With ``skip_nonfinite`` a non-finite loss or gradient
+    norm keeps the old params and optimizer state (the step counter still advances, so data and
+    keys move on)."""
+    if resident is not None:
+        batch = gather_batch(resident, batch)
     images = normalize(batch["image"], state.normalization)
     step_key = jax.random.fold_in(dropout_key, state.step)
 
@@ -55,7 +64,9 @@ def train_step(
     return new_state, StepMetrics(loss, grad_norm, state.learning_rate, skipped)
 
 
-def eval_step(state: TrainState, batch: dict) -> EvalOutput:
+def eval_step(state: TrainState, batch: dict, resident: ResidentSplit | None = None) -> EvalOutput:
+    if resident is not None:
+        batch = gather_batch(resident, batch)
     images = normalize(batch["image"], state.normalization)
     logits = state.apply_fn({"params": state.params}, images, train=False)
     probs = jax.nn.sigmoid(logits[:, 0]) if logits.shape[-1] == 1 else jax.nn.softmax(logits)
