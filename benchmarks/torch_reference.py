@@ -4,11 +4,15 @@ Not a jaxpcam dependency: run it in an environment with torch (``pip install tor
 
     python benchmarks/torch_reference.py --batch-sizes 128,512            # MLP train step + no_grad
     python benchmarks/torch_reference.py --pipeline --data-dir DIR         # the seeds' full pipeline
+    python benchmarks/torch_reference.py --resident --data-dir DIR --device cuda   # data already on the GPU
 
 The model is the course MLP (27648 -> 512 -> 256 -> 1, ReLU, dropout 0.2) with Adam and
 BCEWithLogitsLoss; ``--model cnn`` is the seeds' 3-conv CNN. ``--pipeline`` trains end to end the
 way the seeds did: an h5py Dataset reading one index per __getitem__, WeightedRandomSampler, two
-DataLoader workers, random flips, ``(x / 255 - 0.5) / 0.5`` on the host.
+DataLoader workers, random flips, ``(x / 255 - 0.5) / 0.5`` on the host (the model on ``--device``).
+``--resident`` is the strongest plain PyTorch loop we could write for the same job: train and valid
+as uint8 tensors on the device, the balanced draw, gather, flips/transposes and normalisation all
+on the device, fused Adam on CUDA; it times whole epochs plus a pass over valid.
 """
 
 import argparse
@@ -127,19 +131,22 @@ def bench_pipeline(args) -> dict:
     sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=128, sampler=sampler, num_workers=2)
     torch.manual_seed(0)
-    model = mlp()
+    model = mlp().to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
     images, t0 = 0, None
     for i, (x, y) in enumerate(loader):
         if i == 3:
+            _sync(args.device)
             t0, images = time.perf_counter(), 0
+        x, y = x.to(args.device), y.to(args.device)
         optimizer.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         optimizer.step()
         images += len(x)
         if i == 3 + args.pipeline_steps:
             break
+    _sync(args.device)
     rate = images / (time.perf_counter() - t0)
     print(f"torch seeds' pipeline (h5py per index, WeightedRandomSampler, 2 workers): {rate:.0f} img/s")
     stem = data_dir / "camelyonpatch_level_2_split_valid"
@@ -152,7 +159,8 @@ def bench_pipeline(args) -> dict:
         for _ in range(1 + args.eval_passes):  # the first pass starts the workers: untimed, as ours warms up
             t0 = time.perf_counter()
             for x, _ in loader:
-                model(x)
+                model(x.to(args.device))
+            _sync(args.device)
             rates.append(len(valid) / (time.perf_counter() - t0))
     eval_rate = statistics.median(rates[1:])
     print(f"torch seeds' evaluation over valid (no_grad, DataLoader 2 workers, batch 512): {eval_rate:.0f} img/s "
@@ -161,6 +169,73 @@ def bench_pipeline(args) -> dict:
         {"mode": "pipeline_train", "batch_size": 128, "images_per_second": rate},
         {"mode": "pipeline_eval", "batch_size": 512, "images_per_second": eval_rate},
     ]
+
+
+def _load_to_device(data_dir: Path, split: str, device: str):
+    import h5py
+
+    stem = data_dir / f"camelyonpatch_level_2_split_{split}"
+    with h5py.File(f"{stem}_x.h5", "r") as f:
+        images = torch.from_numpy(f["x"][...]).to(device).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+    with h5py.File(f"{stem}_y.h5", "r") as f:
+        labels = torch.from_numpy(f["y"][...].reshape(-1).astype("float32")).to(device)
+    return images, labels
+
+
+def _random_dihedral(x):
+    """A random one of the 8 flips/transposes per image, on the device, without a host sync."""
+    n = len(x)
+    for move in (lambda t: t.flip(3), lambda t: t.flip(2), lambda t: t.transpose(2, 3)):
+        pick = (torch.rand(n, device=x.device) < 0.5).view(n, 1, 1, 1)
+        x = torch.where(pick, move(x), x)
+    return x
+
+
+def bench_resident(args) -> list[dict]:
+    data_dir, device = Path(args.data_dir), args.device
+    train_x, train_y = _load_to_device(data_dir, "train", device)
+    valid_x, _ = _load_to_device(data_dir, "valid", device)
+    torch.manual_seed(0)
+    model = (mlp() if args.model == "mlp" else cnn()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.startswith("cuda"))
+    loss_fn = nn.BCEWithLogitsLoss()
+    weights = (1.0 / torch.bincount(train_y.long()).float())[train_y.long()]
+    batch = args.resident_batch
+    steps = len(train_y) // batch
+
+    def epoch() -> None:
+        model.train()
+        order = torch.multinomial(weights, steps * batch, replacement=True)
+        for s in range(steps):
+            idx = order[s * batch : (s + 1) * batch]
+            x = _random_dihedral(train_x[idx]).float().div_(127.5).sub_(1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), train_y[idx, None]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for s in range(0, len(valid_x), 1024):
+                model(valid_x[s : s + 1024].float().div_(127.5).sub_(1.0))
+        _sync(device)
+
+    epoch()  # warm-up: allocator, kernels
+    seconds = []
+    for _ in range(args.resident_epochs):
+        t0 = time.perf_counter()
+        epoch()
+        seconds.append(time.perf_counter() - t0)
+    median = statistics.median(seconds)
+    print(
+        f"torch {args.model} data on {device}, batch {batch}: epoch ({steps * batch} train) + valid ({len(valid_x)}) "
+        f"in {median:.2f} s ({steps * batch / median:.0f} train img/s incl. validation)"
+    )
+    return [
+        {
+            "model": args.model, "mode": "resident_epoch", "batch_size": batch, "device": device,
+            "epoch_seconds": median, "epoch_seconds_all": seconds, "train_images": steps * batch,
+            "valid_images": len(valid_x), "images_per_second": steps * batch / median,
+        }
+    ]  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -173,6 +248,9 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline", action="store_true", help="also train end to end from --data-dir")
     p.add_argument("--pipeline-steps", type=int, default=40)
     p.add_argument("--eval-passes", type=int, default=3, help="timed passes over valid in --pipeline")
+    p.add_argument("--resident", action="store_true", help="also the data-on-device loop over --data-dir")
+    p.add_argument("--resident-batch", type=int, default=512)
+    p.add_argument("--resident-epochs", type=int, default=3, help="timed epochs after one warm-up epoch")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (eager, float32) for the compute benchmark")
     p.add_argument("--json", type=Path, default=None)
@@ -184,6 +262,10 @@ def main(argv=None) -> int:
         if not args.data_dir:
             p.error("--pipeline needs --data-dir (e.g. ~/.cache/jaxpcam/pcam-sample-v1)")
         results += bench_pipeline(args)
+    if args.resident:
+        if not args.data_dir:
+            p.error("--resident needs --data-dir")
+        results += bench_resident(args)
     if args.json:
         payload = {"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
