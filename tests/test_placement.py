@@ -84,3 +84,16 @@ def test_index_batches_follow_the_same_train_stream_as_image_batches(tiny_pcam):
     for host, device in zip(images, indices, strict=True):
         np.testing.assert_array_equal(np.asarray(gather_batch(resident, device)["image"]), host["image"])
         np.testing.assert_array_equal(device["label"], host["label"])
+
+
+def test_a_run_whose_splits_do_not_fit_stops_before_training(tiny_pcam, tmp_path, monkeypatch):
+    from jaxpcam.config import base_config
+    from jaxpcam.training import placement
+    from jaxpcam.training.loop import train_and_evaluate
+
+    monkeypatch.setattr(placement, "free_device_memory", lambda devices: 2**20)  # 1 MiB free
+    config = base_config()
+    config.data.dir, config.data.placement = str(tiny_pcam), "device"
+    with pytest.raises(UserError, match=r"'device' does not fit: train \+ valid need 0\.01 GiB per device, 0\.00 GiB"):
+        train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()

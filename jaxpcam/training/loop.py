@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxpcam import config as config_lib
-from jaxpcam.data import hold_in_memory, open_training_data
+from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import RunFailed, Stopped, UserError
@@ -24,14 +24,7 @@ from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, resume, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary, to_host
-from jaxpcam.training.placement import (
-    Placement,
-    ResidentSplit,
-    choose_placement,
-    free_device_memory,
-    place_split,
-    split_bytes,
-)
+from jaxpcam.training.placement import ResidentSplit, place_training_data
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.schedules import ScheduleState, init_schedule, update_schedule
 from jaxpcam.training.state import (
@@ -280,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
         )
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
-    placement, resident = _place_data(config, data, parallel)
+    placement, resident = place_training_data(config.data, data, parallel, log)
 
     model = create_model(config.model, config.training.dtype)
     norm = _normalization(config, data, data.image_shape[-1])
@@ -378,25 +371,6 @@ def _devices_line(parallel: DataParallel, batch_size: int) -> str:
     if parallel.num_devices == 1:
         return f"devices: {devices} {jax.devices()}"
     return f"data parallel over {devices}: global batch {batch_size}, {batch_size // parallel.num_devices} per device"
-
-
-def _place_data(config, data, parallel: DataParallel) -> tuple[Placement, tuple[ResidentSplit | None, ...]]:
-    """Decides data.placement and, for 'device', copies train and valid to every device."""
-    needed = split_bytes(data.train, data.image_shape) + split_bytes(data.valid, data.image_shape)
-    placement = choose_placement(config.data.placement, needed, free_device_memory(jax.local_devices()))
-    log(placement.reason)
-    if placement.kind == "host":
-        if config.data.in_memory:
-            hold_in_memory(data, log)
-        return placement, (None, None)
-    start = time.perf_counter()
-    resident = (
-        place_split(data.train, parallel.replicate, augment=config.data.augment),
-        place_split(data.valid, parallel.replicate, augment=False),
-    )
-    jax.block_until_ready(resident)
-    log(f"train and valid copied to {parallel.num_devices} device(s) in {time.perf_counter() - start:.1f} s")
-    return placement, resident
 
 
 def _compiled_train_step(state, config, dropout_key, batch, resident):

@@ -14,14 +14,17 @@ device (the rest is for the model, the optimizer and activations), else ``host``
 
 import dataclasses
 import functools
+import time
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpcam.data import hold_in_memory
 from jaxpcam.data.pipeline import apply_dihedral
 from jaxpcam.errors import UserError
+from jaxpcam.training.parallel import DataParallel, any_process
 
 AUTO_SHARE = 0.5  # auto: the splits may take this share of a device's free memory
 DEVICE_SHARE = 0.9  # device: refuse above this share, before anything is copied
@@ -123,3 +126,36 @@ def read_all(split, block: int = 4096) -> np.ndarray:
 def place_split(split, put, augment: bool) -> ResidentSplit:
     """Reads ``split`` once and copies it to the device(s) with ``put`` (e.g. DataParallel.replicate)."""
     return ResidentSplit(put(read_all(split)), augment)
+
+
+def _agreed(requested: str, needed: int) -> Placement:
+    """choose_placement on this process's devices, made the same on every process of a job
+    (their batches form one global array): a refusal anywhere stops all, host anywhere wins."""
+    try:
+        placement, refused = choose_placement(requested, needed, free_device_memory(jax.local_devices())), None
+    except UserError as err:
+        placement, refused = None, err
+    if any_process(refused is not None):  # collectives: every process calls both
+        raise refused or UserError("config key data.placement: 'device' does not fit on another process of this job")
+    if any_process(placement.kind == "host") and placement.kind == "device":
+        return Placement("host", "data.placement=auto chose host: another process of this job has too little memory")
+    return placement
+
+
+def place_training_data(data_config, data, parallel: DataParallel, log) -> tuple[Placement, tuple]:
+    """Decides data.placement; returns it and (train, valid) ResidentSplits, or (None, None) for host."""
+    needed = split_bytes(data.train, data.image_shape) + split_bytes(data.valid, data.image_shape)
+    placement = _agreed(data_config.placement, needed)
+    log(placement.reason)
+    if placement.kind == "host":
+        if data_config.in_memory:
+            hold_in_memory(data, log)
+        return placement, (None, None)
+    start = time.perf_counter()
+    resident = (
+        place_split(data.train, parallel.replicate, augment=data_config.augment),
+        place_split(data.valid, parallel.replicate, augment=False),
+    )
+    jax.block_until_ready(resident)
+    log(f"train and valid copied to {parallel.num_devices} device(s) in {time.perf_counter() - start:.1f} s")
+    return placement, resident
