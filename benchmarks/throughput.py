@@ -18,6 +18,7 @@ table on stdout and, with --json, a JSON file. See benchmarks/README.md for how 
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -92,10 +93,10 @@ def synthetic_batch(key, batch_size: int) -> dict:
     }
 
 
-def _open_split(args, train: bool):
+def _open_split(data_dir: str | None, train: bool):
     from jaxpcam.data import open_split, resolve_data_dir
 
-    data_dir, _ = resolve_data_dir(args.data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
+    data_dir, _ = resolve_data_dir(data_dir or "", lambda m: print(f"# {m}", file=sys.stderr))
     return open_split(data_dir, "train" if train else "valid")
 
 
@@ -111,16 +112,11 @@ def _pipeline_batches(args, config, split, batch_size: int, train: bool, images:
     )
 
 
-_resident_cache = {}
-
-
-def _resident(args, train: bool) -> tuple:
-    """(split, its ResidentSplit), read to the device once per benchmark process."""
-    if train not in _resident_cache:
-        split = _open_split(args, train)
-        resident = place_split(split, jax.device_put, augment=train)
-        _resident_cache[train] = (split, jax.block_until_ready(resident))
-    return _resident_cache[train]
+@functools.lru_cache(maxsize=2)
+def _resident(data_dir: str | None, train: bool) -> tuple:
+    """(split, its ResidentSplit), read to the device once per split and benchmark process."""
+    split = _open_split(data_dir, train)
+    return split, jax.block_until_ready(place_split(split, jax.device_put, augment=train))
 
 
 def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
@@ -130,12 +126,12 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
     train = mode == "train"
     host, resident = None, None
     if args.source == "h5":
-        split = _open_split(args, train)
+        split = _open_split(args.data_dir, train)
         if args.in_memory:
             split.load_into_memory()
         host = iter(_pipeline_batches(args, config, split, batch_size, train, images=True))
     elif args.source == "device":
-        split, resident = _resident(args, train)
+        split, resident = _resident(args.data_dir, train)
         host = iter(_pipeline_batches(args, config, split, batch_size, train, images=False))
     batch = next(host) if host is not None else synthetic_batch(jax.random.key(1), batch_size)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)

@@ -122,16 +122,15 @@ def apply_run_settings(training) -> dict:
 
     from jaxpcam.errors import UserError
 
-    current = os.environ.get("XLA_FLAGS", "")
-    if xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is None:
-        wanted = with_gpu_determinism(current, training.deterministic)
-        if wanted != current:
-            if _backends_started():
-                raise UserError(
-                    f"config key training.deterministic: {training.deterministic} cannot take effect, JAX "
-                    "already started in this process with the other setting; run this config in a process of its own"
-                )
-            _set_gpu_determinism(training.deterministic)
+    users_own = xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is not None
+    in_effect = bool(xla_flag_value(os.environ.get("XLA_FLAGS", ""), GPU_DETERMINISM_FLAG))
+    if not users_own and in_effect != training.deterministic:
+        if _backends_started():
+            raise UserError(
+                f"config key training.deterministic: {training.deterministic} cannot take effect, JAX "
+                "already started in this process with the other setting; run this config in a process of its own"
+            )
+        _set_gpu_determinism(training.deterministic)
     precision = None if training.matmul_precision == "default" else training.matmul_precision
     jax.config.update("jax_default_matmul_precision", precision)
     return {

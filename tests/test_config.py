@@ -134,3 +134,14 @@ def test_in_memory_data_needs_the_main_process_reader():
     config.data.in_memory, config.data.num_workers = True, 2
     with pytest.raises(UserError, match=r"data\.num_workers: expected 0 with data\.in_memory=True"):
         validate(config)
+
+
+def test_a_key_missing_from_a_saved_config_counts_as_its_default_on_resume():
+    from jaxpcam.training.resume import config_differences
+
+    current = base_config().to_dict()
+    saved = base_config().to_dict()
+    del saved["training"]["deterministic"], saved["data"]["placement"]  # a run made before these keys
+    assert config_differences(saved, current) == []
+    current["training"]["deterministic"] = False
+    assert config_differences(saved, current) == ["training.deterministic"]

@@ -122,6 +122,7 @@ def test_two_processes_on_localhost_train_like_one(one_device_run, tiny_pcam, tm
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "4 CPU device(s) in 2 processes (this is process 0)" in outputs[0][1]
+    assert "train and valid copied to 4 device(s)" in outputs[0][1]  # each process placed its own two
     assert "epoch 1 done" not in outputs[1][1]  # only process 0 logs
     _assert_same_run(metrics_without_timing(workdir), metrics_without_timing(one_device_run))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16", "8"]

@@ -5,6 +5,7 @@ import pytest
 
 from jaxpcam.data import open_split
 from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.data.pcam import read_all
 from jaxpcam.errors import UserError
 from jaxpcam.training.placement import (
     ResidentSplit,
@@ -12,7 +13,6 @@ from jaxpcam.training.placement import (
     dihedral_table,
     free_device_memory,
     gather_batch,
-    read_all,
 )
 
 GIB = 2**30

@@ -142,3 +142,13 @@ def test_settings_xla_can_no_longer_take_are_refused_and_precision_is_applied(mo
         assert jax.config.jax_default_matmul_precision == "highest"
     finally:
         jax.config.update("jax_default_matmul_precision", None)
+
+
+def test_a_users_own_determinism_flag_wins_over_the_config(monkeypatch):
+    import jaxpcam.runtime as runtime
+
+    monkeypatch.setattr(runtime, "USER_XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
+    training = base_config().training  # deterministic=True
+    assert apply_run_settings(training)["deterministic_gpu_ops"] is False
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"

@@ -87,11 +87,7 @@ class PcamSplit:
     def load_into_memory(self, block: int = 4096) -> None:
         """Reads every image once, sequentially, into one uint8 array; later reads are memory
         gathers instead of HDF5 reads (no decompression, no per-run slicing)."""
-        images = self._images()
-        array = np.empty((len(self), *IMAGE_SHAPE), np.uint8)
-        for start in range(0, len(self), block):
-            array[start : start + block] = _as_uint8(images[start : start + block])
-        self._in_memory = array
+        self._in_memory = read_all(self, block)
 
     def _images(self) -> h5py.Dataset:
         if self._handle is None or self._pid != os.getpid():
@@ -119,6 +115,16 @@ class PcamSplit:
             out[start : start + len(run)] = _as_uint8(images[run[0] : run[-1] + 1])
             start += len(run)
         return out[inverse]
+
+
+def read_all(split, block: int = 4096) -> np.ndarray:
+    """Every image of a split (PcamSplit, a filtered view, digits) as one uint8 array, read in
+    blocks of consecutive indices, so a float32 source is never held whole at 4x the size."""
+    first = split.read(np.array([0]))
+    out = np.empty((len(split), *first.shape[1:]), np.uint8)
+    for start in range(0, len(split), block):
+        out[start : start + block] = split.read(np.arange(start, min(start + block, len(split))))
+    return out
 
 
 def _as_uint8(block: np.ndarray) -> np.ndarray:

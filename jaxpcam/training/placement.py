@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpcam.data import hold_in_memory
+from jaxpcam.data.pcam import read_all
 from jaxpcam.data.pipeline import apply_dihedral
 from jaxpcam.errors import UserError
 from jaxpcam.training.parallel import DataParallel, any_process
@@ -112,15 +113,6 @@ def gather_batch(resident: ResidentSplit, batch: dict) -> dict:
         picked = images[index]
     picked = jnp.where(mask[:, None, None, None], picked, jnp.zeros((), picked.dtype))
     return {"image": picked, "label": batch["label"], "mask": mask}
-
-
-def read_all(split, block: int = 4096) -> np.ndarray:
-    """Every image of ``split`` as one uint8 array, read in blocks (float32 sources stay small)."""
-    first = split.read(np.array([0]))
-    out = np.empty((len(split), *first.shape[1:]), np.uint8)
-    for start in range(0, len(split), block):
-        out[start : start + block] = split.read(np.arange(start, min(start + block, len(split))))
-    return out
 
 
 def place_split(split, put, augment: bool) -> ResidentSplit:
