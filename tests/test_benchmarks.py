@@ -101,3 +101,18 @@ def test_profile_step_lists_the_compiled_operations_by_time():
     rows = re.findall(r"^\s+(\d+\.\d+)\s+host\s+(\S+)$", done.stdout, re.M)
     assert any("fusion" in name for _, name in rows)  # per-operation events, not just the runtime's
     assert [float(ms) for ms, _ in rows] == sorted((float(ms) for ms, _ in rows), reverse=True)
+
+
+def test_checkpoint_cost_times_save_restore_and_checksums(tmp_path, capsys):
+    config = tmp_path / "tiny.py"
+    config.write_text(
+        "from jaxpcam.config import base_config\n\n\n"
+        "def get_config():\n    c = base_config()\n    c.model.hidden_units = (8,)\n    return c\n"
+    )
+    out = tmp_path / "cost.json"
+    assert _load("checkpoint_cost").main(["--config", str(config), "--rounds", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["params"] == 96 * 96 * 3 * 8 + 8 + 8 + 1
+    for key in ("save_s", "restore_s", "checksum_s", "verify_s"):
+        assert 0 < result[key]["min"] <= result[key]["median"] <= result[key]["max"]
+    assert "of which checksums" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Kill, preemption, corruption and failure: runs end bit-identical or fail loudly and safely."""
 
+import json
 import os
 import re
 import shutil
@@ -133,7 +134,7 @@ def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tiny_pcam, re
             path.write_bytes(b"\x00garbage" * 10)
     result = _finish(workdir, tiny_pcam)
     assert latest == 24
-    assert "WARNING: checkpoint 24 is unreadable" in result.stderr
+    assert "WARNING: checkpoint 24 is damaged" in result.stderr
     assert "resuming from checkpoint step 21 " in result.stderr  # mid-epoch 3: 5 of its 8 steps done
     assert any((workdir / "corrupt_checkpoints").iterdir())  # kept for inspection, not deleted
     _assert_same_run(workdir, reference)
@@ -231,3 +232,100 @@ def test_failed_checkpoint_write_is_one_line_and_keeps_earlier_checkpoints(tiny_
     assert "earlier checkpoints are intact" in result.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["8"]
     assert _final_params(workdir)  # step 8 still restores
+
+
+def test_sigkill_before_the_first_checkpoint_commits_then_rerun_starts_over(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    # Epoch-end checkpoints only: the kill lands while the first one (step 8) is being written,
+    # after the epoch was evaluated. Nothing is final yet, so the same command starts over.
+    killed = run_main(_args(workdir, tiny_pcam, **{"checkpoint.every_steps": 0}), env_extra={KILL_AFTER_SAVE_ENV: "8"})
+    assert killed.returncode == -signal.SIGKILL
+    assert not (workdir / "metrics.jsonl").exists() or (workdir / "checkpoints" / "8").is_dir()
+    result = _finish(workdir, tiny_pcam, **{"checkpoint.every_steps": 0})
+    assert "took over the lock of a run that ended without releasing it" in result.stderr
+    _assert_same_run(workdir, reference)
+
+
+def test_deleted_checkpoints_with_final_results_are_refused(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    shutil.rmtree(workdir / "checkpoints")
+    result = run_main(_args(workdir, tiny_pcam))
+    assert result.returncode == 2 and "no readable checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("change", [{"model.hidden_units": "(24,)"}, {"training.optimizer": "sgd"}])
+def test_changed_model_or_optimizer_is_refused_before_any_checkpoint_is_touched(tiny_pcam, reference, tmp_path, change):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    result = run_main(_args(workdir, tiny_pcam, **change))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"different config ({next(iter(change))})" in result.stderr
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+    assert not (workdir / "corrupt_checkpoints").exists()
+    again = _finish(workdir, tiny_pcam)  # the original command still resumes
+    assert "nothing to do" in again.stderr
+
+
+def _largest_array_file(step_dir: Path) -> Path:
+    return max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def test_bit_rot_in_array_data_is_caught_on_resume(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    data_file = _largest_array_file(workdir / "checkpoints" / "24")
+    with open(data_file, "r+b") as f:  # same size, 8 bytes inside the array data
+        f.seek(data_file.stat().st_size // 2)
+        f.write(b"\x12\x34\x56\x78\x9a\xbc\xde\xf0")
+    result = _finish(workdir, tiny_pcam, **{"training.epochs": 3})
+    assert "WARNING: checkpoint 24 is damaged (checksum mismatch in " in result.stderr
+    assert "resuming from checkpoint step 21 " in result.stderr
+    _assert_same_run(workdir, reference)
+
+
+def test_a_garbled_metrics_item_of_an_old_checkpoint_is_set_aside(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    oldest = min(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    (workdir / "checkpoints" / str(oldest) / "metrics" / "metrics").write_text('{"val_roc')
+    result = _finish(workdir, tiny_pcam)
+    assert f"WARNING: checkpoint {oldest} is damaged (metrics/metrics is damaged" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nothing to do" in result.stderr
+    assert any(p.name.startswith(f"{oldest}-") for p in (workdir / "corrupt_checkpoints").iterdir())
+
+
+def test_a_second_run_on_a_workdir_in_use_stops_at_once(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    first = _popen(_args(workdir, tiny_pcam))
+    _wait_for_step(first, 2)
+    first.send_signal(signal.SIGSTOP)  # holds it mid-run, however fast the machine
+    try:
+        second = run_main(_args(workdir, tiny_pcam), timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    rest = first.stderr.read()
+    assert first.wait() == 0, rest[-2000:]
+    assert second.returncode == 2
+    assert re.search(rf"is in use by another run \(host \S+ pid {first.pid}", second.stderr), second.stderr[-2000:]
+    assert "Traceback" not in second.stderr
+    _assert_same_run(workdir, reference)
+    assert not (workdir / "run.lock").exists()
+
+
+def test_a_rerun_with_nothing_to_train_keeps_config_json_and_a_resumption_records_its_changes(
+    tiny_pcam, reference, tmp_path
+):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    before = (workdir / "config.json").read_text()
+    _finish(workdir, tiny_pcam, **{"training.epochs": 2})
+    assert (workdir / "config.json").read_text() == before  # still says epochs=3: nothing was trained
+    _finish(workdir, tiny_pcam, **{"training.epochs": 4})
+    record = json.loads((workdir / "config.json").read_text())
+    assert record["provenance"] == json.loads(before)["provenance"]  # how the run began
+    assert record["config"]["training"]["epochs"] == 4
+    (resumed,) = record["resumptions"]
+    assert resumed["from_step"] == 24 and resumed["changed"] == {"training.epochs": [3, 4]}

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
+from jaxpcam.training import checkpoint, integrity
 from jaxpcam.training.state import Normalization, normalize
 
 THRESHOLD_FILE = "threshold.json"
@@ -72,17 +73,21 @@ def _manager(workdir: Path) -> ocp.CheckpointManager:
         raise UserError(f"--workdir {workdir} is not a folder")
     if not folder.is_dir():
         raise UserError(f"{workdir} is not a run directory: it has no checkpoints/ folder")
-    json_items = ("config", "metrics", "data_profile", "schedule", "progress", "data")
-    handlers = {name: ocp.JsonCheckpointHandler() for name in json_items}
-    handlers["state"] = ocp.StandardCheckpointHandler()
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    return ocp.CheckpointManager(folder, options=options, item_handlers=handlers)
+    # lightweight: Orbax would read every checkpoint's metrics on opening, and one damaged old
+    # checkpoint would then stop the evaluation of a good one.
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, lightweight_initialize=True)
+    return ocp.CheckpointManager(folder, options=options, item_handlers=checkpoint.item_handlers())
 
 
 def _read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
-    if not (manager.directory / str(step) / name).is_dir():
-        return None
-    return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+    try:
+        return checkpoint.read_json_item(manager, step, name)
+    except integrity.DamagedCheckpoint as err:
+        raise UserError(_damaged(manager, step, err)) from None
+
+
+def _damaged(manager: ocp.CheckpointManager, step: int, reason) -> str:
+    return f"checkpoint {step} in {manager.directory} is damaged ({reason}); choose another with --checkpoint STEP"
 
 
 def select_step(manager: ocp.CheckpointManager, which: str) -> int:
@@ -112,23 +117,42 @@ def select_step(manager: ocp.CheckpointManager, which: str) -> int:
     return step
 
 
+def _restore_verified(manager: ocp.CheckpointManager, step: int) -> tuple[dict, dict]:
+    """The state (as nested dicts, on this host's first device) and the JSON items of ``step``,
+    checked against the checksums the checkpoint carries (if it is new enough to carry them)."""
+    damage = integrity.small_item_damage(Path(manager.directory) / str(step))
+    if damage:
+        raise integrity.DamagedCheckpoint(damage)
+    here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
+    like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
+    names = [n for n in integrity.JSON_ITEMS if checkpoint.has_item(manager, step, n)]
+    verified = checkpoint.has_item(manager, step, "checksums")
+    args = {name: ocp.args.JsonRestore() for name in names + (["checksums"] if verified else [])}
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like), **args))
+    items = {name: restored[name] for name in names}
+    if verified:
+        integrity.verify(restored["checksums"], restored["state"], items)
+    return restored["state"], items
+
+
 def load_run(workdir: Path, which: str = "best") -> LoadedRun:
     manager = _manager(Path(workdir))
     try:
         step = select_step(manager, which)
-        here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
-        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))["state"]
-        config = ml_collections.ConfigDict(_read_json_item(manager, step, "config"))
-        profile = _read_json_item(manager, step, "data_profile")
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"cannot read the checkpoint in {manager.directory}: {str(err).splitlines()[0]}") from None
+        try:
+            state, items = _restore_verified(manager, step)
+        except integrity.DamagedCheckpoint as err:
+            raise UserError(_damaged(manager, step, err)) from None
+        except Exception as err:  # unreadable files, a truncated array: damaged as well
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise UserError(_damaged(manager, step, reason)) from None
     finally:
         manager.close()
+    config = ml_collections.ConfigDict(items["config"])
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
-    return LoadedRun(Path(workdir), step, config, state["params"], norm, profile or None, model.apply)
+    return LoadedRun(Path(workdir), step, config, state["params"], norm, items.get("data_profile") or None, model.apply)
 
 
 def batched_probs(predict, images_batches, batch_size: int):

@@ -19,10 +19,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jaxpcam.training import integrity
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
 
-ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile")
+ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile", "checksums")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,14 @@ def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointM
         create=True,
         cleanup_tmp_directories=True,
     )
-    return ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options, item_names=ITEMS)
+    return ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options, item_handlers=item_handlers())
+
+
+def item_handlers() -> dict:
+    """Named handlers (not just item names), so that item_metadata can read the state's layout
+    without restoring it. Orbax supplies the 'metrics' handler itself."""
+    handlers = {name: ocp.JsonCheckpointHandler() for name in ITEMS if name not in ("state", "metrics")}
+    return {**handlers, "state": ocp.StandardCheckpointHandler()}
 
 
 def save(
@@ -78,17 +86,22 @@ def save(
 ) -> None:
     """Starts an asynchronous save at ``state.step``; ``metrics`` only at epoch ends."""
     step = int(state.step)
+    items = {
+        "schedule": schedule.to_dict(),
+        "progress": progress.to_dict(),
+        # The stream is a pure function of (seeds, position): the next step is its full state.
+        "data": {"next_step": step, "batch_size": config.data.batch_size},
+        "config": config.to_dict(),
+        "metrics": metrics or {},
+        "data_profile": data_profile,
+    }
+    sums = integrity.checksums(state, items)  # before the step donates the state's buffers
     started = manager.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            schedule=ocp.args.JsonSave(schedule.to_dict()),
-            progress=ocp.args.JsonSave(progress.to_dict()),
-            # The stream is a pure function of (seeds, position): the next step is its full state.
-            data=ocp.args.JsonSave({"next_step": step, "batch_size": config.data.batch_size}),
-            config=ocp.args.JsonSave(config.to_dict()),
-            metrics=ocp.args.JsonSave(metrics or {}),
-            data_profile=ocp.args.JsonSave(data_profile),
+            **{name: ocp.args.JsonSave(value) for name, value in items.items()},
+            checksums=ocp.args.JsonSave(sums),
         ),
         metrics=metrics,
     )
@@ -103,25 +116,55 @@ class Restored:
     schedule: ScheduleState
     progress: Progress
     config: dict
+    verified: bool  # False: written before checkpoints carried checksums
+
+
+def has_item(manager: ocp.CheckpointManager, step: int, name: str) -> bool:
+    return (Path(manager.directory) / str(step) / name).is_dir()
+
+
+def read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
+    """One small item of a checkpoint (None if it has none); DamagedCheckpoint if unreadable."""
+    if not has_item(manager, step, name):
+        return None
+    try:
+        value = manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+    except Exception as err:  # a truncated or garbled file: JSONDecodeError, OSError, ...
+        raise integrity.DamagedCheckpoint(f"its {name} item does not read ({type(err).__name__})") from None
+    if not isinstance(value, dict):
+        raise integrity.DamagedCheckpoint(f"its {name} item is not a JSON object")
+    return value
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Restored:
     """The checkpoint at ``step``, its arrays laid out like ``like`` (so on this host's devices,
-    whatever device kind wrote it)."""
+    whatever device kind wrote it), checked against the checksums it carries.
+
+    Raises DamagedCheckpoint when it cannot be read back as written."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            schedule=ocp.args.JsonRestore(),
-            progress=ocp.args.JsonRestore(),
-            config=ocp.args.JsonRestore(),
-        ),
-    )
+    names = [n for n in integrity.JSON_ITEMS if has_item(manager, step, n)]
+    verified = has_item(manager, step, "checksums")
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                **{name: ocp.args.JsonRestore() for name in names},
+                **({"checksums": ocp.args.JsonRestore()} if verified else {}),
+            ),
+        )
+        if verified:
+            integrity.verify(restored.checksums, restored.state, {name: restored[name] for name in names})
+    except integrity.DamagedCheckpoint:
+        raise
+    except Exception as err:  # any failure to read back means damaged
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise integrity.DamagedCheckpoint(reason) from None
     return Restored(
         step,
         restored.state,
         ScheduleState.from_dict(restored.schedule),
         Progress.from_dict(restored.progress),
         restored.config,
+        verified,
     )

@@ -21,7 +21,7 @@ from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
 from jaxpcam.runtime import apply_run_settings
-from jaxpcam.training import checkpoint, resume, tracking
+from jaxpcam.training import checkpoint, resume, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary, to_host
 from jaxpcam.training.placement import ResidentSplit, place_training_data
@@ -110,6 +110,7 @@ class _Run:
     first_step: int
     data_profile: dict
     start_time: float = dataclasses.field(default_factory=time.perf_counter)
+    unpublished: list = dataclasses.field(default_factory=list)  # epoch records whose checkpoint may not be committed
 
     def progress_line(self, epoch: int, step: int, loss: float) -> str:
         total = self.steps_per_epoch * self.config.training.epochs
@@ -138,6 +139,22 @@ class _Run:
     def wait_for_saves(self) -> None:
         with _checkpoint_errors(self.workdir):
             self.manager.wait_until_finished()
+
+    def publish_committed(self) -> None:
+        """Appends to metrics.jsonl the epoch records that a committed checkpoint covers.
+
+        A line in metrics.jsonl is therefore final: a run killed before its first checkpoint
+        commits has no lines, and restarts; lines without any checkpoint mean the checkpoints
+        were removed, and the run refuses to start over them (resume.check_no_orphaned_results)."""
+        if not self.unpublished:
+            return
+        folder = Path(self.manager.directory)
+        committed = max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=-1)
+        ready = [r for r in self.unpublished if r["step"] <= committed]
+        with _io_errors(self.workdir):
+            for record in ready:
+                self.writer.epoch(record)
+        self.unpublished = self.unpublished[len(ready) :]
 
     def stopped(self, step: int) -> Stopped:
         self.wait_for_saves()
@@ -203,6 +220,7 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
                 losses.append(float(m.loss))
         pending = []
         log(run.progress_line(epoch, step, losses[-1] if losses else math.nan))
+        run.publish_committed()
 
     while step < epoch_end:
         before = time.perf_counter()
@@ -232,25 +250,18 @@ def _run_epoch(run: _Run, state, schedule, progress: Progress, batches, epoch: i
     return state, summary
 
 
-def _start(config, workdir: Path, like: TrainState, manager, start_fresh: bool):
-    """(manager, state, schedule, progress, restored step or None) to begin from.
-
-    Refuses unsafe resumes; with ``start_fresh`` archives the earlier run and reopens the manager."""
-    if start_fresh:
-        manager.close()
-        if is_primary():
-            resume.archive_run(workdir, log)
-        barrier("archived earlier run")
-        manager = checkpoint.open_manager(workdir, config.checkpoint)
-    restored = resume.restore_latest(manager, like, workdir, log)
+def _start(config, workdir: Path, like: TrainState, manager):
+    """(state, schedule, progress, the restored checkpoint or None) to begin from; refuses
+    unsafe resumes."""
+    restored = resume.restore_latest(manager, like, config, workdir, log)
     if restored is None:
         resume.check_no_orphaned_results(workdir)
-        return manager, like, init_schedule(config.training), Progress(), None
-    resume.check_resumable(restored.config, config, workdir)
+        return like, init_schedule(config.training), Progress(), None
     if is_primary():
-        tracking.keep_epochs(workdir, restored.schedule.epochs_done)
+        with _io_errors(workdir):
+            tracking.keep_epochs(workdir, restored.schedule.epochs_done)
     log(f"resuming from checkpoint step {restored.step} (epoch {restored.schedule.epochs_done} done)")
-    return manager, restored.state, restored.schedule, restored.progress, restored.step
+    return restored.state, restored.schedule, restored.progress, restored
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool = False) -> dict:
@@ -261,6 +272,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the run directory {workdir}: {err.strerror or err}") from None
+    with _workdir_held(workdir):
+        return _train_and_evaluate(config, workdir, start_fresh, run_settings)
+
+
+@contextlib.contextmanager
+def _workdir_held(workdir: Path):
+    """Process 0 holds the workdir's lock for the job; a refusal stops every process."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if is_primary():
+            try:
+                stack.enter_context(workdir_lock.held(workdir, log))
+            except (UserError, OSError) as err:
+                refusal = err if isinstance(err, UserError) else UserError(f"cannot lock {workdir}: {err}")
+        if any_process(refusal is not None):
+            raise refusal or UserError(f"process 0 of this job could not lock {workdir}; see its log")
+        yield
+
+
+def _train_and_evaluate(config, workdir: Path, start_fresh: bool, run_settings: dict) -> dict:
     parallel = DataParallel.over_all_devices()
     parallel.check_batch_size(config.data.batch_size)
     streams = make_streams(config.seed)
@@ -282,15 +313,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
     log(_devices_line(parallel, config.data.batch_size))
     with _io_errors(workdir):
+        if start_fresh and is_primary():
+            resume.archive_run(workdir, log)
+        barrier("archived the earlier run")
+        resume.set_aside_damaged(workdir, log)
         manager = checkpoint.open_manager(workdir, config.checkpoint)
-    manager, state, schedule, progress, restored_step = _start(config, workdir, fresh, manager, start_fresh)
+    state, schedule, progress, restored = _start(config, workdir, fresh, manager)
     provenance = tracking.provenance(data.files, data.source)
     provenance["data"]["filter"] = data.filter
     provenance.update(run_settings)
     provenance["data"]["placement"] = placement.kind
     provenance["data"]["placement_reason"] = placement.reason
-    if is_primary():
-        tracking.write_run_config(workdir, config, provenance)
+    resumption = None
+    if restored is not None:
+        resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
+    if is_primary() and (restored is None or restored.step < config.training.epochs * steps_per_epoch):
+        with _io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
+            tracking.record_run_config(workdir, config, provenance, resumption)
     batches = iter(
         pipeline_lib.train_dataset(
             train,
@@ -323,11 +362,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
                 if run.stop_requested(at_sync_point=True):  # arrived in the epoch's last step or evaluation
                     raise run.stopped(int(state.step))
         finally:
-            run.wait_for_saves()
-            manager.close()
-            writer.close()
-    if restored_step is not None and restored_step == int(state.step):
-        log(f"nothing to do: the run already finished its {config.training.epochs} epochs")
+            try:
+                run.wait_for_saves()
+                run.publish_committed()
+            finally:
+                manager.close()
+                writer.close()
+    if restored is not None and restored.step == int(state.step):
+        done = restored.schedule.epochs_done
+        log(f"nothing to do: the run has trained {done} epochs (training.epochs={config.training.epochs})")
     return _summary(workdir, config.checkpoint)
 
 
@@ -356,9 +399,8 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     step = int(state.step)
     run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
     run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
-    with _io_errors(run.workdir):
-        run.writer.epoch(record)
     run.save(state, schedule, progress, tracking.json_ready(record))
+    run.unpublished.append(record)
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {lr_used:.3g}")
     return state, schedule, progress

@@ -1,8 +1,10 @@
 """Deciding where a run starts: its latest readable checkpoint, or fresh, never losing results.
 
-- A checkpoint that cannot be read is moved to ``corrupt_checkpoints/`` (kept for inspection,
-  never deleted) and the previous one is used.
-- A workdir whose config differs in a key that changes results is refused, listing the keys.
+- A workdir whose config differs in a key that changes results is refused, listing the keys,
+  before any checkpoint is read: a different model or optimizer is a different run, not damage.
+- A checkpoint that cannot be read back as written (unreadable files, a checksum mismatch, a
+  garbled small item) is moved to ``corrupt_checkpoints/`` (kept for inspection, never deleted)
+  and the previous one is used.
 - ``--start_fresh`` moves everything the earlier run wrote into ``archive/<time>/`` first.
 """
 
@@ -10,11 +12,13 @@ import datetime
 import shutil
 from pathlib import Path
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxpcam.errors import UserError
-from jaxpcam.training import checkpoint, tracking
+from jaxpcam.training import checkpoint, integrity, tracking
+from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
 # Keys that may change between a run and its resumption without changing its results.
@@ -47,10 +51,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
     (a run made before the key existed) counts as having its default value."""
+    return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS]
+
+
+def changed_keys(saved: dict, current: dict) -> dict[str, list]:
+    """Every key whose value differs (resumable ones included): {key: [saved, current]}."""
     from jaxpcam.config import base_config
 
     a, b = {**_flatten(base_config().to_dict()), **_flatten(saved)}, _flatten(current)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def _timestamp() -> str:
@@ -69,18 +78,71 @@ def archive_run(workdir: Path, log) -> None:
     log(f"--start_fresh: moved the earlier run's outputs to {dest}")
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: TrainState, workdir: Path, log) -> checkpoint.Restored | None:
-    """The newest checkpoint that reads back, moving unreadable ones aside; None if there are none."""
+def _set_aside(workdir: Path, step: int, reason: str, log) -> None:
+    """Moves a damaged checkpoint to ``corrupt_checkpoints/`` (process 0; the others wait)."""
+    dest = workdir / "corrupt_checkpoints" / f"{step}-{_timestamp()}"
+    if is_primary():
+        dest.parent.mkdir(exist_ok=True)
+        shutil.move(str(workdir.resolve() / "checkpoints" / str(step)), dest)
+    barrier(f"set aside checkpoint {step}")
+    log(f"WARNING: checkpoint {step} is damaged ({reason}); moved to {dest.parent}/, trying the previous one")
+
+
+def set_aside_damaged(workdir: Path, log) -> None:
+    """Sets aside checkpoints whose small JSON files do not parse. Runs before the checkpoint
+    manager opens: Orbax reads every checkpoint's metrics then, and one garbled file would stop it."""
+    folder = workdir / "checkpoints"
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    for step in steps:
+        reason = integrity.small_item_damage(folder / str(step))
+        if reason:
+            _set_aside(workdir, step, reason, log)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {integrity.leaf_name(path): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in leaves}
+
+
+def _check_same_arrays(manager: ocp.CheckpointManager, step: int, like: TrainState, workdir: Path) -> None:
+    """Refuses (touching nothing) a checkpoint whose arrays this code does not build for the same
+    config, e.g. one written by a jaxpcam version with other layer names."""
+    try:
+        saved = _shapes(manager.item_metadata(step)["state"])
+    except Exception as err:  # unreadable metadata is damage, handled by the restore
+        raise integrity.DamagedCheckpoint(f"its array metadata does not read ({type(err).__name__})") from None
+    built = _shapes(like)
+    if saved != built:
+        name = sorted(k for k in saved.keys() | built.keys() if saved.get(k) != built.get(k))[0]
+        raise UserError(
+            f"checkpoint {step} in {workdir} holds other arrays than this code builds for the same config "
+            f"({name}: saved {saved.get(name, 'none')}, built {built.get(name, 'none')}); was it written by "
+            "another jaxpcam version? Resume with that version, or pass --start_fresh to archive the run"
+        )
+
+
+def restore_latest(
+    manager: ocp.CheckpointManager, like: TrainState, config: ml_collections.ConfigDict, workdir: Path, log
+) -> checkpoint.Restored | None:
+    """The newest checkpoint that reads back as written, setting damaged ones aside; None if none.
+
+    Refuses a different config (UserError) before reading any arrays, so that changing the model
+    or the optimizer never makes good checkpoints look damaged."""
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            return checkpoint.restore(manager, step, like)
-        except Exception as err:  # any failure to read means "corrupt": fall back
-            dest = workdir / "corrupt_checkpoints" / f"{step}-{_timestamp()}"
-            dest.parent.mkdir(exist_ok=True)
-            shutil.move(str(workdir.resolve() / "checkpoints" / str(step)), dest)
+            saved = checkpoint.read_json_item(manager, step, "config")
+            if saved is None:
+                raise integrity.DamagedCheckpoint("it has no config item")
+            check_resumable(saved, config, workdir)
+            _check_same_arrays(manager, step, like, workdir)
+            restored = checkpoint.restore(manager, step, like)
+        except integrity.DamagedCheckpoint as err:
+            _set_aside(workdir, step, str(err), log)
             manager.reload()
-            reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            log(f"WARNING: checkpoint {step} is unreadable ({reason}); moved to {dest}, trying the previous one")
+            continue
+        if not restored.verified:
+            log(f"checkpoint {step} was written before checkpoints carried checksums: restored unverified")
+        return restored
     return None
 
 

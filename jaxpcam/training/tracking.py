@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -70,18 +71,43 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Readers (a concurrent sweep task, a resumed run) never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Readers (a concurrent sweep task, a resumed run) never see half a file; a failed write
+    (disk full, ``path`` a folder, an interrupt) leaves no temporary file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers never share one
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as cleanup:  # the original error stays the one raised
+            err.add_note(f"(could not remove {tmp} either: {cleanup})")
+        raise
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def write_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dict) -> None:
-    write_json_atomic(workdir / "config.json", {"config": config.to_dict(), "provenance": prov})
+def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dict, resumption: dict | None) -> None:
+    """Writes config.json: the config in effect, the provenance of the run's first start, and
+    one entry per resumption (the step it resumed from, the keys it changed with their earlier
+    and new values, its own provenance), so the record of how the results were made stays true.
+
+    ``resumption`` is None for a fresh start, else {"from_step": ..., "changed": {...}}."""
+    path = workdir / "config.json"
+    earlier = None
+    if resumption is not None and path.is_file():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log(f"WARNING: {path} is unreadable; writing a new one (its history of resumptions is lost)")
+    if not isinstance(earlier, dict) or "provenance" not in earlier:
+        payload = {"config": config.to_dict(), "provenance": prov, "resumptions": []}
+    else:
+        entry = {**resumption, "provenance": prov}
+        payload = {**earlier, "config": config.to_dict(), "resumptions": [*earlier.get("resumptions", []), entry]}
+    write_json_atomic(path, payload)
 
 
 def json_ready(value):

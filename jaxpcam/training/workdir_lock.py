@@ -1,0 +1,198 @@
+"""One run per workdir: ``run.lock`` names its holder (host, pid, SLURM job) and is kept alive
+by a heartbeat, so a second run stops at once and a killed run's lock does not block the next.
+
+Shared file systems (NFS, Lustre, GPFS) are the normal case on clusters, where a requeued job
+starts on another node and cannot ask whether a pid there still lives. So a lock is judged by:
+
+- same host: alive while its pid runs (a dead pid frees it at once);
+- another host: alive while its heartbeat moves. A lock whose file was not refreshed for
+  ``stale_after`` seconds, measured with the file system's own clock (no clock skew between
+  nodes), is stale; one refreshed more recently is watched until it beats again (alive: stop)
+  or goes stale (take it over).
+
+Creation is atomic (``os.link`` of a complete file, which NFS honours); a stale lock is renamed
+away before a new one is created, so of two runs taking over the same stale lock one wins.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from jaxpcam.errors import UserError
+
+LOCK_NAME = "run.lock"
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    host: str
+    pid: int
+    token: str  # tells apart two holders that reuse a host and pid
+    started: str
+    job: str | None = None  # SLURM_JOB_ID, when there is one
+
+    def describe(self) -> str:
+        job = f", SLURM job {self.job}" if self.job else ""
+        return f"host {self.host} pid {self.pid}{job}, since {self.started}"
+
+
+def _me() -> Holder:
+    return Holder(
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        token=uuid.uuid4().hex,
+        started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        job=os.environ.get("SLURM_JOB_ID"),
+    )
+
+
+def _write_new(path: Path, holder: Holder, beat: int) -> Path:
+    tmp = path.with_name(f".{path.name}.{holder.token}.{beat}.tmp")
+    tmp.write_text(json.dumps({**dataclasses.asdict(holder), "beat": beat}) + "\n")
+    return tmp
+
+
+def _try_create(path: Path, holder: Holder) -> bool:
+    tmp = _write_new(path, holder, 0)
+    try:
+        os.link(tmp, path)  # atomic; fails if the lock exists
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> tuple[Holder | None, int, float] | None:
+    """(holder or None if unreadable, beat, mtime); None if there is no lock."""
+    try:
+        text, mtime = path.read_text(), path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        d = json.loads(text)
+        beat = int(d.pop("beat"))
+        return Holder(**d), beat, mtime
+    except (ValueError, TypeError, KeyError):
+        return None, -1, mtime
+
+
+def _file_system_now(folder: Path) -> float:
+    """The current time on the file system's clock: the mtime of a file written now."""
+    probe = folder / f".{LOCK_NAME}.probe.{uuid.uuid4().hex}"
+    probe.write_bytes(b"")
+    try:
+        return probe.stat().st_mtime
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_alive(path: Path, seen: tuple, stale_after: float, poll: float) -> bool:
+    """Whether the holder of the lock ``seen`` (as read from ``path``) is still running."""
+    holder, beat, mtime = seen
+    here = holder is not None and holder.host == socket.gethostname()
+    if here and not _pid_runs(holder.pid):
+        return False
+    while True:
+        age = _file_system_now(path.parent) - mtime
+        if age >= stale_after:
+            return False
+        if here:
+            return True
+        time.sleep(min(poll, stale_after - age))
+        now = _read(path)
+        if now is None or now[:2] != (holder, beat):
+            return True  # it beat (or was released, or taken over): someone is alive
+
+
+def _take_over(path: Path, seen: tuple) -> bool:
+    """Moves the stale lock ``seen`` out of the way; False if it changed meanwhile."""
+    aside = path.with_name(f".{path.name}.stale.{uuid.uuid4().hex}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True  # someone else removed it; try to create
+    moved = _read(aside)
+    if moved is not None and moved[:2] != seen[:2]:  # a rival's fresh lock: put it back
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+        aside.unlink(missing_ok=True)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
+
+
+def acquire(workdir: Path, log, stale_after: float = STALE_AFTER_SECONDS, poll: float = 1.0) -> Holder:
+    """Takes the workdir's lock or raises UserError naming who holds it."""
+    path, me = workdir / LOCK_NAME, _me()
+    while not _try_create(path, me):
+        seen = _read(path)
+        if seen is None:
+            continue  # released between our two looks
+        if _is_alive(path, seen, stale_after, poll):
+            holder = seen[0]
+            who = holder.describe() if holder else "a process whose lock file is unreadable"
+            raise UserError(
+                f"{workdir} is in use by another run ({who}); wait for it to end or choose another --workdir "
+                f"(a lock whose holder has died expires {stale_after:.0f} s after its last heartbeat; "
+                f"see {path})"
+            )
+        if _take_over(path, seen):
+            gone = seen[0].describe() if seen[0] else "unreadable"
+            log(f"took over the lock of a run that ended without releasing it ({gone})")
+    return me
+
+
+def release(workdir: Path, me: Holder) -> None:
+    path = workdir / LOCK_NAME
+    seen = _read(path)
+    if seen is not None and seen[0] == me:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def held(workdir: Path, log, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float = STALE_AFTER_SECONDS):
+    """Holds the workdir's lock for the ``with`` block, refreshing it every ``heartbeat`` s."""
+    me = acquire(workdir, log, stale_after, poll=heartbeat / 2)
+    stop = threading.Event()
+
+    def beat() -> None:
+        path, count = workdir / LOCK_NAME, 0
+        while not stop.wait(heartbeat):
+            count += 1
+            seen = _read(path)
+            if seen is None or seen[0] != me:
+                return  # no longer ours (removed by hand): nothing to refresh
+            tmp = path.with_name(f".{path.name}.{me.token}.{count}.tmp")
+            try:
+                os.replace(_write_new(path, me, count), path)
+            except OSError:  # a full disk must not kill the heartbeat; the next beat retries
+                tmp.unlink(missing_ok=True)
+
+    thread = threading.Thread(target=beat, name="workdir-lock-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield me
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(OSError):
+            release(workdir, me)
