@@ -25,22 +25,24 @@ def _mb(n) -> str:
 
 def print_report(report: dict, seconds: float, out_dir: Path) -> None:
     print(f"\nAudit of {report['data_dir']}\n\nFiles:")
-    heads = ("on disk", "as uint8", "gzip uint8")
+    heads = ("on disk", "as uint8", "gzip uint8", "non-finite")
     print(f"  {'file':44} {'dtype':8} {'shape':22} {'chunks':16} {'filter':6} " + " ".join(f"{h:>12}" for h in heads))
     for f in report["files"]:
         print(
             f"  {f['file']:44} {f['dtype']:8} {tuple(f['shape'])!s:22} {f['chunks']!s:16} "
             f"{f['compression']!s:6} {_mb(f['bytes_on_disk']):>12} {_mb(f.get('bytes_as_uint8')):>12} "
-            f"{_mb(f.get('bytes_as_gzip_uint8_estimate')):>12}"
+            f"{_mb(f.get('bytes_as_gzip_uint8_estimate')):>12} {f.get('nonfinite_pixels', '-')!s:>12}"
         )
-    print("  (gzip uint8 is an estimate from compressing an evenly spaced sample at level 4)")
+    print("  (gzip uint8 is an estimate from compressing an evenly spaced sample at level 4;")
+    print("   non-finite: NaN/inf pixel values, which training refuses; their images count as out_of_range)")
     total = sum(s["images"] for s in report["splits"].values())
     print(f"\nSplits ({total:,} images in {seconds:.0f} s, {total / max(seconds, 1e-9):,.0f} images/s):")
     kinds = ("empty", "out_of_range", "outlier", "trigger", "duplicate", "also_in_other_splits")
     print(f"  {'split':6} {'images':>8} {'positive':>9} " + " ".join(f"{k:>20}" for k in kinds))
     for name, s in report["splits"].items():
         counts = " ".join(f"{len(s[k]):>20,}" for k in kinds)
-        print(f"  {name:6} {s['images']:>8,} {s['positive_fraction']:>9.1%} {counts}")
+        positive = "-" if s["positive_fraction"] is None else f"{s['positive_fraction']:.1%}"  # an empty split
+        print(f"  {name:6} {s['images']:>8,} {positive:>9} {counts}")
     for name, s in report["splits"].items():
         for index, (row, col) in list(s["trigger_locations"].items())[:10]:
             print(f"  trigger pattern: {name} image {index} around row {row}, col {col}")

@@ -1,12 +1,12 @@
 """What every command-line tool shares: one-line errors with exit code 2, quiet library logs,
 and absl flag parsing that reports an unknown ``--config.x`` key in one line."""
 
-import importlib.util
 import sys
 from collections.abc import Callable
 
 from absl import flags
 
+from jaxpcam.config import load_config_file
 from jaxpcam.errors import UserError
 
 
@@ -18,9 +18,20 @@ def quiet_libraries() -> None:
     logging.set_stderrthreshold(logging.ERROR)
 
 
+def _drop_failed_read_echoes(unraisable) -> None:
+    """After a checkpoint read fails (a damaged file), TensorStore's pending callbacks and
+    Orbax's abandoned coroutines report the same failure again as 'Exception ignored' tracebacks;
+    the command has already said it in one line. Anything else is shown as usual."""
+    text = str(unraisable.exc_value)
+    if text == "Event loop is closed" or text.startswith("Encountered error while reading array index"):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def run_command(command: Callable[[], object]) -> int:
     """Runs ``command``; a user mistake or an unreadable file is one line on stderr and exit 2."""
     quiet_libraries()
+    sys.unraisablehook = _drop_failed_read_echoes
     try:
         command()
     except UserError as err:
@@ -32,23 +43,24 @@ def run_command(command: Callable[[], object]) -> int:
     return 0
 
 
-def _load_config_file(argv: list[str]):
-    """The config named by --config in argv, loaded directly (absl has not loaded it yet)."""
+def _config_argument(argv: list[str]) -> str | None:
+    """The value of --config in argv (absl has not parsed it yet), or None."""
     for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        elif arg == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-        else:
-            continue
-        try:
-            spec = importlib.util.spec_from_file_location("_jaxpcam_config", path.split(":", 1)[0])
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module.get_config()
-        except Exception:
-            return None
+        for prefix in ("--config=", "-config="):
+            if arg.startswith(prefix):
+                return arg[len(prefix) :]
+        if arg in ("--config", "-config") and i + 1 < len(argv):
+            return argv[i + 1]
     return None
+
+
+def _load_config_file(argv: list[str]):
+    """The config named by --config in argv, loaded directly, or None if it does not load."""
+    spec = _config_argument(argv)
+    try:
+        return None if spec is None else load_config_file(spec)
+    except UserError:
+        return None
 
 
 def _unknown_key_message(argv: list[str]) -> str | None:
@@ -62,21 +74,34 @@ def _unknown_key_message(argv: list[str]) -> str | None:
         path = arg[len("--config.") :].split("=", 1)[0].split(".")
         node = config
         for depth, part in enumerate(path):
-            if not hasattr(node, "keys") or part not in node:
-                where = ".".join(path[:depth]) or "the config"
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a section)"
-                return f"unknown config key {'.'.join(path)}: {where} has {known}"
+            where = ".".join(path[:depth]) or "the config"
+            if not hasattr(node, "keys"):
+                return f"unknown config key {'.'.join(path)}: {where} is a value, not a section"
+            if part not in node:
+                return f"unknown config key {'.'.join(path)}: {where} has {', '.join(sorted(node.keys()))}"
             node = node[part]
     return None
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but a config key that does not exist is one line and exit code 2."""
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """absl's parser, but a --config file that does not load (missing, a syntax error, a failing
+    import or get_config()), a bad flag value or a config key that does not exist is one line
+    and exit code 2.
+
+    The --config file is loaded here first: ml_collections would raise its errors as tracebacks
+    from inside absl, or defer a missing file to the config's first use."""
+    spec = _config_argument(argv[1:]) if "config" in flag_values else None
+    if spec is not None:
+        try:
+            load_config_file(spec)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     try:
-        return flags.FLAGS(argv)
+        return flag_values(argv)
     except flags.Error as err:
         print(f"error: {err}", file=sys.stderr)
-    except (AttributeError, KeyError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # ml_collections' own, for a bad key path
         message = _unknown_key_message(argv)
         print(f"error: {message or f'bad config override: {err}'}", file=sys.stderr)
     sys.exit(2)

@@ -4,6 +4,13 @@ Experiment files in ``configs/`` call :func:`base_config` and override what diff
 key exists in every config and ``--config.x=y`` overrides work the same everywhere.
 """
 
+import importlib.machinery
+import importlib.util
+import math
+import numbers
+import traceback
+from pathlib import Path
+
 import ml_collections
 
 from jaxpcam.errors import UserError
@@ -74,8 +81,55 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.keep = 3  # the latest checkpoints kept; the best one is kept besides
     config.checkpoint.every_steps = 200  # also checkpoint mid-epoch every N steps; 0 = epoch ends only
-    config.checkpoint.best_metric = "val_roc_auc"  # any metrics.jsonl field
+    config.checkpoint.best_metric = "val_roc_auc"  # a val_ field of metrics.jsonl: evaluation.metrics.metric_names
     config.checkpoint.best_mode = "max"
+    return config
+
+
+def _where(err: BaseException, path: Path) -> str:
+    """', line N: Type: message', N being the line of ``path`` the error came from (if any)."""
+    resolved = path.resolve()
+    if isinstance(err, SyntaxError) and err.filename and Path(err.filename).resolve() == resolved:
+        line, text = err.lineno, f"{type(err).__name__}: {err.msg}"
+    else:
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == resolved]
+        line, text = (frames[-1].lineno if frames else None), f"{type(err).__name__}: {err}"
+    text = " ".join(text.split())  # one line, whatever the message holds
+    return f", line {line}: {text}" if line else f": {text}"
+
+
+def call_file_function(path: str | Path, function: str, *args, what: str = "--config"):
+    """Executes the Python file ``path`` and returns its ``function(*args)``.
+
+    A missing file, a syntax error, a failing import or a failing ``function`` is a UserError
+    in one line naming the file, the line and the error, never a traceback.
+    """
+    path = Path(path)  # as ml_collections reads it: no '~' expansion, relative to the working directory
+    if not path.is_file():
+        raise UserError(f"cannot load the {what} file {path}: {'a folder' if path.is_dir() else 'no such file'}")
+    name = f"_jaxpcam_{what.strip('-')}_{path.stem}"
+    try:
+        loader = importlib.machinery.SourceFileLoader(name, str(path))  # any suffix, as ml_collections loads it
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+        loader.exec_module(module)
+    except Exception as err:
+        raise UserError(f"cannot load the {what} file {path}{_where(err, path)}") from None
+    if not callable(getattr(module, function, None)):
+        raise UserError(f"cannot load the {what} file {path}: it defines no {function}()")
+    try:
+        return getattr(module, function)(*args)
+    except Exception as err:
+        raise UserError(f"cannot load the {what} file {path}{_where(err, path)}") from None
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """What ``--config=spec`` gives: ``get_config()`` of the file, or ``get_config(arg)`` for
+    'file.py:arg' (ml_collections' convention); any failure is one-line UserError."""
+    path, *args = spec.split(":", 1)
+    config = call_file_function(path, "get_config", *args)
+    if not isinstance(config, ml_collections.ConfigDict):
+        returned = type(config).__name__
+        raise UserError(f"cannot load the --config file {path}: get_config() returned {returned}, not a ConfigDict")
     return config
 
 
@@ -84,9 +138,35 @@ def _require(condition: bool, key: str, expected: str, value) -> None:
         raise UserError(f"config key {key}: expected {expected}, got {value!r}")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_ints(value) -> bool:
+    """A non-empty tuple of integers >= 1 (not floats, bools or strings)."""
+    return isinstance(value, tuple | list) and len(value) >= 1 and all(_is_int(v) and v >= 1 for v in value)
+
+
+def _leaves(node, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _require_finite_floats(config: ml_collections.ConfigDict) -> None:
+    """Every float in the config (alone or in a tuple) is finite: inf/nan never make sense."""
+    for key, value in _leaves(config):
+        values = value if isinstance(value, tuple | list) else (value,)
+        finite = all(math.isfinite(v) for v in values if isinstance(v, float))
+        _require(finite, key, "a finite number", value)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises UserError naming the first key whose value cannot work."""
     d, m, t = config.data, config.model, config.training
+    _require_finite_floats(config)
     _require(bool(config.experiment_name), "experiment_name", "a non-empty name", config.experiment_name)
     _require("/" not in config.experiment_name, "experiment_name", "no '/'", config.experiment_name)
     _require(0 <= config.seed < 2**31, "seed", "an integer in [0, 2**31)", config.seed)
@@ -103,7 +183,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         d.num_workers,
     )
     _require(0 < d.valid_fraction < 1, "data.valid_fraction", "a value in (0, 1)", d.valid_fraction)
-    _require(len(d.digits) >= 2 and len(set(d.digits)) == len(d.digits), "data.digits", "2+ distinct digits", d.digits)
+    _require(
+        isinstance(d.digits, tuple | list)
+        and all(_is_int(v) and 0 <= v <= 9 for v in d.digits)
+        and len(d.digits) >= 2
+        and len(set(d.digits)) == len(d.digits),
+        "data.digits",
+        "2+ distinct digits, integers 0..9, e.g. '(4, 5, 6)'",
+        d.digits,
+    )
     if d.dataset == "digits":
         _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
     else:
@@ -114,7 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     _require(m.name in MODELS, "model.name", f"one of {tuple(MODELS)}", m.name)
     _require(
-        len(m.hidden_units) >= 1 and all(int(h) >= 1 for h in m.hidden_units),
+        _positive_ints(m.hidden_units),
         "model.hidden_units",
         "a non-empty tuple of positive integers, e.g. '(512, 256)'",
         m.hidden_units,
@@ -122,14 +210,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", "a value in [0, 1)", m.dropout_rate)
     _require(m.num_classes >= 1, "model.num_classes", "1 (binary, one logit) or >= 2", m.num_classes)
     _require(
-        len(m.conv_features) >= 1 and all(int(f) >= 1 for f in m.conv_features),
+        _positive_ints(m.conv_features),
         "model.conv_features",
-        "a non-empty tuple of positive integers",
+        "a non-empty tuple of positive integers, e.g. '(32, 64)'",
         m.conv_features,
+    )
+    _require(
+        _positive_ints(m.resnet_blocks),
+        "model.resnet_blocks",
+        "a non-empty tuple of positive integers, e.g. '(2, 2, 2, 2)'",
+        m.resnet_blocks,
     )
     if m.name == "resnet":
         _require(
-            len(m.resnet_blocks) == len(m.conv_features) and all(int(b) >= 1 for b in m.resnet_blocks),
+            len(m.resnet_blocks) == len(m.conv_features),
             "model.resnet_blocks",
             f"{len(m.conv_features)} positive integers, one per model.conv_features stage",
             m.resnet_blocks,
@@ -162,9 +256,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
     _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)
     _require(c.best_mode in BEST_MODES, "checkpoint.best_mode", f"one of {BEST_MODES}", c.best_mode)
+    from jaxpcam.evaluation.metrics import metric_names  # deferred: imports scikit-learn
+
+    allowed = metric_names(m.num_classes)
     _require(
-        c.best_metric.startswith("val_"),
+        c.best_metric in allowed,
         "checkpoint.best_metric",
-        "a validation metric, e.g. 'val_roc_auc'",
+        f"one of the metrics training logs for num_classes={m.num_classes}: {', '.join(allowed)}",
         c.best_metric,
     )

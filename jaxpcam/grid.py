@@ -11,7 +11,6 @@ a rerun finds the same directory for the same values even if the grid around it 
 """
 
 import dataclasses
-import importlib.util
 import itertools
 from pathlib import Path
 
@@ -48,14 +47,9 @@ def format_value(value) -> str:
 def load_sweep(path: str | Path) -> list[dict] | dict:
     """What ``get_sweep()`` in the sweep file returns."""
     path = Path(path)
-    spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
-    if spec is None or not path.is_file():
+    if not path.is_file():
         raise UserError(f"no sweep file at {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_sweep"):
-        raise UserError(f"{path} has no get_sweep(): a sweep file defines get_config() and get_sweep()")
-    return module.get_sweep()
+    return config_lib.call_file_function(path, "get_sweep", what="--config sweep")
 
 
 def expand(sweep: dict | list[dict]) -> list[dict]:

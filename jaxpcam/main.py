@@ -48,13 +48,7 @@ def main(argv: list[str]) -> None:
         threading.excepthook = lambda args: None
         sys.unraisablehook = lambda unraisable: None
         logging.get_absl_logger().addFilter(_drop_orbax_background_reports)
-    config = _CONFIG.value
-    try:
-        config.experiment_name  # noqa: B018 - ml_collections defers a load failure to first use
-    except OSError as err:
-        detail = " ".join(line.strip() for line in str(err).splitlines()[1:])
-        print(f"error: cannot load the --config file: {detail}", file=sys.stderr)
-        sys.exit(2)
+    config = _CONFIG.value  # parse_flags has loaded the file once already: a failure was one line there
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:
         initialize_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

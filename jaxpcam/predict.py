@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import run_command
+from jaxpcam.errors import UserError
 
 
 def parse_args(argv):
@@ -25,6 +26,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def command():
+        if args.output.is_dir():  # before any work: nothing could be written there in the end
+            raise UserError(f"--output {args.output} is a folder: give the path of the CSV file to write")
         from jaxpcam.evaluation.loading import load_run
         from jaxpcam.evaluation.predict import open_input, predict_input, write_predictions
 

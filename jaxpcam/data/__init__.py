@@ -13,6 +13,7 @@ from jaxpcam.data.gz import decompress_missing
 from jaxpcam.data.manifest import apply_manifest
 from jaxpcam.data.pcam import SPLITS, data_files, file_fingerprint, open_split, split_paths
 from jaxpcam.data.sample import cache_dir, ensure_sample
+from jaxpcam.data.stats import cached_nonfinite_count
 from jaxpcam.errors import UserError
 
 SAMPLE_NOTICE = (
@@ -64,23 +65,66 @@ def _digits_file(d, log) -> tuple[Path, str]:
     return path, "digits:sklearn"
 
 
+def cache_folders(data_dir: Path) -> tuple[Path, ...]:
+    """Where numbers derived from a PCAM folder's files (train statistics, non-finite counts) are
+    cached: next to the audit's output, else in the user's cache."""
+    return (data_dir / "jaxpcam-audit", cache_dir() / "stats")
+
+
+def check_split(split, log) -> None:
+    """Refuses a PCAM split that training or evaluation cannot use: one without images, or a
+    float ``x`` holding NaN or inf pixels (the clip-and-cast on read would turn them into 0
+    silently). A float file is scanned once; its count is cached per file fingerprint."""
+    if len(split) == 0:
+        raise UserError(f"the {split.name} split is empty: {split.x_path} holds 0 images")
+    if split.dtype != "uint8":
+        bad = cached_nonfinite_count(split.x_path, cache_folders(split.x_path.parent), log)
+        if bad:
+            raise UserError(
+                f"{split.x_path} holds {bad:,} non-finite pixel values (NaN or inf) in 'x': fix the file "
+                f"(python -m jaxpcam.audit {split.x_path.parent} lists the images)"
+            )
+
+
+def _warn_single_class(train, log) -> None:
+    classes = np.unique(train.labels)
+    if len(classes) < 2:
+        only = f"only label {classes[0]}" if len(classes) else "no labels"
+        log(f"WARNING: the training split holds {only} ({len(train)} images): ROC-AUC and balanced sampling "
+            "are meaningless with one class in the training split")  # fmt: skip
+
+
 def open_training_data(data_config, data_seed: int, log) -> TrainingData:
+    """The train and valid splits of ``data_config``, each checked to hold images (and, for a
+    float PCAM file, only finite pixels) before any training starts."""
     if data_config.dataset == "digits":
         path, source = _digits_file(data_config, log)
         train, valid = open_digits(path, tuple(data_config.digits), data_seed, data_config.valid_fraction)
+        for split in (train, valid):
+            if len(split) == 0:
+                raise UserError(
+                    f"the {split.name} split is empty: {path} holds {len(train) + len(valid)} images of "
+                    f"data.digits {tuple(data_config.digits)} (data.valid_fraction {data_config.valid_fraction})"
+                )
+        _warn_single_class(train, log)
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
     data_dir, source = resolve_data_dir(data_config.dir, log)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
             f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip
+    for split in (train, valid):
+        check_split(split, log)
     filter_info = None
     if data_config.filter:
         audit_dir = Path(data_config.audit_dir).expanduser() if data_config.audit_dir else data_dir / "jaxpcam-audit"
+        base = train
         train, filter_info = apply_manifest(train, audit_dir / "manifest_train.json")
+        if len(train) == 0:
+            raise UserError(f"data.filter: {filter_info['manifest']} keeps none of the {len(base)} train images")
         log(f"data.filter: training on {len(train)} clean images, {filter_info['dropped']} dropped by the audit")
-    folders = (data_dir / "jaxpcam-audit", cache_dir() / "stats")
-    return TrainingData(train, valid, data_files(data_dir), source, filter_info, folders)
+    _warn_single_class(train, log)
+    return TrainingData(train, valid, data_files(data_dir), source, filter_info, cache_folders(data_dir))
 
 
 def hold_in_memory(data: TrainingData, log) -> None:
@@ -94,4 +138,12 @@ def hold_in_memory(data: TrainingData, log) -> None:
         log(f"data.in_memory: train and valid held in RAM ({gib:.2f} GiB); reads are memory copies")
 
 
-__all__ = ["SAMPLE_NOTICE", "TrainingData", "hold_in_memory", "open_split", "open_training_data", "resolve_data_dir"]
+__all__ = [
+    "SAMPLE_NOTICE",
+    "TrainingData",
+    "check_split",
+    "hold_in_memory",
+    "open_split",
+    "open_training_data",
+    "resolve_data_dir",
+]

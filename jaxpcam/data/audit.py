@@ -4,7 +4,8 @@ One streaming pass per split, in chunks (bounded memory: per image only a few nu
 16-byte hash are kept), finds:
 
 - empty tiles (near-constant: pixel std < EMPTY_STD),
-- values outside 0..255 (float32 course copies, before the clip-and-cast on read),
+- values outside 0..255 (float32 course copies, before the clip-and-cast on read), NaN and inf
+  included; the count of non-finite values is reported per file (training refuses such a file),
 - intensity outliers: robust z-score (median/MAD) of the image mean or std beyond OUTLIER_Z,
 - trigger patterns: small high-contrast blocks that tissue does not produce, either *patterned*
   (mean |gradient| in a 4x4 window >= PATTERN_GRADIENT, e.g. a black/white checkerboard, ~450;
@@ -28,7 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, file_fingerprint, split_paths
+from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, as_uint8, file_fingerprint, split_paths
 from jaxpcam.errors import UserError
 
 EMPTY_STD = 2.0
@@ -78,6 +79,7 @@ class SplitScan:
     mean: np.ndarray
     std: np.ndarray
     out_of_range: np.ndarray
+    nonfinite: np.ndarray  # NaN/inf values per image (float files only)
     pattern: np.ndarray
     uniform_block: np.ndarray
     trigger_at: np.ndarray  # (N, 2) row, col
@@ -100,16 +102,18 @@ def scan_split(data_dir: Path, split: str) -> SplitScan:
         x, labels = fx["x"], np.asarray(fy["y"][...]).reshape(-1)
         n = x.shape[0]
         scan = SplitScan(
-            labels, np.empty(n), np.empty(n), np.zeros(n, bool), np.empty(n), np.zeros(n, bool),
-            np.zeros((n, 2), np.int32), np.empty(n, "S16"),
+            labels, np.empty(n), np.empty(n), np.zeros(n, bool), np.zeros(n, np.int64), np.empty(n),
+            np.zeros(n, bool), np.zeros((n, 2), np.int32), np.empty(n, "S16"),
         )  # fmt: skip
         start = time.monotonic()
         for lo in range(0, n, _CHUNK):
             hi = min(lo + _CHUNK, n)
             raw = x[lo:hi]
             if raw.dtype != np.uint8:
-                scan.out_of_range[lo:hi] = (raw.min(axis=(1, 2, 3)) < 0) | (raw.max(axis=(1, 2, 3)) > 255)
-                raw = np.clip(raw, 0, 255).astype(np.uint8)
+                scan.nonfinite[lo:hi] = np.count_nonzero(~np.isfinite(raw), axis=(1, 2, 3))
+                outside = (raw.min(axis=(1, 2, 3)) < 0) | (raw.max(axis=(1, 2, 3)) > 255)  # NaN compares False
+                scan.out_of_range[lo:hi] = outside | (scan.nonfinite[lo:hi] > 0)
+                raw = as_uint8(raw)
             flat = raw.reshape(len(raw), -1).astype(np.float32)
             mean = flat.mean(axis=1, dtype=np.float64)
             mean_sq = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
@@ -122,6 +126,8 @@ def scan_split(data_dir: Path, split: str) -> SplitScan:
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
+    if not len(values):  # an empty split: nothing to score (and no 'mean of empty slice' warning)
+        return values
     median = np.median(values)
     mad = np.median(np.abs(values - median)) or 1e-9
     return 0.6745 * (values - median) / mad
@@ -160,7 +166,7 @@ def file_report(path: Path) -> dict:
         if key == "x" and d.shape[0]:
             n = d.shape[0]
             report["bytes_as_uint8"] = n * int(np.prod(IMAGE_SHAPE))
-            sample = np.clip(d[np.linspace(0, n - 1, min(_GZIP_SAMPLE, n)).astype(int)], 0, 255).astype(np.uint8)
+            sample = as_uint8(d[np.linspace(0, n - 1, min(_GZIP_SAMPLE, n)).astype(int)])
             ratio = len(zlib.compress(sample.tobytes(), 4)) / sample.nbytes
             report["bytes_as_gzip_uint8_estimate"] = int(report["bytes_as_uint8"] * ratio)
     return report
@@ -175,6 +181,10 @@ def audit(data_dir: Path, out_dir: Path) -> dict:
     files = [file_report(p) for s in splits for p in split_paths(data_dir, s)]
     scans = {s: scan_split(data_dir, s) for s in splits}
     flags = {s: findings(scans[s]) for s in splits}
+    nonfinite = {split_paths(data_dir, s)[0].name: int(scans[s].nonfinite.sum()) for s in splits}
+    for file in files:
+        if file["dataset"] == "x":
+            file["nonfinite_pixels"] = nonfinite.get(file["file"], 0)
     report = {"data_dir": str(data_dir), "files": files, "splits": {}}
     for s in splits:
         scan, f = scans[s], flags[s]
@@ -184,6 +194,7 @@ def audit(data_dir: Path, out_dir: Path) -> dict:
             "images": len(scan.labels),
             "positives": int(scan.labels.sum()),
             "positive_fraction": float(scan.labels.mean()) if len(scan.labels) else None,
+            "nonfinite_pixels": int(scan.nonfinite.sum()),
             **{kind: np.flatnonzero(mask).tolist() for kind, mask in f.items()},
             "trigger_locations": {int(i): scan.trigger_at[i].tolist() for i in np.flatnonzero(f["trigger"])},
             "duplicate_groups": _duplicate_groups(scan.hashes),

@@ -112,7 +112,7 @@ class PcamSplit:
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         start = 0
         for run in np.split(unique, breaks):
-            out[start : start + len(run)] = _as_uint8(images[run[0] : run[-1] + 1])
+            out[start : start + len(run)] = as_uint8(images[run[0] : run[-1] + 1])
             start += len(run)
         return out[inverse]
 
@@ -127,10 +127,14 @@ def read_all(split, block: int = 4096) -> np.ndarray:
     return out
 
 
-def _as_uint8(block: np.ndarray) -> np.ndarray:
+def as_uint8(block: np.ndarray) -> np.ndarray:
+    """Pixels as training reads them: float values clipped to 0..255 and cast (NaN as 0,
+    without numpy's cast warning; training refuses such files, the audit counts them)."""
     if block.dtype == np.uint8:
         return block
-    return np.clip(block, 0, 255).astype(np.uint8)
+    clipped = np.clip(block, 0, 255)
+    np.nan_to_num(clipped, copy=False, nan=0.0)
+    return clipped.astype(np.uint8)
 
 
 def open_split(data_dir: Path, split: str) -> PcamSplit:
@@ -153,6 +157,23 @@ def open_split(data_dir: Path, split: str) -> PcamSplit:
             raise UserError(f"{x_path}: 'x' must be uint8 or float32, got {x.dtype}")
         dtype = str(x.dtype)
     return PcamSplit(split, x_path, labels, dtype)
+
+
+def count_nonfinite(x_path: Path, block: int = 256) -> int:
+    """How many values of a float ``x`` are NaN or +-inf (0 for uint8 without reading it), read
+    ``block`` images at a time: 28 MiB of float32 at once, whatever the size of the file."""
+    with _open(x_path) as f:
+        x = _dataset(f, "x", x_path)
+        if x.dtype.kind != "f":
+            return 0
+        total = 0
+        for start in range(0, x.shape[0], block):
+            try:
+                chunk = x[start : start + block]
+            except OSError as err:
+                raise UserError(f"cannot read 'x' from {x_path} (corrupt or truncated?): {err}") from None
+            total += int(np.count_nonzero(~np.isfinite(chunk)))
+        return total
 
 
 def data_files(data_dir: Path, splits=SPLITS) -> list[Path]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.data.pcam import count_nonfinite, file_fingerprint
+
 _CHUNK = 1024
 
 
@@ -24,27 +26,59 @@ def channel_stats(split) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def cached_channel_stats(split, key: str, folders: list[Path], log) -> tuple[np.ndarray, np.ndarray]:
-    """channel_stats, cached as JSON under a name derived from ``key`` (the train file's
-    fingerprint plus the manifest, if any) in the first writable folder of ``folders``."""
-    name = f"train_stats-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.json"
+def _cached(name: str, key: str, folders, compute, what: str, log) -> dict:
+    """``compute()`` (a JSON-ready dict), cached as ``name`` in the first writable folder of
+    ``folders``; a cached file is used when it was written for the same ``key``."""
     for folder in folders:
-        if (folder / name).is_file():
+        try:
             saved = json.loads((folder / name).read_text())
-            log(f"train-split channel statistics from {folder / name}")
-            return np.asarray(saved["mean"], np.float32), np.asarray(saved["std"], np.float32)
-    mean, std = channel_stats(split)
+        except (OSError, ValueError):  # absent, unreadable or half-written: look further, else compute
+            continue
+        if saved.get("key") == key:
+            log(f"{what} from {folder / name}")
+            return saved
+    result = {"key": key, **compute()}
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{name}.tmp"
-            tmp.write_text(json.dumps({"key": key, "mean": mean.tolist(), "std": std.tolist()}))
+            tmp.write_text(json.dumps(result))
             os.replace(tmp, folder / name)
-            log(f"cached train-split channel statistics in {folder / name}")
+            log(f"cached {what} in {folder / name}")
             break
         except OSError:
             continue
-    return mean, std
+    return result
+
+
+def _name(prefix: str, key: str) -> str:
+    return f"{prefix}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.json"
+
+
+def cached_channel_stats(split, key: str, folders: list[Path], log) -> tuple[np.ndarray, np.ndarray]:
+    """channel_stats, cached as JSON under a name derived from ``key`` (the train file's
+    fingerprint plus the manifest, if any) in the first writable folder of ``folders``."""
+
+    def compute() -> dict:
+        mean, std = channel_stats(split)
+        return {"mean": mean.tolist(), "std": std.tolist()}
+
+    saved = _cached(_name("train_stats", key), key, folders, compute, "train-split channel statistics", log)
+    return np.asarray(saved["mean"], np.float32), np.asarray(saved["std"], np.float32)
+
+
+def cached_nonfinite_count(x_path: Path, folders, log) -> int:
+    """count_nonfinite of a float ``x`` file, scanned once: the count is cached per file
+    fingerprint and modification time, so a full-size file is not read again each run (and a
+    file edited in place, even where the sampled fingerprint does not look, is)."""
+    key = f"nonfinite|{file_fingerprint(x_path)}|{x_path.stat().st_mtime_ns}"
+
+    def compute() -> dict:
+        log(f"scanning {x_path.name} for non-finite pixels (NaN, inf); the count is cached for later runs")
+        return {"file": str(x_path), "nonfinite": count_nonfinite(x_path)}
+
+    what = f"non-finite pixel count of {x_path.name}"
+    return int(_cached(_name("nonfinite", key), key, folders, compute, what, log)["nonfinite"])
 
 
 PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

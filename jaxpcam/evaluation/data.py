@@ -4,7 +4,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam.data import open_split, open_training_data, resolve_data_dir
+from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir
 from jaxpcam.errors import UserError
 from jaxpcam.training.state import make_streams
 from jaxpcam.training.tracking import log
@@ -22,4 +22,6 @@ def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str
         data = open_training_data(d, make_streams(config.seed).data_seed, log)
         return getattr(data, split)
     folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir, log)
-    return open_split(folder, split)
+    opened = open_split(folder, split)
+    check_split(opened, log)  # no images, or NaN/inf pixels: one line, as for training
+    return opened

@@ -40,7 +40,21 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """The per-epoch metrics: binary for (N,) P(positive) from one logit, multi-class for (N, C)
+    softmax probabilities, C = 2 included (PCAM with model.num_classes=2)."""
     return binary_metrics(labels, probs) if probs.ndim == 1 else multiclass_metrics(labels, probs)
+
+
+BINARY_METRICS = ("accuracy", "roc_auc", "f2")  # the keys of binary_metrics
+MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy")
+
+
+def metric_names(num_classes: int) -> tuple[str, ...]:
+    """The validation fields training writes to metrics.jsonl for a model with ``num_classes``
+    outputs (what checkpoint.best_metric may name): val_loss, and val_<key> for each key of
+    classification_metrics. One logit gives sigmoid probabilities and the binary set; two or
+    more logits (PCAM's num_classes=2 too) give softmax probabilities and the multi-class set."""
+    return ("val_loss", *(f"val_{key}" for key in (BINARY_METRICS if num_classes == 1 else MULTICLASS_METRICS)))
 
 
 def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:

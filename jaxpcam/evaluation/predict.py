@@ -42,6 +42,8 @@ def _array_input(array, source: Path, expected: tuple, batch_size: int) -> Input
     _check_shape(array.shape[1:], expected, source)
     if array.dtype.kind not in "uif":
         raise UserError(f"{source}: expected numeric pixels, got dtype {array.dtype}")
+    if len(array) == 0:
+        raise UserError(f"{source} holds 0 images: nothing to predict")
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, len(array), batch_size):
