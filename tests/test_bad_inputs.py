@@ -369,6 +369,18 @@ def test_predict_refuses_an_input_without_images(trained_run, tmp_path, capsys, 
     assert not output.exists()
 
 
+def test_predict_refuses_non_finite_pixels_naming_the_image(trained_run, tmp_path, capsys):
+    images = np.full((5, 96, 96, 3), 120.0, np.float32)
+    images[3, 10, 10, 1] = np.nan
+    source = tmp_path / "nan.npy"
+    np.save(source, images)
+    output = tmp_path / "preds.csv"
+    assert predict.main(["--workdir", str(trained_run), "--input", str(source), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"error: {source}: image 3 holds non-finite pixel values (NaN or inf)"
+    assert not output.exists()
+
+
 def test_predict_refuses_an_output_folder_before_any_work(tmp_path, capsys, monkeypatch):
     from jaxpcam.evaluation import loading
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
@@ -27,8 +28,12 @@ class Input:
     batches: object  # () -> iterator of uint8 (B, H, W, C) batches
 
 
-def _as_uint8(block: np.ndarray) -> np.ndarray:
-    return block if block.dtype == np.uint8 else np.clip(block, 0, 255).astype(np.uint8)
+def _as_uint8(block: np.ndarray, start: int, source: Path) -> np.ndarray:
+    """Pixels as training read them; NaN or inf is a data error, as in training."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        image = start + int(np.argmax(~np.isfinite(block).reshape(len(block), -1).all(axis=1)))
+        raise UserError(f"{source}: image {image} holds non-finite pixel values (NaN or inf)")
+    return as_uint8(block)
 
 
 def _check_shape(shape: tuple, expected: tuple, source: Path) -> None:
@@ -47,7 +52,7 @@ def _array_input(array, source: Path, expected: tuple, batch_size: int) -> Input
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, len(array), batch_size):
-            yield _as_uint8(np.asarray(array[start : start + batch_size]))
+            yield _as_uint8(np.asarray(array[start : start + batch_size]), start, source)
 
     return Input([str(i) for i in range(len(array))], batches)
 
