@@ -81,7 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.keep = 3  # the latest checkpoints kept; the best one is kept besides
     config.checkpoint.every_steps = 200  # also checkpoint mid-epoch every N steps; 0 = epoch ends only
-    config.checkpoint.best_metric = "val_roc_auc"  # a val_ field of metrics.jsonl: evaluation.metrics.metric_names
+    config.checkpoint.best_metric = "val_roc_auc"  # a val_ field of metrics.jsonl: Task.metric_names
     config.checkpoint.best_mode = "max"
     return config
 
@@ -256,12 +256,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
     _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)
     _require(c.best_mode in BEST_MODES, "checkpoint.best_mode", f"one of {BEST_MODES}", c.best_mode)
-    from jaxpcam.evaluation.metrics import metric_names  # deferred: imports scikit-learn
+    from jaxpcam.task import task_for  # deferred: imports jax and scikit-learn
 
-    allowed = metric_names(m.num_classes)
+    allowed = task_for(config).metric_names
     _require(
         c.best_metric in allowed,
         "checkpoint.best_metric",
-        f"one of the metrics training logs for num_classes={m.num_classes}: {', '.join(allowed)}",
+        f"one of the metrics training logs for this task: {', '.join(allowed)}",
         c.best_metric,
     )

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import run_command
-from jaxpcam.evaluation.metrics import show
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
+from jaxpcam.metrics import show
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
 _SHOWN_MULTI = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "log_loss")

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         batch_size = args.batch_size or run.config.data.eval_batch_size
         source = open_input(args.input, run.image_shape, batch_size)
         result = predict_input(run, source, batch_size)
-        write_predictions(args.output, result)
+        write_predictions(args.output, run, result)
         if result.drift is None:
             print("no training intensity profile in this checkpoint (trained before jaxpcam recorded one): "
                   "drift check skipped", file=sys.stderr)  # fmt: skip

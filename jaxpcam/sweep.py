@@ -19,6 +19,7 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxpcam import best
 from jaxpcam.cli import parse_flags
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.runtime import restart_with_hugepages
@@ -41,11 +42,11 @@ def _log(message: str) -> None:
     log(f"sweep: {message}")
 
 
-def write_summary(points, sweep_dir: Path, champion: str) -> str:
+def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) -> str:
     from jaxpcam.evaluation.sweep_report import summarize
     from jaxpcam.training.tracking import write_json_atomic, write_text_atomic
 
-    markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion)
+    markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(sweep_dir / "summary.md", markdown + "\n")  # array tasks finish concurrently
     write_text_atomic(sweep_dir / "summary.csv", table)
@@ -104,7 +105,8 @@ def main(argv: list[str]) -> None:
             raise UserError(f"--index {_INDEX.value}: the sweep has points 0..{len(sweep_points) - 1}")
         todo = [] if _SUMMARY.value else sweep_points if _ALL.value else [sweep_points[_INDEX.value]]
         statuses = [run_point(p, sweep_dir) for p in todo]
-        markdown = write_summary(sweep_points, sweep_dir, champion)
+        mode = best.column_mode(champion, base.checkpoint.best_metric, base.checkpoint.best_mode)
+        markdown = write_summary(sweep_points, sweep_dir, champion, mode)
         if _ALL.value or _SUMMARY.value:
             print(markdown)
         _log(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")

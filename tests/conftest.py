@@ -53,3 +53,17 @@ def metrics_without_timing(workdir: Path) -> list[dict]:
     """metrics.jsonl without the fields that measure speed (they differ between equal runs)."""
     lines = (workdir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines]
+
+
+def tiny_state():
+    """A train state of a 2-unit MLP: enough for checkpoint tests."""
+    import jax
+
+    from jaxpcam.config import base_config
+    from jaxpcam.models import create_model
+    from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+
+    config = base_config()
+    config.model.hidden_units = (2,)
+    model = create_model(config.model)
+    return create_train_state(jax.random.key(0), model, make_optimizer(config.training), fixed_normalization())

@@ -26,8 +26,8 @@ from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
 from jaxpcam.errors import UserError
-from jaxpcam.evaluation.metrics import classification_metrics, metric_names
 from jaxpcam.grid import load_sweep
+from jaxpcam.task import task_for
 from jaxpcam.training.tracking import write_text_atomic
 
 
@@ -234,39 +234,22 @@ def test_the_learning_rate_must_be_positive(value):
 # 4. checkpoint.best_metric: one of the names training actually logs for the task.
 
 
-def test_metric_names_are_what_training_logs_for_each_kind_of_model():
-    labels = np.array([0, 1, 0, 1, 1])
-    one_logit = np.array([0.1, 0.8, 0.3, 0.6, 0.9])
-    two_logits = np.stack([1 - one_logit, one_logit], axis=1)  # PCAM with model.num_classes=2: softmax
-    six = np.random.default_rng(0).dirichlet(np.ones(6), 5)
-    for num_classes, probs in ((1, one_logit), (2, two_logits), (6, six)):
-        truth = labels if num_classes < 6 else probs.argmax(axis=1)
-        logged = ("val_loss", *(f"val_{key}" for key in classification_metrics(truth, probs)))
-        assert metric_names(num_classes) == logged, num_classes
-
-
 def test_the_metrics_of_a_real_run_are_the_metric_names(trained_run):
     record = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[0])
-    assert tuple(k for k in record if k.startswith("val_")) == metric_names(1)
+    assert tuple(k for k in record if k.startswith("val_")) == task_for(base_config()).metric_names
 
 
 @pytest.mark.parametrize(("dataset", "num_classes"), [("pcam", 1), ("pcam", 2), ("digits", 6)])
 def test_best_metric_accepts_exactly_the_logged_names(dataset, num_classes):
     config = base_config()
     config.data.dataset, config.model.num_classes = dataset, num_classes
-    for name in metric_names(num_classes):
+    names = task_for(config).metric_names
+    for name in names:
         config.checkpoint.best_metric = name
         validate(config)
     config.checkpoint.best_metric = "val_bogus"
-    allowed = ", ".join(metric_names(num_classes))
+    allowed = ", ".join(names)
     with pytest.raises(UserError, match=rf"checkpoint\.best_metric: expected .*{re.escape(allowed)}, got 'val_bogus'"):
-        validate(config)
-
-
-def test_a_two_logit_pcam_model_logs_no_roc_auc_to_pick_the_best_epoch_by():
-    config = base_config()
-    config.model.num_classes = 2  # the default best_metric val_roc_auc is never logged for it
-    with pytest.raises(UserError, match=r"best_metric: expected .*num_classes=2: val_loss, val_accuracy, val_macro"):
         validate(config)
 
 

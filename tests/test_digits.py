@@ -96,9 +96,11 @@ def test_smlp_digits_config_trains_end_to_end_and_evaluates(tmp_path, monkeypatc
     assert evaluate.main(["--workdir", str(workdir)]) == 0
     result = json.loads((workdir / "eval" / "valid" / "metrics.json").read_text())
     rows = np.genfromtxt(workdir / "eval" / "valid" / "predictions.csv", delimiter=",", names=True)
-    probs = np.column_stack([rows[f"prob_{c}"] for c in range(6)])
-    assert result["model"]["accuracy"] == skm.accuracy_score(rows["label"], probs.argmax(axis=1))
+    digits = np.arange(4, 10)  # classes are named by their digit, in predictions.csv as in the report
+    probs = np.column_stack([rows[f"prob_{d}"] for d in digits])
+    assert np.array_equal(rows["predicted"], digits[probs.argmax(axis=1)])
+    assert result["model"]["accuracy"] == skm.accuracy_score(rows["label"], digits[probs.argmax(axis=1)])
     assert result["model"]["accuracy"] > result["majority_baseline"]["accuracy"] + 0.5
-    assert set(result["model"]["per_class"]) == {str(c) for c in range(6)}
+    assert set(result["model"]["per_class"]) == {str(d) for d in digits}
     assert result["threshold"] is None and (workdir / "eval" / "valid" / "mistakes.png").is_file()
     assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2  # digits have no test split

@@ -9,9 +9,9 @@ from sklearn import metrics as skm
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import check_drift
-from jaxpcam.evaluation.metrics import binary_report, majority_baseline, multiclass_report, show
 from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
+from jaxpcam.metrics import binary_report, majority_baseline, multiclass_report, show
 
 
 def test_binary_report_agrees_with_scikit_learn_on_random_predictions():

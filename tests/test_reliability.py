@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, metrics_without_timing, run_main, tiny_overrides
+from conftest import REPO, metrics_without_timing, run_main, tiny_overrides, tiny_state
 from jaxpcam.config import base_config
 from jaxpcam.training import checkpoint
 from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV
@@ -154,21 +154,11 @@ def test_start_fresh_archives_the_earlier_run(tiny_pcam, reference, tmp_path):
     assert [r["epoch"] for r in metrics_without_timing(workdir)] == [1]
 
 
-def _tiny_state():
-    from jaxpcam.models import create_model
-    from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
-
-    config = base_config()
-    config.model.hidden_units = (2,)
-    model = create_model(config.model)
-    return create_train_state(jax.random.key(0), model, make_optimizer(config.training), fixed_normalization())
-
-
 def test_best_checkpoint_survives_rotation(tmp_path):
     c = base_config().checkpoint
     c.keep = 1
     manager = checkpoint.open_manager(tmp_path, c)
-    state, schedule, progress = _tiny_state(), ScheduleState(lr=1e-3), checkpoint.Progress()
+    state, schedule, progress = tiny_state(), ScheduleState(lr=1e-3), checkpoint.Progress()
     for step, auc in zip((1, 2, 3, 4), (0.5, 0.9, 0.7, None), strict=True):
         metrics = {"val_roc_auc": auc} if auc is not None else None  # step 4: a mid-epoch save
         checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, base_config(), metrics, {})

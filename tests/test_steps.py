@@ -6,8 +6,9 @@ import pytest
 
 from jaxpcam.config import base_config
 from jaxpcam.models import create_model
+from jaxpcam.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer, make_streams
-from jaxpcam.training.steps import eval_step, jit_train_step, per_example_loss, train_step
+from jaxpcam.training.steps import eval_step, jit_train_step, train_step
 
 
 def _state(name="mlp", **training):
@@ -61,7 +62,7 @@ def test_metrics_report_global_grad_norm_before_clipping_and_the_lr_used():
     def loss_fn(params):
         images = (batch["image"].astype(jnp.float32) - 127.5) / 127.5
         logits = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": jax.random.fold_in(key, 0)})
-        return per_example_loss(logits, batch["label"]).mean()
+        return PCAM_ONE_LOGIT.loss(logits, batch["label"]).mean()
 
     grads = jax.grad(loss_fn)(state.params)
     _, metrics = train_step(state, batch, key)
@@ -129,4 +130,5 @@ def test_streams_are_independent_and_seeded():
 def test_multiclass_head_uses_softmax_cross_entropy():
     logits = jnp.array([[2.0, 0.0, -1.0]])
     expected = -jax.nn.log_softmax(logits)[0, 0]
-    np.testing.assert_allclose(per_example_loss(logits, jnp.array([0])), [expected], rtol=1e-6)
+    task = Task(binary=False, num_logits=3, class_names=("a", "b", "c"))
+    np.testing.assert_allclose(task.loss(logits, jnp.array([0])), [expected], rtol=1e-6)

@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import tensorboardX
 
+from jaxpcam import metrics as metrics_lib
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
-from jaxpcam.evaluation import metrics as metrics_lib
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, load_run
+from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
+from jaxpcam.task import Task
 from jaxpcam.training.tracking import json_ready, log, write_json_atomic
 
 
@@ -38,8 +40,9 @@ class EvalOptions:
 
 @dataclasses.dataclass(frozen=True)
 class Predictions:
+    task: Task
     labels: np.ndarray
-    probs: np.ndarray  # (N,) P(positive) or (N, C)
+    probs: np.ndarray  # (N,) P(positive) for a binary task, else (N, C)
     brightness: np.ndarray  # per-image mean intensity, the dark/bright slicing feature
     user_slices: dict[str, np.ndarray]
 
@@ -61,6 +64,7 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     log(f"predicted {len(split)} images in {seconds:.1f} s ({len(split) / max(seconds, 1e-9):.0f} img/s)")
     names = {spec: spec.rpartition(":")[2] for spec in functions}
     return Predictions(
+        run.task,
         np.asarray(split.labels, np.int64),
         np.concatenate(probs).astype(np.float64),
         np.concatenate(brightness),
@@ -88,28 +92,10 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     return record
 
 
-def _write_predictions(path: Path, preds: Predictions, threshold: float | None) -> None:
-    """CSV with probabilities written exactly (shortest round-trip repr), so that re-reading
-    them and comparing with the stored threshold reproduces every decision."""
-    if preds.probs.ndim == 1:
-        header = "index,label,probability,predicted"
-        rows = (
-            f"{i},{y},{p!r},{int(p >= threshold)}"
-            for i, (y, p) in enumerate(zip(preds.labels, preds.probs.tolist(), strict=True))
-        )
-    else:
-        header = ",".join(["index", "label", *(f"prob_{c}" for c in range(preds.probs.shape[1])), "predicted"])
-        rows = (
-            ",".join([str(i), str(y), *map(repr, p), str(int(np.argmax(p)))])
-            for i, (y, p) in enumerate(zip(preds.labels, preds.probs.tolist(), strict=True))
-        )
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-
-
 def _gallery_indices(preds: Predictions, threshold: float | None, size: int) -> dict[str, np.ndarray]:
     """The most confident mistakes: false negatives with the lowest P(positive), false
     positives with the highest (multi-class: wrong predictions with the highest probability)."""
-    if preds.probs.ndim == 1:
+    if preds.task.binary:
         called = preds.probs >= threshold
         fn = np.flatnonzero((preds.labels == 1) & ~called)
         fp = np.flatnonzero((preds.labels == 0) & called)
@@ -124,14 +110,17 @@ def _gallery_indices(preds: Predictions, threshold: float | None, size: int) -> 
 
 
 def _caption(preds: Predictions, i: int) -> str:
-    if preds.probs.ndim == 1:
+    if preds.task.binary:
         return f"#{i} p={preds.probs[i]:.3f}"
-    return f"#{i} {preds.labels[i]}->{preds.probs[i].argmax()} p={preds.probs[i].max():.2f}"
+    names = preds.task.class_names
+    return f"#{i} {names[preds.labels[i]]}->{names[preds.probs[i].argmax()]} p={preds.probs[i].max():.2f}"
 
 
 def _report(run: LoadedRun, preds: Predictions, reference_labels: np.ndarray, threshold: dict | None) -> dict:
-    baseline_probs = metrics_lib.majority_baseline(reference_labels, preds.labels, run.num_classes)
-    if preds.probs.ndim == 1:
+    task = preds.task
+    outputs = 1 if task.binary else task.num_logits
+    baseline_probs = metrics_lib.majority_baseline(reference_labels, preds.labels, outputs)
+    if preds.task.binary:
         value = threshold["value"]
         return {
             "model": metrics_lib.binary_report(preds.labels, preds.probs, value),
@@ -139,14 +128,14 @@ def _report(run: LoadedRun, preds: Predictions, reference_labels: np.ndarray, th
             "majority_baseline": metrics_lib.binary_report(preds.labels, baseline_probs, 0.5),
         }
     return {
-        "model": metrics_lib.multiclass_report(preds.labels, preds.probs),
-        "majority_baseline": metrics_lib.multiclass_report(preds.labels, baseline_probs),
+        "model": metrics_lib.multiclass_report(preds.labels, preds.probs, task.class_names),
+        "majority_baseline": metrics_lib.multiclass_report(preds.labels, baseline_probs, task.class_names),
     }
 
 
 def _slices(preds: Predictions, options: EvalOptions, threshold: float | None) -> tuple[list[dict], dict]:
     masks = {**options.slicing.masks(preds.brightness), **preds.user_slices}
-    if preds.probs.ndim == 1:
+    if preds.task.binary:
         return slice_table(preds.labels, preds.probs, threshold, masks), options.slicing.cuts(preds.brightness)
     correct = (preds.probs.argmax(axis=1) == preds.labels).astype(np.float64)
     rows = [{"slice": "all", "count": len(correct), "accuracy": float(correct.mean())}]
@@ -161,17 +150,16 @@ def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dic
     """Writes every PNG; returns them as arrays for TensorBoard."""
     images = {}
     model = report["model"]
-    if preds.probs.ndim == 1:
+    if preds.task.binary:
         chosen = {"threshold": threshold["value"], "precision": model["precision"], "recall": model["recall"]}
         if np.isfinite(model["roc_auc"]):
             images["roc"] = plots.roc_curve(preds.labels, preds.probs, out / "roc.png", model["roc_auc"])
             images["pr"] = plots.pr_curve(preds.labels, preds.probs, out / "pr.png", model["pr_auc"], chosen)
         images["scores"] = plots.score_histograms(preds.labels, preds.probs, threshold["value"], out / "scores.png")
-        names = ["negative", "positive"]
         title = f"confusion at threshold {threshold['value']:.3f}"
     else:
-        names = [str(c) for c in range(preds.probs.shape[1])]
         title = "confusion (argmax)"
+    names = list(preds.task.class_names)
     images["confusion"] = plots.confusion_matrix(model["confusion_matrix"], names, out / "confusion.png", title)
     images["slice_feature"] = plots.feature_histogram(
         preds.brightness, cuts, out / "slice_feature.png", "mean image intensity (0..255)"
@@ -190,7 +178,7 @@ def _to_tensorboard(out: Path, tag: str, step: int, preds: Predictions, report: 
         for key, value in report["model"].items():
             if isinstance(value, float) and np.isfinite(value):
                 writer.add_scalar(f"{tag}/{key}", value, step)
-        if preds.probs.ndim == 1 and len(np.unique(preds.labels)) == 2:
+        if preds.task.binary and len(np.unique(preds.labels)) == 2:
             writer.add_pr_curve(f"{tag}/pr_curve", preds.labels, preds.probs, step)
         for name, image in images.items():
             writer.add_image(f"{tag}/{name}", image, step, dataformats="HWC")
@@ -214,7 +202,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     log(f"evaluating {workdir} checkpoint step {run.step} ({run.config.model.name}) on {options.split}")
     split = open_eval_split(run.config, options.split, options.data_dir)
     preds = predict_split(run, split, options)
-    binary = preds.probs.ndim == 1
+    binary = run.task.binary
     threshold = None
     if binary:
         threshold = _threshold_for(run, options, preds if options.split == "valid" else None)
@@ -238,7 +226,15 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     partial = eval_root / f".{options.split}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _write_predictions(partial / "predictions.csv", preds, threshold["value"] if binary else None)
+    write_predictions_csv(
+        partial / "predictions.csv",
+        preds.task,
+        [str(i) for i in range(len(preds.labels))],
+        preds.probs,
+        threshold["value"] if binary else None,
+        preds.labels,
+        id_column="index",
+    )
     write_json_atomic(partial / "metrics.json", json_ready(result))
     _write_slices_csv(partial / "slices.csv", slices)
     galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)

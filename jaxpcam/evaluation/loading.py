@@ -8,7 +8,6 @@ checkpoint's own metadata, on this host's first device).
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import jax
@@ -17,9 +16,11 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpcam import best
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
+from jaxpcam.task import Task, task_for
 from jaxpcam.training import checkpoint, integrity
 from jaxpcam.training.state import Normalization, normalize
 
@@ -37,8 +38,8 @@ class LoadedRun:
     apply_fn: object
 
     @property
-    def num_classes(self) -> int:
-        return int(self.config.model.num_classes)
+    def task(self) -> Task:
+        return task_for(self.config)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -59,9 +60,10 @@ class LoadedRun:
     def predict_fn(self):
         """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C)."""
 
+        task = self.task
+
         def probs(params, norm, images):
-            logits = self.apply_fn({"params": params}, normalize(images, norm), train=False)
-            return jax.nn.sigmoid(logits[:, 0]) if logits.shape[-1] == 1 else jax.nn.softmax(logits)
+            return task.probabilities(self.apply_fn({"params": params}, normalize(images, norm), train=False))
 
         jitted = jax.jit(probs)
         return lambda images: jitted(self.params, self.normalization, images)
@@ -100,14 +102,11 @@ def select_step(manager: ocp.CheckpointManager, which: str) -> int:
         return max(steps)
     if which == "best":
         c = _read_json_item(manager, max(steps), "config")["checkpoint"]
-        scored = []
-        for step in steps:
-            value = (_read_json_item(manager, step, "metrics") or {}).get(c["best_metric"])
-            if value is not None and math.isfinite(value):
-                scored.append((value if c["best_mode"] == "max" else -value, -step, step))
-        if not scored:
+        records = [{**(_read_json_item(manager, s, "metrics") or {}), "epoch": s, "step": s} for s in steps]
+        chosen = best.best_record(records, c["best_metric"], c["best_mode"])  # epoch here: the step
+        if chosen is None:
             raise UserError(f"no epoch-end checkpoint in {manager.directory} has {c['best_metric']}; use latest")
-        return max(scored)[2]  # ties: the earliest step
+        return chosen["step"]
     try:
         step = int(which)
     except ValueError:

@@ -17,7 +17,8 @@ from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs
-from jaxpcam.training.tracking import log, write_text_atomic
+from jaxpcam.evaluation.predictions_csv import write_predictions_csv
+from jaxpcam.training.tracking import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -121,7 +122,7 @@ def predict_input(run: LoadedRun, source: Input, batch_size: int) -> PredictResu
     merged = {k: np.concatenate([f[k] for f in features]) for k in features[0]}
     drift = check_drift(run.data_profile, merged) if run.data_profile else None
     threshold = None
-    if run.num_classes == 1:
+    if run.task.binary:
         stored = run.stored_threshold()
         if stored is None:
             log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
@@ -130,18 +131,5 @@ def predict_input(run: LoadedRun, source: Input, batch_size: int) -> PredictResu
     return PredictResult(source.names, np.concatenate(probs).astype(np.float64), threshold, drift)
 
 
-def write_predictions(path: Path, result: PredictResult) -> None:
-    """CSV: name, probability, predicted (binary) or name, prob_<c>..., predicted; exact floats."""
-    if result.probs.ndim == 1:
-        header = "name,probability,predicted"
-        rows = (
-            f"{n},{p!r},{int(p >= result.threshold)}" for n, p in zip(result.names, result.probs.tolist(), strict=True)
-        )
-    else:
-        header = ",".join(["name", *(f"prob_{c}" for c in range(result.probs.shape[1])), "predicted"])
-        rows = (
-            ",".join([n, *map(repr, p), str(int(np.argmax(p)))])
-            for n, p in zip(result.names, result.probs.tolist(), strict=True)
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, header + "\n" + "\n".join(rows) + "\n")
+def write_predictions(path: Path, run: LoadedRun, result: PredictResult) -> None:
+    write_predictions_csv(path, run.task, result.names, result.probs, result.threshold)

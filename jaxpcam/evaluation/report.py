@@ -10,18 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam import best
 from jaxpcam.errors import UserError
-from jaxpcam.evaluation.metrics import show
+from jaxpcam.metrics import show
+from jaxpcam.task import task_for
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
 MULTICLASS_METRICS = ("val_accuracy", "val_macro_f1", "val_balanced_accuracy", "val_loss")
 EVAL_BINARY = ("roc_auc", "pr_auc", "f2", "recall", "precision", "accuracy")
 EVAL_MULTICLASS = ("accuracy", "macro_f1", "balanced_accuracy")
-_LOWER_IS_BETTER = ("loss", "brier")
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in _LOWER_IS_BETTER)
 
 
 def find_runs(patterns: list[str]) -> list[Path]:
@@ -58,13 +55,12 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
     records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if not records:
         raise UserError(f"{path}/metrics.jsonl holds no finished epoch yet")
-    multiclass = config.get("model", {}).get("num_classes", 1) > 1
+    multiclass = not task_for(config).binary
     metrics = metrics or (MULTICLASS_METRICS if multiclass else BINARY_METRICS)
     best_key = config.get("checkpoint", {}).get("best_metric", metrics[0])
-    mode_max = config.get("checkpoint", {}).get("best_mode", "max") == "max"
-    scored = [r for r in records if _finite(r.get(best_key))]
-    best = (max if mode_max else min)(scored, key=lambda r: r[best_key]) if scored else records[-1]
-    chosen = best if at == "best" else records[-1]
+    mode = config.get("checkpoint", {}).get("best_mode", "max")
+    best_epoch = best.best_record(records, best_key, mode) or records[-1]
+    chosen = best_epoch if at == "best" else records[-1]
     values = {m: chosen.get(m) for m in metrics}
     for eval_file in sorted((path / "eval").glob("*/metrics.json")):
         result = json.loads(eval_file.read_text())
@@ -75,7 +71,7 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
         "model": config.get("model", {}).get("name", ""),
         "seed": config.get("seed", ""),
         "epochs": len(records),
-        "best_epoch": best["epoch"],
+        "best_epoch": best_epoch["epoch"],
     }
     return RunRow(str(path), info, values), metrics
 
@@ -113,8 +109,8 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
     candidates = [r for r in rows if _finite(r.values.get(champion_metric))]
     if not candidates:
         raise UserError(f"no run has a value for {champion_metric}")
-    sign = -1.0 if lower_is_better(champion_metric) else 1.0
-    champion = max(candidates, key=lambda r: sign * r.values[champion_metric])
+    mode = best.mode_of(champion_metric)
+    champion = max(candidates, key=lambda r: best.rank(r.values[champion_metric], 0, mode))  # ties: the first
     return Report(rows, columns, mean, std, champion, champion_metric)
 
 
@@ -130,7 +126,7 @@ def to_markdown(report: Report, at: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     summary = [f"{show(report.mean[c])} ± {show(report.std[c])}" for c in report.columns]
     lines.append("| " + " | ".join([f"mean ± std ({len(report.rows)} runs)", *[""] * len(_INFO), *summary]) + " |")
-    direction = "lowest" if lower_is_better(report.champion_metric) else "highest"
+    direction = "lowest" if best.mode_of(report.champion_metric) == "min" else "highest"
     val_note = (
         "val_* at each run's best epoch (by its checkpoint.best_metric)" if at == "best" else "val_* at the final epoch"
     )

@@ -10,9 +10,10 @@ from pathlib import Path
 import tensorboardX
 from tensorboardX.summary import hparams as hparams_summaries
 
-from jaxpcam.evaluation.metrics import show
-from jaxpcam.evaluation.report import lower_is_better, read_run
+from jaxpcam import best
+from jaxpcam.evaluation.report import read_run
 from jaxpcam.grid import Point
+from jaxpcam.metrics import show
 from jaxpcam.training import tracking
 
 STATUS_FILE = "sweep_point.json"
@@ -70,8 +71,11 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def summarize(points: list[Point], run_dirs: list[Path], champion_metric: str) -> tuple[str, str, Point | None]:
-    """(markdown, csv, champion point). ``champion_metric`` is a best_*/final_* column."""
+def summarize(
+    points: list[Point], run_dirs: list[Path], champion_metric: str, champion_mode: str
+) -> tuple[str, str, Point | None]:
+    """(markdown, csv, champion point). ``champion_metric`` is a best_*/final_* column, ranked by
+    ``champion_mode`` (best.column_mode); ties go to the lowest point index."""
     rows = []
     for point, run_dir in zip(points, run_dirs, strict=True):
         rows.append((point, point_status(point, run_dir), point_metrics(run_dir)))
@@ -80,8 +84,8 @@ def summarize(points: list[Point], run_dirs: list[Path], champion_metric: str) -
     candidates = [
         (p, m[champion_metric]) for p, status, m in rows if status == "done" and _finite(m.get(champion_metric))
     ]
-    sign = -1.0 if lower_is_better(champion_metric) else 1.0
-    champion = max(candidates, key=lambda c: sign * c[1])[0] if candidates else None
+    ranked = [(best.rank(value, p.index, champion_mode), p) for p, value in candidates]
+    champion = max(ranked, key=lambda r: r[0])[1] if ranked else None
 
     head = ["index", "status", *keys, *metric_cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -96,7 +100,7 @@ def summarize(points: list[Point], run_dirs: list[Path], champion_metric: str) -
         raw = [metrics.get(c) if _finite(metrics.get(c)) else "" for c in metric_cols]
         writer.writerow([point.index, status, *values, *raw, str(point is champion).lower()])
     done = sum(status == "done" for _, status, _ in rows)
-    direction = "lowest" if lower_is_better(champion_metric) else "highest"
+    direction = "lowest" if champion_mode == "min" else "highest"
     verdict = (
         f"Champion by {champion_metric} ({direction}): point {champion.index}, {champion.name}"
         if champion

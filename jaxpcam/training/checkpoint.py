@@ -11,7 +11,6 @@ the best epoch by ``checkpoint.best_metric``.
 """
 
 import dataclasses
-import math
 from pathlib import Path
 
 import jax
@@ -19,6 +18,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jaxpcam import best
 from jaxpcam.training import integrity
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
@@ -44,19 +44,18 @@ class Progress:
 
 
 def _ranking(metric: str, mode: str):
-    worst = -math.inf if mode == "max" else math.inf
+    """best.rank for Orbax's BestN (which keeps the highest): ties go to the earliest step, so
+    the best checkpoint kept is the one the training summary and evaluate name."""
 
-    def rank(metrics: dict) -> float:
-        value = metrics.get(metric)
-        return float(value) if value is not None and math.isfinite(value) else worst
+    def ranking(metrics: dict) -> tuple:
+        return best.rank(metrics.get(metric), metrics.get("step", 0), mode)
 
-    return rank
+    return ranking
 
 
 def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     best = policies.BestN(
-        get_metric_fn=_ranking(c.best_metric, c.best_mode),
-        reverse=c.best_mode == "min",  # BestN keeps the *last* n after sorting
+        get_metric_fn=_ranking(c.best_metric, c.best_mode),  # BestN keeps the *last* n after sorting
         n=1,
         keep_checkpoints_without_metrics=False,
     )

@@ -13,14 +13,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpcam import best
 from jaxpcam import config as config_lib
 from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import RunFailed, Stopped, UserError
-from jaxpcam.evaluation.metrics import classification_metrics
 from jaxpcam.models import create_model
 from jaxpcam.runtime import apply_run_settings
+from jaxpcam.task import Task, task_for
 from jaxpcam.training import checkpoint, resume, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary, to_host
@@ -59,6 +60,7 @@ def evaluate(
     batch_size: int,
     num_workers: int,
     parallel: DataParallel,
+    task: Task,
     resident: ResidentSplit | None = None,
 ) -> EvalResult:
     """Mean loss (float64 sum over real examples) and metrics over every record of ``split``;
@@ -72,11 +74,11 @@ def evaluate(
     )
     for local in local_batches:
         batch = parallel.global_batch(local)
-        outputs.append((jit_eval_step(state, batch, resident), batch["mask"]))
+        outputs.append((jit_eval_step(state, batch, resident, task=task), batch["mask"]))
     outputs = to_host(outputs)
     losses = np.concatenate([out.loss[mask] for out, mask in outputs])
     probs = np.concatenate([out.probs[mask] for out, mask in outputs])
-    return EvalResult(float(losses.astype(np.float64).mean()), classification_metrics(split.labels, probs))
+    return EvalResult(float(losses.astype(np.float64).mean()), task.metrics(split.labels, probs))
 
 
 def _normalization(config, data, channels: int) -> Normalization:
@@ -85,12 +87,6 @@ def _normalization(config, data, channels: int) -> Normalization:
     mean, std = cached_channel_stats(data.train, data.stats_key(), list(data.cache_folders), log)
     log(f"train-split channel mean {np.round(mean, 2).tolist()} std {np.round(std, 2).tolist()}")
     return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
-
-
-def _is_better(value, best, mode: str) -> bool:
-    if value is None or not math.isfinite(value):
-        return False
-    return best is None or (value > best if mode == "max" else value < best)
 
 
 @dataclasses.dataclass
@@ -378,7 +374,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     c = run.config
     lr_used = schedule.lr
     state, train_summary = _run_epoch(run, state, schedule, progress, batches, epoch)
-    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers, run.parallel, run.resident[1])
+    val = evaluate(state, valid, c.data.eval_batch_size, c.data.num_workers, run.parallel, task_for(c), run.resident[1])
     record = {
         "epoch": epoch,
         "step": int(state.step),
@@ -394,7 +390,7 @@ def _train_and_validate_epoch(run: _Run, state, schedule: ScheduleState, progres
     state = state.with_learning_rate(run.parallel.replicate(np.float32(schedule.lr)))  # laid out like the state
     value = record.get(c.checkpoint.best_metric)
     progress = Progress(best_epoch=progress.best_epoch, best_value=progress.best_value)
-    if _is_better(value, progress.best_value, c.checkpoint.best_mode):
+    if best.improves(value, progress.best_value, c.checkpoint.best_mode):
         progress = Progress(best_epoch=epoch, best_value=value)
     step = int(state.step)
     run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
@@ -419,18 +415,17 @@ def _compiled_train_step(state, config, dropout_key, batch, resident):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
     start = time.perf_counter()
     skip = config.training.nan_policy == "skip"
-    compiled = jit_train_step.lower(state, batch, dropout_key, resident, skip_nonfinite=skip).compile()
+    compiled = jit_train_step.lower(state, batch, dropout_key, resident, skip_nonfinite=skip, task=task_for(config))
+    compiled = compiled.compile()
     log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
     return compiled
 
 
 def _summary(workdir: Path, c: ml_collections.ConfigDict) -> dict:
     records = tracking.read_metrics(workdir)
-    scored = [r for r in records if r.get(c.best_metric) is not None]
-    pick = max if c.best_mode == "max" else min
-    best = pick(scored, key=lambda r: r[c.best_metric]) if scored else None
-    if best:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None)
-        log(f"best epoch {best['epoch']} by {c.best_metric}: {shown}")
+    chosen = best.best_record(records, c.best_metric, c.best_mode)
+    if chosen:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in chosen.items() if k.startswith("val_") and v is not None)
+        log(f"best epoch {chosen['epoch']} by {c.best_metric}: {shown}")
     log(f"run directory: {workdir.resolve()}  (view: tensorboard --logdir {workdir})")
-    return {"workdir": str(workdir), "epochs": len(records), "best": best, "last": records[-1] if records else None}
+    return {"workdir": str(workdir), "epochs": len(records), "best": chosen, "last": records[-1] if records else None}

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxpcam.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.training.placement import ResidentSplit, gather_batch
 from jaxpcam.training.state import TrainState, normalize
 
@@ -20,14 +21,7 @@ class StepMetrics:
 @flax.struct.dataclass
 class EvalOutput:
     loss: jax.Array  # (B,) per-example loss
-    probs: jax.Array  # (B,) P(positive) for one logit, (B, C) softmax otherwise
-
-
-def per_example_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Sigmoid BCE for a single logit (torch BCEWithLogitsLoss), else softmax cross-entropy."""
-    if logits.shape[-1] == 1:
-        return optax.sigmoid_binary_cross_entropy(logits[:, 0], labels.astype(jnp.float32))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    probs: jax.Array  # (B,) P(positive) for a binary task, (B, C) otherwise: Task.probabilities
 
 
 def train_step(
@@ -36,6 +30,7 @@ def train_step(
     dropout_key: jax.Array,
     resident: ResidentSplit | None = None,
     skip_nonfinite: bool = False,
+    task: Task = PCAM_ONE_LOGIT,
 ) -> tuple[TrainState, StepMetrics]:
     """One update. With ``resident`` (data.placement=device) ``batch`` holds indices and the
     images are gathered from device memory. With ``skip_nonfinite`` a non-finite loss or gradient
@@ -48,7 +43,7 @@ def train_step(
 
     def loss_fn(params):
         logits = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": step_key})
-        return per_example_loss(logits, batch["label"]).mean()
+        return task.loss(logits, batch["label"]).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     grad_norm = optax.tree.norm(grads)
@@ -64,14 +59,15 @@ def train_step(
     return new_state, StepMetrics(loss, grad_norm, state.learning_rate, skipped)
 
 
-def eval_step(state: TrainState, batch: dict, resident: ResidentSplit | None = None) -> EvalOutput:
+def eval_step(
+    state: TrainState, batch: dict, resident: ResidentSplit | None = None, task: Task = PCAM_ONE_LOGIT
+) -> EvalOutput:
     if resident is not None:
         batch = gather_batch(resident, batch)
     images = normalize(batch["image"], state.normalization)
     logits = state.apply_fn({"params": state.params}, images, train=False)
-    probs = jax.nn.sigmoid(logits[:, 0]) if logits.shape[-1] == 1 else jax.nn.softmax(logits)
-    return EvalOutput(per_example_loss(logits, batch["label"]), probs)
+    return EvalOutput(task.loss(logits, batch["label"]), task.probabilities(logits))
 
 
-jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames="skip_nonfinite")
-jit_eval_step = jax.jit(eval_step)
+jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames=("skip_nonfinite", "task"))
+jit_eval_step = jax.jit(eval_step, static_argnames="task")

@@ -39,22 +39,8 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
     }
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """The per-epoch metrics: binary for (N,) P(positive) from one logit, multi-class for (N, C)
-    softmax probabilities, C = 2 included (PCAM with model.num_classes=2)."""
-    return binary_metrics(labels, probs) if probs.ndim == 1 else multiclass_metrics(labels, probs)
-
-
 BINARY_METRICS = ("accuracy", "roc_auc", "f2")  # the keys of binary_metrics
 MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy")
-
-
-def metric_names(num_classes: int) -> tuple[str, ...]:
-    """The validation fields training writes to metrics.jsonl for a model with ``num_classes``
-    outputs (what checkpoint.best_metric may name): val_loss, and val_<key> for each key of
-    classification_metrics. One logit gives sigmoid probabilities and the binary set; two or
-    more logits (PCAM's num_classes=2 too) give softmax probabilities and the multi-class set."""
-    return ("val_loss", *(f"val_{key}" for key in (BINARY_METRICS if num_classes == 1 else MULTICLASS_METRICS)))
 
 
 def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
@@ -80,9 +66,11 @@ def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> di
     }
 
 
-def multiclass_report(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Accuracy, macro and per-class precision/recall/F1, balanced accuracy, log-loss, confusion."""
+def multiclass_report(labels: np.ndarray, probs: np.ndarray, class_names=None) -> dict:
+    """Accuracy, macro and per-class precision/recall/F1 (keyed by class name), balanced
+    accuracy, log-loss, confusion."""
     classes = list(range(probs.shape[1]))
+    class_names = [str(c) for c in (class_names or classes)]
     preds = probs.argmax(axis=1)
     per_class = skm.precision_recall_fscore_support(labels, preds, labels=classes, zero_division=np.nan)
     macro = skm.precision_recall_fscore_support(labels, preds, labels=classes, average="macro", zero_division=np.nan)
@@ -95,8 +83,8 @@ def multiclass_report(labels: np.ndarray, probs: np.ndarray) -> dict:
         "balanced_accuracy": float(skm.balanced_accuracy_score(labels, preds)),
         "log_loss": _multiclass_log_loss(labels, probs, classes),
         "per_class": {
-            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, *per_class, strict=True)
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, *per_class, strict=True)
         },
         "confusion_matrix": skm.confusion_matrix(labels, preds, labels=classes).tolist(),
     }

@@ -1,0 +1,29 @@
+"""The one predictions CSV that evaluate and predict write, its columns set by the task:
+binary ``probability`` (P(positive)) and ``predicted`` at the decision threshold; multi-class
+``prob_<class name>`` per class and the predicted class name. Probabilities are written exactly
+(shortest round-trip repr), so re-reading them reproduces every decision."""
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxpcam.task import Task
+from jaxpcam.training.tracking import write_text_atomic
+
+
+def write_predictions_csv(
+    path: Path, task: Task, ids: list[str], probs: np.ndarray, threshold: float | None, labels=None, id_column="name"
+) -> None:
+    """``ids`` name the rows in column ``id_column``; ``labels`` (class indices) add a label column."""
+    names = task.class_names
+    label_column = ["label"] if labels is not None else []
+    if task.binary:
+        header = [id_column, *label_column, "probability", "predicted"]
+        cells = ([repr(p), str(int(p >= threshold))] for p in probs.tolist())
+    else:
+        header = [id_column, *label_column, *(f"prob_{c}" for c in names), "predicted"]
+        cells = ([*map(repr, p), names[int(np.argmax(p))]] for p in probs.tolist())
+    shown = [str(int(y)) if task.binary else names[int(y)] for y in labels] if labels is not None else None
+    rows = (",".join([i, *([shown[n]] if shown else []), *c]) for n, (i, c) in enumerate(zip(ids, cells, strict=True)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, ",".join(header) + "\n" + "\n".join(rows) + "\n")
