@@ -34,10 +34,20 @@ def tiny_overrides(data_dir: Path, **extra) -> list[str]:
     return [f"--config.{k}={v}" for k, v in values.items()]
 
 
-def run_main(args: list[str], env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def command(module: str, args: list[str], kill_after_save: int | None = None) -> list[str]:
+    """``python -m module args``; with ``kill_after_save`` it is SIGKILLed right after the
+    checkpoint save at that global step has started (tests/kill_after_save.py)."""
+    if kill_after_save is None:
+        return [sys.executable, "-m", module, *args]
+    return [sys.executable, str(REPO / "tests" / "kill_after_save.py"), str(kill_after_save), module, *args]
+
+
+def run_main(
+    args: list[str], env_extra: dict | None = None, timeout: int = 300, kill_after_save: int | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "jaxpcam.main", *args],
+        command("jaxpcam.main", args, kill_after_save),
         cwd=REPO,
         env=env,
         capture_output=True,

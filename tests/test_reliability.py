@@ -17,7 +17,6 @@ import pytest
 from conftest import REPO, metrics_without_timing, run_main, tiny_overrides, tiny_state
 from jaxpcam.config import base_config
 from jaxpcam.training import checkpoint
-from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV
 from jaxpcam.training.schedules import ScheduleState
 
 # 256 training images / batch 32 = 8 steps per epoch; 3 epochs; a mid-epoch checkpoint every 3 steps.
@@ -101,7 +100,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume_is_bit_identical(tiny_pca
     workdir = tmp_path / "run"
     # The epoch-1 checkpoint (step 8) is being written when the process dies; metrics.jsonl
     # already has epoch 1, which the resume must drop and recompute.
-    killed = run_main(_args(workdir, tiny_pcam), env_extra={KILL_AFTER_SAVE_ENV: "8"})
+    killed = run_main(_args(workdir, tiny_pcam), kill_after_save=8)
     assert killed.returncode == -signal.SIGKILL
     result = _finish(workdir, tiny_pcam)
     assert re.search(r"resuming from checkpoint step (6|8) ", result.stderr)
@@ -228,7 +227,7 @@ def test_sigkill_before_the_first_checkpoint_commits_then_rerun_starts_over(tiny
     workdir = tmp_path / "run"
     # Epoch-end checkpoints only: the kill lands while the first one (step 8) is being written,
     # after the epoch was evaluated. Nothing is final yet, so the same command starts over.
-    killed = run_main(_args(workdir, tiny_pcam, **{"checkpoint.every_steps": 0}), env_extra={KILL_AFTER_SAVE_ENV: "8"})
+    killed = run_main(_args(workdir, tiny_pcam, **{"checkpoint.every_steps": 0}), kill_after_save=8)
     assert killed.returncode == -signal.SIGKILL
     assert not (workdir / "metrics.jsonl").exists() or (workdir / "checkpoints" / "8").is_dir()
     result = _finish(workdir, tiny_pcam, **{"checkpoint.every_steps": 0})

@@ -4,16 +4,14 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO
+from conftest import REPO, command
 from jaxpcam.config import base_config
 from jaxpcam.errors import UserError
 from jaxpcam.grid import expand, load_sweep, points, with_values
-from jaxpcam.training.loop import KILL_AFTER_SAVE_ENV
 
 
 def test_the_seeds_grid_has_18_valid_points_first_key_slowest():
@@ -62,10 +60,10 @@ def get_sweep():
 """
 
 
-def _sweep(path, sweep_dir, *args, env_extra=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
-    command = [sys.executable, "-m", "jaxpcam.sweep", f"--config={path}", f"--sweep_dir={sweep_dir}", *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def _sweep(path, sweep_dir, *args, kill_after_save=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    argv = command("jaxpcam.sweep", [f"--config={path}", f"--sweep_dir={sweep_dir}", *args], kill_after_save)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_sweep_skips_finished_resumes_unfinished_records_failures_and_summarizes(tiny_pcam, tmp_path):
@@ -78,7 +76,7 @@ def test_a_sweep_skips_finished_resumes_unfinished_records_failures_and_summariz
 
     first = _sweep(sweep_file, sweep_dir, "--index", "0")
     assert first.returncode == 0, first.stderr[-3000:]
-    killed = _sweep(sweep_file, sweep_dir, "--index", "2", env_extra={KILL_AFTER_SAVE_ENV: "8"})
+    killed = _sweep(sweep_file, sweep_dir, "--index", "2", kill_after_save=8)
     assert killed.returncode != 0  # SIGKILL as the epoch-1 checkpoint starts; the step-4 one is complete
     assert "partial" in _sweep(sweep_file, sweep_dir, "--list").stdout.splitlines()[2]
 

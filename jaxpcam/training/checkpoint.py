@@ -10,6 +10,7 @@ deleted only after a newer one is complete. Kept: the latest ``checkpoint.keep``
 the best epoch by ``checkpoint.best_metric``.
 """
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxpcam import best
+from jaxpcam.errors import RunFailed
 from jaxpcam.training import integrity
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
@@ -51,6 +53,21 @@ def _ranking(metric: str, mode: str):
         return best.rank(metrics.get(metric), metrics.get("step", 0), mode)
 
     return ranking
+
+
+@contextlib.contextmanager
+def write_errors(workdir: Path):
+    """Any failure of an (asynchronous) checkpoint write, e.g. a full disk, which Orbax reports
+    as ValueError('RESOURCE_EXHAUSTED ... No space left on device'), ends the run in one line."""
+    try:
+        yield
+    except Exception as err:
+        last_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        reason = last_line.rsplit(": ", 1)[-1] if len(last_line) > 160 else last_line  # e.g. "File too large"
+        raise RunFailed(
+            f"writing a checkpoint in {workdir / 'checkpoints'} failed: {reason}; "
+            "earlier checkpoints are intact, rerun to resume from the latest one"
+        ) from None
 
 
 def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:

@@ -1,5 +1,6 @@
 """Where results go: TensorBoard scalars, metrics.jsonl, config.json with provenance, the log."""
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -17,6 +18,7 @@ import numpy as np
 import tensorboardX
 
 from jaxpcam.data.pcam import file_fingerprint
+from jaxpcam.errors import RunFailed
 from jaxpcam.training.parallel import is_primary
 
 _PACKAGES = (
@@ -68,6 +70,18 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
             ],
         },
     }
+
+
+@contextlib.contextmanager
+def io_errors(workdir: Path):
+    """A failed write to the run directory (full disk, read-only) ends the run in one line."""
+    try:
+        yield
+    except OSError as err:
+        raise RunFailed(
+            f"cannot write to {workdir}: {err.strerror or err}; earlier checkpoints in {workdir / 'checkpoints'} "
+            "are intact"
+        ) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

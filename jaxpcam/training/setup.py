@@ -1,0 +1,172 @@
+"""Everything a training run needs, built once: data (and where it lives), model and train
+state (fresh or resumed), checkpoint manager, run record and writer, and the batch stream."""
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxpcam.data import open_training_data
+from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.data.stats import cached_channel_stats, intensity_profile
+from jaxpcam.errors import UserError
+from jaxpcam.models import create_model
+from jaxpcam.task import Task, task_for
+from jaxpcam.training import checkpoint, resume, tracking
+from jaxpcam.training.checkpoint import Progress
+from jaxpcam.training.parallel import DataParallel, barrier, is_primary
+from jaxpcam.training.placement import ResidentSplit, place_training_data
+from jaxpcam.training.schedules import ScheduleState, init_schedule
+from jaxpcam.training.state import (
+    Normalization,
+    TrainState,
+    count_params,
+    create_train_state,
+    fixed_normalization,
+    make_optimizer,
+    make_streams,
+)
+from jaxpcam.training.tracking import io_errors, log
+
+
+@dataclasses.dataclass
+class Run:
+    """What the step loop reads; its state, schedule and progress are where training starts."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    task: Task
+    parallel: DataParallel
+    manager: ocp.CheckpointManager
+    writer: tracking.RunWriter
+    batches: object  # iterator of local batches from the current step on
+    valid: object
+    resident_train: ResidentSplit | None  # None with data.placement=host
+    resident_valid: ResidentSplit | None
+    image_shape: tuple[int, ...]
+    dropout_key: jax.Array
+    steps_per_epoch: int
+    data_profile: dict
+    state: TrainState
+    schedule: ScheduleState
+    progress: Progress
+    restored: checkpoint.Restored | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.training.epochs * self.steps_per_epoch
+
+
+def _normalization(config, data, channels: int) -> Normalization:
+    if config.data.normalization == "fixed":
+        return fixed_normalization(channels)
+    mean, std = cached_channel_stats(data.train, data.stats_key(), list(data.cache_folders), log)
+    log(f"train-split channel mean {np.round(mean, 2).tolist()} std {np.round(std, 2).tolist()}")
+    return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
+
+
+def _devices_line(parallel: DataParallel, batch_size: int) -> str:
+    devices = f"{parallel.num_devices} {jax.devices()[0].platform.upper()} device(s)"
+    if jax.process_count() > 1:
+        devices += f" in {jax.process_count()} processes (this is process {jax.process_index()})"
+    if parallel.num_devices == 1:
+        return f"devices: {devices} {jax.devices()}"
+    return f"data parallel over {devices}: global batch {batch_size}, {batch_size // parallel.num_devices} per device"
+
+
+def _open_checkpoints(config, workdir: Path, start_fresh: bool) -> ocp.CheckpointManager:
+    with io_errors(workdir):
+        if start_fresh and is_primary():
+            resume.archive_run(workdir, log)
+        barrier("archived the earlier run")
+        resume.set_aside_damaged(workdir, log)
+        return checkpoint.open_manager(workdir, config.checkpoint)
+
+
+def _start(config, workdir: Path, fresh: TrainState, manager):
+    """(state, schedule, progress, the restored checkpoint or None); refuses unsafe resumes."""
+    restored = resume.restore_latest(manager, fresh, config, workdir, log)
+    if restored is None:
+        resume.check_no_orphaned_results(workdir)
+        return fresh, init_schedule(config.training), Progress(), None
+    if is_primary():
+        with io_errors(workdir):
+            tracking.keep_epochs(workdir, restored.schedule.epochs_done)
+    log(f"resuming from checkpoint step {restored.step} (epoch {restored.schedule.epochs_done} done)")
+    return restored.state, restored.schedule, restored.progress, restored
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool, run_settings: dict) -> Run:
+    parallel = DataParallel.over_all_devices()
+    parallel.check_batch_size(config.data.batch_size)
+    streams = make_streams(config.seed)
+    data = open_training_data(config.data, streams.data_seed, log)
+    train, valid = data.train, data.valid
+    steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), config.data.batch_size)
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"config key data.batch_size: {config.data.batch_size} is larger than the training split ({len(train)})"
+        )
+    counts = np.bincount(train.labels).tolist()
+    log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
+    placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel, log)
+
+    model = create_model(config.model, config.training.dtype)
+    norm = _normalization(config, data, data.image_shape[-1])
+    fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
+    fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
+    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
+    log(_devices_line(parallel, config.data.batch_size))
+    manager = _open_checkpoints(config, workdir, start_fresh)
+    try:
+        state, schedule, progress, restored = _start(config, workdir, fresh, manager)
+        provenance = tracking.provenance(data.files, data.source)
+        provenance["data"]["filter"] = data.filter
+        provenance.update(run_settings)
+        provenance["data"]["placement"] = placement.kind
+        provenance["data"]["placement_reason"] = placement.reason
+        resumption = None
+        if restored is not None:
+            resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
+        if is_primary() and (restored is None or restored.step < config.training.epochs * steps_per_epoch):
+            with io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
+                tracking.record_run_config(workdir, config, provenance, resumption)
+    except BaseException:
+        manager.close()
+        raise
+    batches = pipeline_lib.train_dataset(
+        train,
+        batch_size=config.data.batch_size,
+        epochs=config.training.epochs,
+        data_seed=streams.data_seed,
+        augment_seed=streams.augment_seed if config.data.augment else None,
+        balanced=config.data.balanced_sampling,
+        num_workers=config.data.num_workers,
+        prefetch=config.data.prefetch_batches,
+        start_step=int(state.step),
+        rows=parallel.local_rows(config.data.batch_size),
+        images=resident_train is None,
+    )
+    return Run(
+        config=config,
+        workdir=workdir,
+        task=task_for(config),
+        parallel=parallel,
+        manager=manager,
+        writer=tracking.RunWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary()),
+        batches=iter(batches),
+        valid=valid,
+        resident_train=resident_train,
+        resident_valid=resident_valid,
+        image_shape=data.image_shape,
+        dropout_key=parallel.replicate(streams.dropout),
+        steps_per_epoch=steps_per_epoch,
+        data_profile=intensity_profile(train),
+        state=state,
+        schedule=schedule,
+        progress=progress,
+        restored=restored,
+    )
