@@ -18,6 +18,7 @@ import numpy as np
 from jaxpcam.config import base_config
 from jaxpcam.data.pcam import IMAGE_SHAPE
 from jaxpcam.models import create_model
+from jaxpcam.runtime import prepare_process
 from jaxpcam.training import checkpoint, integrity
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import count_params, create_train_state, fixed_normalization, make_optimizer
@@ -91,4 +92,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    prepare_process()
     sys.exit(main())

@@ -16,7 +16,7 @@ import jax
 
 from jaxpcam.config import base_config
 from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.runtime import restart_with_hugepages
+from jaxpcam.runtime import prepare_process
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
@@ -61,5 +61,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     sys.exit(main())

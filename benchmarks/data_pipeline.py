@@ -19,7 +19,7 @@ import jax
 
 from jaxpcam.data import open_split, resolve_data_dir
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.runtime import restart_with_hugepages
+from jaxpcam.runtime import prepare_process
 from jaxpcam.training.state import fixed_normalization, normalize
 
 
@@ -103,5 +103,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     sys.exit(main())

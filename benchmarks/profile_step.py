@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jaxpcam.runtime import restart_with_hugepages  # no JAX import: XLA_FLAGS can still change
+from jaxpcam.runtime import prepare_process  # no JAX import: XLA_FLAGS can still change
 
 RUNTIME_EVENTS = ("ThunkExecutor", "SlinkyThreadPool", "PjitFunction", "$")
 
@@ -97,5 +97,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     sys.exit(main())

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jaxpcam.config import DTYPES, MATMUL_PRECISIONS, base_config
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.models import MODELS, create_model
-from jaxpcam.runtime import apply_run_settings, restart_with_hugepages
+from jaxpcam.runtime import apply_run_settings, prepare_process
 from jaxpcam.training.placement import place_split
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
@@ -284,5 +284,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     sys.exit(main())

@@ -1,9 +1,5 @@
-"""jaxpcam: a reproducible JAX training pipeline for PatchCamelyon (PCAM)."""
+"""jaxpcam: a reproducible JAX training pipeline for PatchCamelyon (PCAM).
 
-from jaxpcam.runtime import apply_cpu_defaults, apply_gpu_determinism, keep_freed_memory
+Importing it changes nothing in the process; commands call jaxpcam.runtime.prepare_process()."""
 
 __version__ = "0.1.0"
-
-apply_cpu_defaults()
-apply_gpu_determinism()
-keep_freed_memory()

@@ -13,6 +13,7 @@ from jaxpcam.cli import run_command
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
 from jaxpcam.metrics import show
+from jaxpcam.runtime import prepare_process
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
 _SHOWN_MULTI = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "log_loss")
@@ -89,4 +90,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    prepare_process(restart=False)
     sys.exit(main())

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from jaxpcam.cli import parse_flags
 from jaxpcam.errors import RunFailed, Stopped, UserError
-from jaxpcam.runtime import restart_with_hugepages
+from jaxpcam.runtime import prepare_process
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<experiment_name>/seed<seed>.")
@@ -69,5 +69,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     app.run(main, flags_parser=parse_flags)

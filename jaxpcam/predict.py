@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jaxpcam.cli import run_command
 from jaxpcam.errors import UserError
+from jaxpcam.runtime import prepare_process
 
 
 def parse_args(argv):
@@ -50,4 +51,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    prepare_process(restart=False)
     sys.exit(main())

@@ -189,3 +189,15 @@ def restart_with_hugepages() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
+
+
+def prepare_process(restart: bool = True) -> None:
+    """What a command does first, before JAX starts: (optionally) re-execute once with glibc's
+    huge-page tunable, then set the XLA flags and malloc settings above. Called where a command
+    starts (training, sweep, evaluate, predict, benchmarks), never on import, so a notebook or a
+    Grain worker that imports jaxpcam keeps its process as it was."""
+    if restart:
+        restart_with_hugepages()
+    apply_cpu_defaults()
+    apply_gpu_determinism()
+    keep_freed_memory()

@@ -22,7 +22,7 @@ from ml_collections import config_flags
 from jaxpcam import best
 from jaxpcam.cli import parse_flags
 from jaxpcam.errors import RunFailed, Stopped, UserError
-from jaxpcam.runtime import restart_with_hugepages
+from jaxpcam.runtime import prepare_process
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A sweep file: get_config() and get_sweep().")
 _LIST = flags.DEFINE_bool("list", False, "Print the points and exit.")
@@ -121,5 +121,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    restart_with_hugepages()
+    prepare_process()
     app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from jaxpcam.data.sample import write_sample
+from jaxpcam.runtime import prepare_process
+
+prepare_process(restart=False)  # the test process is set up as a command's would be
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"train": 256, "valid": 96, "test": 32}

@@ -152,3 +152,21 @@ def test_a_users_own_determinism_flag_wins_over_the_config(monkeypatch):
     training = base_config().training  # deterministic=True
     assert apply_run_settings(training)["deterministic_gpu_ops"] is False
     assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
+
+
+def test_importing_jaxpcam_changes_nothing_in_the_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "import jaxpcam.training.loop, jaxpcam.evaluation.evaluate, jaxpcam.data.pcam\n"
+        "print(os.environ.get('XLA_FLAGS'), os.environ.get('JAXPCAM_ADDED_XLA_FLAGS'))\n"
+        "from jaxpcam.runtime import prepare_process\n"
+        "prepare_process(restart=False)\n"
+        "print('--xla_gpu_deterministic_ops=true' in os.environ.get('XLA_FLAGS', ''))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXPCAM_ADDED_XLA_FLAGS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["None", "None", "True"]  # untouched on import; set by a command's start
