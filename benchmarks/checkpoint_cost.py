@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxpcam.config import base_config
+from jaxpcam.config import base_config, load_config_file
 from jaxpcam.data.pcam import IMAGE_SHAPE
 from jaxpcam.models import create_model
 from jaxpcam.runtime import prepare_process
@@ -24,22 +24,13 @@ from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import count_params, create_train_state, fixed_normalization, make_optimizer
 
 
-def _load_config(path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/mlp.py")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    config = _load_config(args.config) if args.config else base_config()
+    config = load_config_file(args.config) if args.config else base_config()
     model = create_model(config.model, config.training.dtype)
     state = create_train_state(
         jax.random.key(0), model, make_optimizer(config.training), fixed_normalization(), IMAGE_SHAPE

@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxpcam.config import DTYPES, MATMUL_PRECISIONS, base_config
+from jaxpcam.config import DTYPES, MATMUL_PRECISIONS, base_config, load_config_file
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.models import MODELS, create_model
 from jaxpcam.runtime import apply_run_settings, prepare_process
@@ -48,12 +48,7 @@ def model_config(name: str):
     """configs/<name>.py when it exists (the model as users train it), else the base config."""
     path = REPO / "configs" / f"{name}.py"
     if path.is_file():
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config()
+        return load_config_file(str(path))
     config = base_config()
     config.model.name = name
     return config

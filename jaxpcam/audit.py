@@ -12,8 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxpcam.cli import exit_code
 from jaxpcam.data.audit import audit
-from jaxpcam.data.pcam import SPLITS, open_split, split_paths
+from jaxpcam.data.pcam import SPLITS, as_uint8, open_split, split_paths
 from jaxpcam.errors import UserError
 
 _MONTAGE_TILES = 64
@@ -105,7 +106,7 @@ def convert(src: Path, dst: Path, compression: str | None, level: int | None) ->
                 "x", x.shape, np.uint8, chunks=(1, *x.shape[1:]), compression=compression, compression_opts=level
             )
             for lo in range(0, x.shape[0], 1024):
-                out[lo : lo + 1024] = np.clip(x[lo : lo + 1024], 0, 255).astype(np.uint8)
+                out[lo : lo + 1024] = as_uint8(x[lo : lo + 1024])
         with h5py.File(y_src, "r") as fin, h5py.File(y_dst, "w") as fout:
             fout.create_dataset("y", data=np.asarray(fin["y"][...]).astype(np.uint8))
         before, after = x_src.stat().st_size, x_dst.stat().st_size
@@ -123,23 +124,19 @@ def main(argv=None) -> int:
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="none")
     parser.add_argument("--level", type=int, default=4, help="gzip level (1-9)")
     args = parser.parse_args(argv)
-    try:
+    if not (args.convert or args.data_dir):
+        parser.error("give DATA_DIR to audit, or --convert SRC DST")
+
+    def command() -> None:
         if args.convert:
             compression = None if args.compression == "none" else args.compression
             convert(*args.convert, compression, args.level if compression == "gzip" else None)
-        elif args.data_dir:
+        else:
             if not args.data_dir.is_dir():
                 raise UserError(f"{args.data_dir} is not a folder")
             run_audit(args.data_dir, args.out or args.data_dir / "jaxpcam-audit")
-        else:
-            parser.error("give DATA_DIR to audit, or --convert SRC DST")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code(command)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """What every command-line tool shares: one-line errors with exit code 2, quiet library logs,
 and absl flag parsing that reports an unknown ``--config.x`` key in one line."""
 
+import os
 import sys
 from collections.abc import Callable
 
 from absl import flags
 
 from jaxpcam.config import load_config_file
-from jaxpcam.errors import UserError
+from jaxpcam.errors import RunFailed, Stopped, UserError
 
 
 def quiet_libraries() -> None:
@@ -28,10 +29,10 @@ def _drop_failed_read_echoes(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def run_command(command: Callable[[], object]) -> int:
-    """Runs ``command``; a user mistake or an unreadable file is one line on stderr and exit 2."""
-    quiet_libraries()
-    sys.unraisablehook = _drop_failed_read_echoes
+def exit_code(command: Callable[[], object]) -> int:
+    """Runs ``command`` and turns how it ended into one line on stderr and the exit code every
+    jaxpcam command uses: 0 done, 1 run failed, 2 bad input (a user mistake, an unreadable
+    file), 128+N stopped on signal N after checkpointing."""
     try:
         command()
     except UserError as err:
@@ -40,7 +41,24 @@ def run_command(command: Callable[[], object]) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    except RunFailed as err:
+        print(f"run failed: {err}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything is closed; skip interpreter shutdown, where tensorstore callbacks of a
+        # failed write would print 'Event loop is closed' tracebacks.
+        os._exit(1)
+    except Stopped as err:
+        print(f"stopped on {err}", file=sys.stderr)
+        return err.exit_code
     return 0
+
+
+def run_command(command: Callable[[], object]) -> int:
+    """exit_code(command) with the libraries' routine reports quieted."""
+    quiet_libraries()
+    sys.unraisablehook = _drop_failed_read_echoes
+    return exit_code(command)
 
 
 def _config_argument(argv: list[str]) -> str | None:

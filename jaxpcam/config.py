@@ -98,22 +98,27 @@ def _where(err: BaseException, path: Path) -> str:
     return f", line {line}: {text}" if line else f": {text}"
 
 
-def call_file_function(path: str | Path, function: str, *args, what: str = "--config"):
-    """Executes the Python file ``path`` and returns its ``function(*args)``.
-
-    A missing file, a syntax error, a failing import or a failing ``function`` is a UserError
-    in one line naming the file, the line and the error, never a traceback.
-    """
+def load_python_file(path: str | Path, what: str = "--config"):
+    """Executes the Python file ``path`` (a config, sweep or slice file) and returns it as a
+    module. A missing file, a syntax error or a failing import is a UserError in one line naming
+    the file, the line and the error, never a traceback."""
     path = Path(path)  # as ml_collections reads it: no '~' expansion, relative to the working directory
     if not path.is_file():
         raise UserError(f"cannot load the {what} file {path}: {'a folder' if path.is_dir() else 'no such file'}")
-    name = f"_jaxpcam_{what.strip('-')}_{path.stem}"
+    name = f"_jaxpcam_{what.strip('-').replace(' ', '_')}_{path.stem}"
     try:
         loader = importlib.machinery.SourceFileLoader(name, str(path))  # any suffix, as ml_collections loads it
         module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
         loader.exec_module(module)
     except Exception as err:
         raise UserError(f"cannot load the {what} file {path}{_where(err, path)}") from None
+    return module
+
+
+def call_file_function(path: str | Path, function: str, *args, what: str = "--config"):
+    """``function(*args)`` of the Python file ``path``; any failure is one line (load_python_file)."""
+    path = Path(path)
+    module = load_python_file(path, what)
     if not callable(getattr(module, function, None)):
         raise UserError(f"cannot load the {what} file {path}: it defines no {function}()")
     try:

@@ -4,7 +4,6 @@ Parses flags and hands over to :func:`jaxpcam.training.loop.train_and_evaluate`;
 or a failed run ends with one line on stderr and a non-zero exit code, not a traceback.
 """
 
-import os
 import sys
 import threading
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxpcam.cli import parse_flags
-from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.cli import exit_code, parse_flags
 from jaxpcam.runtime import prepare_process
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
@@ -50,22 +48,12 @@ def main(argv: list[str]) -> None:
         logging.get_absl_logger().addFilter(_drop_orbax_background_reports)
     config = _CONFIG.value  # parse_flags has loaded the file once already: a failure was one line there
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
-    try:
+
+    def train() -> None:
         initialize_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         train_and_evaluate(config, workdir, start_fresh=_START_FRESH.value)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except RunFailed as err:
-        print(f"run failed: {err}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Everything is closed; skip interpreter shutdown, where tensorstore callbacks of a
-        # failed write would print 'Event loop is closed' tracebacks.
-        os._exit(1)
-    except Stopped as err:
-        print(f"stopped on {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+
+    sys.exit(exit_code(train))
 
 
 if __name__ == "__main__":

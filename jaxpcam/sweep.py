@@ -44,7 +44,7 @@ def _log(message: str) -> None:
 
 def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) -> str:
     from jaxpcam.evaluation.sweep_report import summarize
-    from jaxpcam.training.tracking import write_json_atomic, write_text_atomic
+    from jaxpcam.files import write_json_atomic, write_text_atomic
 
     markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +83,14 @@ def run_point(point, sweep_dir: Path) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from jaxpcam.cli import quiet_libraries
+    from jaxpcam.cli import exit_code, quiet_libraries
     from jaxpcam.evaluation.sweep_report import point_status
     from jaxpcam.grid import load_sweep, points
 
     quiet_libraries()
-    try:
+    statuses = []
+
+    def sweep() -> None:
         chosen = [_LIST.value, _ALL.value, _SUMMARY.value, _INDEX.value is not None]
         if sum(chosen) != 1:
             raise UserError("choose one of --list, --index I, --all, --summary")
@@ -104,20 +106,15 @@ def main(argv: list[str]) -> None:
         if _INDEX.value is not None and not 0 <= _INDEX.value < len(sweep_points):
             raise UserError(f"--index {_INDEX.value}: the sweep has points 0..{len(sweep_points) - 1}")
         todo = [] if _SUMMARY.value else sweep_points if _ALL.value else [sweep_points[_INDEX.value]]
-        statuses = [run_point(p, sweep_dir) for p in todo]
+        statuses.extend(run_point(p, sweep_dir) for p in todo)
         mode = best.column_mode(champion, base.checkpoint.best_metric, base.checkpoint.best_mode)
         markdown = write_summary(sweep_points, sweep_dir, champion, mode)
         if _ALL.value or _SUMMARY.value:
             print(markdown)
         _log(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except Stopped as err:
-        print(f"stopped on {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    if "failed" in statuses:
-        sys.exit(1)
+
+    code = exit_code(sweep)
+    sys.exit(code if code or "failed" not in statuses else 1)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
 from jaxpcam.errors import UserError
+from jaxpcam.files import write_text_atomic
 from jaxpcam.grid import load_sweep
 from jaxpcam.task import task_for
-from jaxpcam.training.tracking import write_text_atomic
 
 
 def _copy(src: Path, dst: Path) -> Path:

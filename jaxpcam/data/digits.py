@@ -9,14 +9,13 @@ image is scaled 3x to 24x24 and centred in 28x28, as MNIST centres its digits).
 
 import dataclasses
 import gzip
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from jaxpcam.errors import UserError
+from jaxpcam.files import atomic_path
 
 DEFAULT_DIGITS = (4, 5, 6, 7, 8, 9)
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049
@@ -75,14 +74,11 @@ def create_digits_h5(output_path: Path, labels_to_keep=DEFAULT_DIGITS, mnist_dir
     keep = np.isin(labels, labels_to_keep)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output_path.parent, suffix=".h5.tmp")
-    os.close(fd)
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(output_path) as tmp, h5py.File(tmp, "w") as f:
         f["images"] = images[keep]
         f["labels"] = labels[keep]
         f.attrs["source"] = f"MNIST IDX files in {mnist_dir}" if mnist_dir else "scikit-learn load_digits (8x8, x3)"
         f.attrs["labels_kept"] = np.asarray(labels_to_keep)
-    os.replace(tmp, output_path)
     return output_path
 
 

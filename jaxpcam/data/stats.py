@@ -2,12 +2,12 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint
+from jaxpcam.files import write_text_atomic
 
 _CHUNK = 1024
 
@@ -41,9 +41,7 @@ def _cached(name: str, key: str, folders, compute, what: str, log) -> dict:
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.tmp"
-            tmp.write_text(json.dumps(result))
-            os.replace(tmp, folder / name)
+            write_text_atomic(folder / name, json.dumps(result))
             log(f"cached {what} in {folder / name}")
             break
         except OSError:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.files import write_text_atomic
 from jaxpcam.task import Task
-from jaxpcam.training.tracking import write_text_atomic
 
 
 def write_predictions_csv(

@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxpcam import best
 from jaxpcam.errors import UserError
+from jaxpcam.files import read_jsonl
 from jaxpcam.metrics import show
 from jaxpcam.task import task_for
 
@@ -52,7 +53,7 @@ class RunRow:
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
     config = json.loads((path / "config.json").read_text())["config"] if (path / "config.json").is_file() else {}
-    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_jsonl(path / "metrics.jsonl")
     if not records:
         raise UserError(f"{path}/metrics.jsonl holds no finished epoch yet")
     multiclass = not task_for(config).binary

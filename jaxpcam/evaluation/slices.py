@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from jaxpcam.config import load_python_file
 from jaxpcam.errors import UserError
 
 
@@ -48,18 +49,16 @@ def load_slice_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
     target, _, name = spec.rpartition(":")
     if not target or not name:
         raise UserError(f"slice function {spec!r}: expected module:function or file.py:function")
-    try:
-        if target.endswith(".py"):
-            path = Path(target).expanduser()
-            module_spec = importlib.util.spec_from_file_location(f"_jaxpcam_slice_{path.stem}", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
+    if target.endswith(".py"):
+        module = load_python_file(Path(target).expanduser(), what="--slice")
+    else:
+        try:
             module = importlib.import_module(target)
-        function = getattr(module, name)
-    except (ImportError, OSError, AttributeError, SyntaxError) as err:
-        raise UserError(f"cannot load slice function {spec!r}: {err}") from None
-    return function
+        except ImportError as err:
+            raise UserError(f"cannot load slice function {spec!r}: {err}") from None
+    if not callable(getattr(module, name, None)):
+        raise UserError(f"cannot load slice function {spec!r}: {target} defines no {name}()")
+    return getattr(module, name)
 
 
 def apply_slice_function(function: Callable, spec: str, images: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from tensorboardX.summary import hparams as hparams_summaries
 
 from jaxpcam import best
 from jaxpcam.evaluation.report import read_run
+from jaxpcam.files import write_json_atomic
 from jaxpcam.grid import Point
 from jaxpcam.metrics import show
 from jaxpcam.training import tracking
@@ -37,7 +38,7 @@ def point_status(point: Point, run_dir: Path) -> str:
 def write_status(point: Point, run_dir: Path, status: str, error: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {"index": point.index, "name": point.name, "values": point.hparams, "status": status, "error": error}
-    tracking.write_json_atomic(run_dir / STATUS_FILE, payload)
+    write_json_atomic(run_dir / STATUS_FILE, payload)
 
 
 def point_metrics(run_dir: Path) -> dict[str, float | None]:

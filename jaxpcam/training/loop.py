@@ -21,6 +21,7 @@ import numpy as np
 from jaxpcam import best
 from jaxpcam import config as config_lib
 from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.files import json_ready
 from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
@@ -211,7 +212,7 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
         progress = Progress(best_epoch=epoch, best_value=value)
     run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
     run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
-    _save(run, state, schedule, progress, tracking.json_ready(record))
+    _save(run, state, schedule, progress, json_ready(record))
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g}")
     return state, schedule, progress, record

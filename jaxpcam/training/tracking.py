@@ -4,21 +4,19 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 import tensorboardX
 
 from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import RunFailed
+from jaxpcam.files import json_ready, read_jsonl, write_json_atomic, write_text_atomic
 from jaxpcam.training.parallel import is_primary
 
 _PACKAGES = (
@@ -84,25 +82,6 @@ def io_errors(workdir: Path):
         ) from None
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Readers (a concurrent sweep task, a resumed run) never see half a file; a failed write
-    (disk full, ``path`` a folder, an interrupt) leaves no temporary file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers never share one
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError as cleanup:  # the original error stays the one raised
-            err.add_note(f"(could not remove {tmp} either: {cleanup})")
-        raise
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
 def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: dict, resumption: dict | None) -> None:
     """Writes config.json: the config in effect, the provenance of the run's first start, and
     one entry per resumption (the step it resumed from, the keys it changed with their earlier
@@ -122,20 +101,6 @@ def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: di
         entry = {**resumption, "provenance": prov}
         payload = {**earlier, "config": config.to_dict(), "resumptions": [*earlier.get("resumptions", []), entry]}
     write_json_atomic(path, payload)
-
-
-def json_ready(value):
-    """NaN and infinities become None (JSON has no such numbers), recursively; numpy scalars
-    become Python numbers."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 class RunWriter:
@@ -166,10 +131,7 @@ class RunWriter:
 
 
 def read_metrics(workdir: Path) -> list[dict]:
-    path = workdir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(workdir / "metrics.jsonl")
 
 
 def keep_epochs(workdir: Path, epochs: int) -> None:
