@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.times < 1:
         p.error("--times must be >= 1")
-    source = args.source or ensure_sample(lambda m: print(f"# {m}", file=sys.stderr))
+    source = args.source or ensure_sample()
     if args.out_dir.resolve() == source.resolve():
         p.error("out_dir must differ from the source folder")
     args.out_dir.mkdir(parents=True, exist_ok=True)

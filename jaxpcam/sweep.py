@@ -37,7 +37,7 @@ flags.mark_flags_as_required(["config"])
 
 
 def _log(message: str) -> None:
-    from jaxpcam.training.tracking import log
+    from jaxpcam.reporting import log
 
     log(f"sweep: {message}")
 

@@ -80,3 +80,17 @@ def tiny_state():
     config.model.hidden_units = (2,)
     model = create_model(config.model)
     return create_train_state(jax.random.key(0), model, make_optimizer(config.training), fixed_normalization())
+
+
+@pytest.fixture
+def messages():
+    """The log lines of the test (jaxpcam.reporting.captured_log)."""
+    from jaxpcam.reporting import captured_log
+
+    with captured_log() as lines:
+        yield lines
+
+
+@pytest.fixture
+def lines(messages):
+    return messages

@@ -85,7 +85,7 @@ def test_an_empty_split_is_refused_when_the_training_data_is_opened(tiny_pcam, t
     _empty(data, split)
     x_name = f"camelyonpatch_level_2_split_{split}_x.h5"
     with pytest.raises(UserError, match=rf"^the {split} split is empty: .*{re.escape(x_name)} holds 0 images$"):
-        open_training_data(_data_config(data), 0, lambda message: None)
+        open_training_data(_data_config(data), 0)
 
 
 def test_a_filter_manifest_keeping_no_image_is_refused(tiny_pcam, tmp_path):
@@ -96,7 +96,7 @@ def test_a_filter_manifest_keeping_no_image_is_refused(tiny_pcam, tmp_path):
     config = _data_config(data)
     config.filter = True
     with pytest.raises(UserError, match=r"data\.filter: .*manifest_train\.json keeps none of the 256 train images"):
-        open_training_data(config, 0, lambda message: None)
+        open_training_data(config, 0)
 
 
 def test_training_on_an_empty_valid_split_is_one_line_and_leaves_the_run_alone(trained_run, tiny_pcam, tmp_path):
@@ -135,16 +135,15 @@ def test_non_finite_pixels_are_counted_in_bounded_blocks(tiny_pcam, tmp_path):
     assert count_nonfinite(split_paths(tiny_pcam, "train")[0]) == 0  # uint8: never read
 
 
-def test_non_finite_pixels_are_refused_once_scanned_and_then_from_the_cache(tiny_pcam, tmp_path, monkeypatch):
+def test_non_finite_pixels_are_refused_once_scanned_and_then_from_the_cache(tiny_pcam, tmp_path, monkeypatch, messages):
     data = _copy(tiny_pcam, tmp_path / "data")
     x_path = _as_float(data, "train", [((3, 0, 0, 0), np.nan), ((5, 1, 1, 1), np.inf), ((7, 2, 2, 2), -np.inf)])
     _as_float(data, "valid")  # float, but finite: fine
     expected = rf"^{re.escape(str(x_path))} holds 3 non-finite pixel values \(NaN or inf\) in 'x'"
-    messages = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the old path: a RuntimeWarning, and NaN trained as 0
         with pytest.raises(UserError, match=expected):
-            open_training_data(_data_config(data), 0, messages.append)
+            open_training_data(_data_config(data), 0)
     assert any(m.startswith("scanning camelyonpatch_level_2_split_train_x.h5") for m in messages)
     assert len(list((data / "jaxpcam-audit").glob("nonfinite-*.json"))) == 1  # the train file's; valid's is next
 
@@ -153,15 +152,15 @@ def test_non_finite_pixels_are_refused_once_scanned_and_then_from_the_cache(tiny
 
     monkeypatch.setattr(stats, "count_nonfinite", no_scan)
     with pytest.raises(UserError, match=expected):  # the cached count, no second read of the file
-        open_training_data(_data_config(data), 0, messages.append)
+        open_training_data(_data_config(data), 0)
     with pytest.raises(UserError, match=expected):  # evaluation opens splits the same way
-        check_split(open_split(data, "train"), messages.append)
-    open_training_data(_data_config(tiny_pcam), 0, messages.append)  # uint8 files are never scanned
+        check_split(open_split(data, "train"))
+    open_training_data(_data_config(tiny_pcam), 0)  # uint8 files are never scanned
     monkeypatch.undo()
 
     shutil.copy(split_paths(tiny_pcam, "train")[0], x_path)
     _as_float(data, "train")  # the file fixed in place: scanned again, and accepted
-    assert len(open_training_data(_data_config(data), 0, messages.append).train) == 256
+    assert len(open_training_data(_data_config(data), 0).train) == 256
 
 
 def test_the_audit_reports_non_finite_pixels_per_file(tiny_pcam, tmp_path):
@@ -403,17 +402,16 @@ def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 # 8. A training split with one class: a warning, since ROC-AUC and balanced sampling mean nothing.
 
 
-def test_a_single_class_training_split_is_warned_about(tiny_pcam, tmp_path):
+def test_a_single_class_training_split_is_warned_about(tiny_pcam, tmp_path, messages):
     data = _copy(tiny_pcam, tmp_path / "data")
     _, y_path = split_paths(data, "train")
     with h5py.File(y_path, "w") as f:
         f["y"] = np.zeros((256, 1, 1, 1), np.uint8)
-    messages = []
-    open_training_data(_data_config(data), 0, messages.append)
+    open_training_data(_data_config(data), 0)
     assert any(
         m.startswith("WARNING: the training split holds only label 0 (256 images): ROC-AUC and balanced sampling "
                      "are meaningless with one class in the training split") for m in messages
     )  # fmt: skip
     messages.clear()
-    open_training_data(_data_config(tiny_pcam), 0, messages.append)
+    open_training_data(_data_config(tiny_pcam), 0)
     assert not any("WARNING" in m for m in messages)

@@ -85,11 +85,10 @@ def _dead_pid() -> int:
     return pid
 
 
-def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
+def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path, lines):
     _lock_file(tmp_path, socket.gethostname(), _dead_pid())
-    lines = []
     start = time.perf_counter()
-    with workdir_lock.held(tmp_path, lines.append):
+    with workdir_lock.held(tmp_path):
         assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["pid"] == os.getpid()
     assert time.perf_counter() - start < 2
     assert "took over the lock" in lines[0]
@@ -100,12 +99,12 @@ def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
 def test_a_lock_on_this_host_whose_process_runs_refuses(tmp_path):
     _lock_file(tmp_path, socket.gethostname(), os.getppid())
     with pytest.raises(UserError, match=rf"in use by another run \(host {socket.gethostname()} pid {os.getppid()}"):
-        workdir_lock.acquire(tmp_path, print)
+        workdir_lock.acquire(tmp_path)
 
 
 def test_a_lock_from_another_host_that_stopped_beating_is_taken_over(tmp_path):
     _lock_file(tmp_path, "other-node", 12345, age=5.0)
-    with workdir_lock.held(tmp_path, print, heartbeat=0.1, stale_after=2.0):
+    with workdir_lock.held(tmp_path, heartbeat=0.1, stale_after=2.0):
         assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["host"] == socket.gethostname()
 
 
@@ -124,7 +123,7 @@ def test_a_lock_from_another_host_that_beats_refuses(tmp_path):
     try:
         start = time.perf_counter()
         with pytest.raises(UserError, match="host other-node pid 12345, SLURM job 77"):
-            workdir_lock.acquire(tmp_path, print, stale_after=5.0, poll=0.1)
+            workdir_lock.acquire(tmp_path, stale_after=5.0, poll=0.1)
         assert time.perf_counter() - start < 2  # decided at its next beat, not after stale_after
     finally:
         stop.set()
@@ -133,7 +132,7 @@ def test_a_lock_from_another_host_that_beats_refuses(tmp_path):
 
 
 def test_the_heartbeat_refreshes_the_lock(tmp_path):
-    with workdir_lock.held(tmp_path, print, heartbeat=0.05):
+    with workdir_lock.held(tmp_path, heartbeat=0.05):
         first = json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["beat"]
         time.sleep(0.3)
         later = json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["beat"]

@@ -45,15 +45,14 @@ def test_positives_are_darker_in_the_centre(tiny_pcam):
     assert centre_minus_all[train.labels == 1].mean() < centre_minus_all[train.labels == 0].mean() - 3
 
 
-def test_ensure_sample_writes_once_into_the_cache(tmp_path, monkeypatch):
+def test_ensure_sample_writes_once_into_the_cache(tmp_path, monkeypatch, messages):
     import jaxpcam.data.sample as sample
 
     monkeypatch.setenv("JAXPCAM_DATA_CACHE", str(tmp_path))
     monkeypatch.setattr(sample, "SAMPLE_SIZES", {"train": 16, "valid": 8, "test": 8})
-    messages = []
-    folder = ensure_sample(messages.append)
+    folder = ensure_sample()
     assert folder.parent == tmp_path and (folder / "COMPLETE").is_file()
     assert len(open_split(folder, "train")) == 16
-    assert ensure_sample(messages.append) == folder
+    assert ensure_sample() == folder
     assert len(messages) == 1  # the second call found it and wrote nothing
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temp folders left

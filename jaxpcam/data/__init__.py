@@ -15,6 +15,7 @@ from jaxpcam.data.pcam import SPLITS, data_files, file_fingerprint, open_split, 
 from jaxpcam.data.sample import cache_dir, ensure_sample
 from jaxpcam.data.stats import cached_nonfinite_count
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 
 SAMPLE_NOTICE = (
     "data.dir is empty: training on the BUILT-IN SYNTHETIC SAMPLE (generated tiles in PCAM format, "
@@ -43,19 +44,19 @@ class TrainingData:
         return self.train.read(np.array([0])).shape[1:]
 
 
-def resolve_data_dir(configured: str, log) -> tuple[Path, str]:
+def resolve_data_dir(configured: str) -> tuple[Path, str]:
     """The PCAM folder to read and a word for where it came from ('sample' or 'user')."""
     if not configured:
         log(SAMPLE_NOTICE)
-        return ensure_sample(log), "sample"
+        return ensure_sample(), "sample"
     data_dir = Path(configured).expanduser()
     if not data_dir.is_dir():
         raise UserError(f"config key data.dir: {data_dir} is not a folder")
     names = [p.name for split in SPLITS for p in split_paths(data_dir, split)]
-    return decompress_missing(data_dir, names, cache_dir(), log), "user"
+    return decompress_missing(data_dir, names, cache_dir()), "user"
 
 
-def _digits_file(d, log) -> tuple[Path, str]:
+def _digits_file(d) -> tuple[Path, str]:
     if d.digits_file:
         return Path(d.digits_file).expanduser(), "digits:user"
     path = cache_dir() / f"digits-{''.join(map(str, d.digits))}-sklearn.h5"
@@ -71,14 +72,14 @@ def cache_folders(data_dir: Path) -> tuple[Path, ...]:
     return (data_dir / "jaxpcam-audit", cache_dir() / "stats")
 
 
-def check_split(split, log) -> None:
+def check_split(split) -> None:
     """Refuses a PCAM split that training or evaluation cannot use: one without images, or a
     float ``x`` holding NaN or inf pixels (the clip-and-cast on read would turn them into 0
     silently). A float file is scanned once; its count is cached per file fingerprint."""
     if len(split) == 0:
         raise UserError(f"the {split.name} split is empty: {split.x_path} holds 0 images")
     if split.dtype != "uint8":
-        bad = cached_nonfinite_count(split.x_path, cache_folders(split.x_path.parent), log)
+        bad = cached_nonfinite_count(split.x_path, cache_folders(split.x_path.parent))
         if bad:
             raise UserError(
                 f"{split.x_path} holds {bad:,} non-finite pixel values (NaN or inf) in 'x': fix the file "
@@ -86,7 +87,7 @@ def check_split(split, log) -> None:
             )
 
 
-def _warn_single_class(train, log) -> None:
+def _warn_single_class(train) -> None:
     classes = np.unique(train.labels)
     if len(classes) < 2:
         only = f"only label {classes[0]}" if len(classes) else "no labels"
@@ -94,11 +95,11 @@ def _warn_single_class(train, log) -> None:
             "are meaningless with one class in the training split")  # fmt: skip
 
 
-def open_training_data(data_config, data_seed: int, log) -> TrainingData:
+def open_training_data(data_config, data_seed: int) -> TrainingData:
     """The train and valid splits of ``data_config``, each checked to hold images (and, for a
     float PCAM file, only finite pixels) before any training starts."""
     if data_config.dataset == "digits":
-        path, source = _digits_file(data_config, log)
+        path, source = _digits_file(data_config)
         train, valid = open_digits(path, tuple(data_config.digits), data_seed, data_config.valid_fraction)
         for split in (train, valid):
             if len(split) == 0:
@@ -106,15 +107,15 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
                     f"the {split.name} split is empty: {path} holds {len(train) + len(valid)} images of "
                     f"data.digits {tuple(data_config.digits)} (data.valid_fraction {data_config.valid_fraction})"
                 )
-        _warn_single_class(train, log)
+        _warn_single_class(train)
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
-    data_dir, source = resolve_data_dir(data_config.dir, log)
+    data_dir, source = resolve_data_dir(data_config.dir)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
             f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip
     for split in (train, valid):
-        check_split(split, log)
+        check_split(split)
     filter_info = None
     if data_config.filter:
         audit_dir = Path(data_config.audit_dir).expanduser() if data_config.audit_dir else data_dir / "jaxpcam-audit"
@@ -123,11 +124,11 @@ def open_training_data(data_config, data_seed: int, log) -> TrainingData:
         if len(train) == 0:
             raise UserError(f"data.filter: {filter_info['manifest']} keeps none of the {len(base)} train images")
         log(f"data.filter: training on {len(train)} clean images, {filter_info['dropped']} dropped by the audit")
-    _warn_single_class(train, log)
+    _warn_single_class(train)
     return TrainingData(train, valid, data_files(data_dir), source, filter_info, cache_folders(data_dir))
 
 
-def hold_in_memory(data: TrainingData, log) -> None:
+def hold_in_memory(data: TrainingData) -> None:
     """data.in_memory: reads the PCAM train and valid files once into RAM (digits already are)."""
     splits = [getattr(split, "base", split) for split in (data.train, data.valid)]  # a filtered view's file
     splits = [split for split in splits if hasattr(split, "load_into_memory")]

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 
 _BLOCK = 8 << 20
 
@@ -53,7 +54,7 @@ def gunzip_file(src: Path, dst: Path) -> None:
             os.unlink(tmp)
 
 
-def decompress_missing(data_dir: Path, names: list[str], cache: Path, log=print) -> Path:
+def decompress_missing(data_dir: Path, names: list[str], cache: Path) -> Path:
     """Folder holding ``names`` (.h5): ``data_dir`` itself, or where their .gz files were unpacked.
 
     Only files that are missing as .h5 but present as .h5.gz are decompressed, and only once.

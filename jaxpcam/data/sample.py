@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from jaxpcam.data.pcam import IMAGE_SHAPE, split_paths
+from jaxpcam.reporting import log
 
 SAMPLE_VERSION = 1
 SAMPLE_SIZES = {"train": 8192, "valid": 1024, "test": 1024}
@@ -183,7 +184,7 @@ def write_sample(out_dir: Path, sizes: dict[str, int] | None = None, seed: int =
                 f.write(f"{i},0,0,{bool(tumour or centre)},{bool(centre)},synthetic_{split}_{slide:03d}\n")
 
 
-def ensure_sample(log=print) -> Path:
+def ensure_sample() -> Path:
     """The built-in sample's folder, writing it first if absent (atomically: temp dir + rename)."""
     target = sample_dir()
     if (target / "COMPLETE").is_file():

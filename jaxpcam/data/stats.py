@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint
 from jaxpcam.files import write_text_atomic
+from jaxpcam.reporting import log
 
 _CHUNK = 1024
 
@@ -26,7 +27,7 @@ def channel_stats(split) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _cached(name: str, key: str, folders, compute, what: str, log) -> dict:
+def _cached(name: str, key: str, folders, compute, what: str) -> dict:
     """``compute()`` (a JSON-ready dict), cached as ``name`` in the first writable folder of
     ``folders``; a cached file is used when it was written for the same ``key``."""
     for folder in folders:
@@ -53,7 +54,7 @@ def _name(prefix: str, key: str) -> str:
     return f"{prefix}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.json"
 
 
-def cached_channel_stats(split, key: str, folders: list[Path], log) -> tuple[np.ndarray, np.ndarray]:
+def cached_channel_stats(split, key: str, folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """channel_stats, cached as JSON under a name derived from ``key`` (the train file's
     fingerprint plus the manifest, if any) in the first writable folder of ``folders``."""
 
@@ -61,11 +62,11 @@ def cached_channel_stats(split, key: str, folders: list[Path], log) -> tuple[np.
         mean, std = channel_stats(split)
         return {"mean": mean.tolist(), "std": std.tolist()}
 
-    saved = _cached(_name("train_stats", key), key, folders, compute, "train-split channel statistics", log)
+    saved = _cached(_name("train_stats", key), key, folders, compute, "train-split channel statistics")
     return np.asarray(saved["mean"], np.float32), np.asarray(saved["std"], np.float32)
 
 
-def cached_nonfinite_count(x_path: Path, folders, log) -> int:
+def cached_nonfinite_count(x_path: Path, folders) -> int:
     """count_nonfinite of a float ``x`` file, scanned once: the count is cached per file
     fingerprint and modification time, so a full-size file is not read again each run (and a
     file edited in place, even where the sampled fingerprint does not look, is)."""
@@ -76,7 +77,7 @@ def cached_nonfinite_count(x_path: Path, folders, log) -> int:
         return {"file": str(x_path), "nonfinite": count_nonfinite(x_path)}
 
     what = f"non-finite pixel count of {x_path.name}"
-    return int(_cached(_name("nonfinite", key), key, folders, compute, what, log)["nonfinite"])
+    return int(_cached(_name("nonfinite", key), key, folders, compute, what)["nonfinite"])
 
 
 PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

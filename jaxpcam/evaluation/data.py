@@ -7,7 +7,6 @@ import ml_collections
 from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir
 from jaxpcam.errors import UserError
 from jaxpcam.training.state import make_streams
-from jaxpcam.training.tracking import log
 
 
 def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str | None = None):
@@ -19,9 +18,9 @@ def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str
             d.digits_file = data_dir
         if split == "test":
             raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
-        data = open_training_data(d, make_streams(config.seed).data_seed, log)
+        data = open_training_data(d, make_streams(config.seed).data_seed)
         return getattr(data, split)
-    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir, log)
+    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir)
     opened = open_split(folder, split)
-    check_split(opened, log)  # no images, or NaN/inf pixels: one line, as for training
+    check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
     return opened

@@ -22,8 +22,8 @@ from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
 from jaxpcam.files import json_ready, write_json_atomic
+from jaxpcam.reporting import log
 from jaxpcam.task import Task
-from jaxpcam.training.tracking import log
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
-from jaxpcam.training.tracking import log
+from jaxpcam.reporting import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -22,6 +22,7 @@ from jaxpcam import best
 from jaxpcam import config as config_lib
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.files import json_ready
+from jaxpcam.reporting import format_duration, log
 from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
@@ -30,7 +31,7 @@ from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.schedules import update_schedule
 from jaxpcam.training.setup import Run, prepare
 from jaxpcam.training.steps import jit_train_step
-from jaxpcam.training.tracking import io_errors, log
+from jaxpcam.training.tracking import io_errors
 from jaxpcam.training.validation import evaluate
 
 
@@ -67,7 +68,7 @@ def _workdir_held(workdir: Path):
         refusal = None
         if is_primary():
             try:
-                stack.enter_context(workdir_lock.held(workdir, log))
+                stack.enter_context(workdir_lock.held(workdir))
             except (UserError, OSError) as err:
                 refusal = err if isinstance(err, UserError) else UserError(f"cannot lock {workdir}: {err}")
         if any_process(refusal is not None):
@@ -181,7 +182,7 @@ def _progress_line(run: Run, step: int, loss: float, clock: tuple[float, int]) -
     epoch = (step - 1) // spe + 1
     return (
         f"epoch {epoch}/{c.training.epochs} step {step - (epoch - 1) * spe}/{spe} (global {step}) "
-        f"loss {loss:.4f} {rate * c.data.batch_size:.0f} img/s eta {tracking.format_duration(eta)}"
+        f"loss {loss:.4f} {rate * c.data.batch_size:.0f} img/s eta {format_duration(eta)}"
     )
 
 

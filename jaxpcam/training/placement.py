@@ -25,6 +25,7 @@ from jaxpcam.data import hold_in_memory
 from jaxpcam.data.pcam import read_all
 from jaxpcam.data.pipeline import apply_dihedral
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 from jaxpcam.training.parallel import DataParallel, any_process
 
 AUTO_SHARE = 0.5  # auto: the splits may take this share of a device's free memory
@@ -134,14 +135,14 @@ def _agreed(requested: str, needed: int) -> Placement:
     return placement
 
 
-def place_training_data(data_config, data, parallel: DataParallel, log) -> tuple[Placement, tuple]:
+def place_training_data(data_config, data, parallel: DataParallel) -> tuple[Placement, tuple]:
     """Decides data.placement; returns it and (train, valid) ResidentSplits, or (None, None) for host."""
     needed = split_bytes(data.train, data.image_shape) + split_bytes(data.valid, data.image_shape)
     placement = _agreed(data_config.placement, needed)
     log(placement.reason)
     if placement.kind == "host":
         if data_config.in_memory:
-            hold_in_memory(data, log)
+            hold_in_memory(data)
         return placement, (None, None)
     start = time.perf_counter()
     resident = (

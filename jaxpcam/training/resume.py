@@ -17,6 +17,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 from jaxpcam.training import checkpoint, integrity, tracking
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
@@ -66,7 +67,7 @@ def _timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def archive_run(workdir: Path, log) -> None:
+def archive_run(workdir: Path) -> None:
     """Moves an earlier run's outputs into ``workdir/archive/<time>/``; deletes nothing."""
     present = [p for p in (*(workdir / n for n in RUN_OUTPUTS), *workdir.glob("events.out.tfevents.*")) if p.exists()]
     if not present:
@@ -78,7 +79,7 @@ def archive_run(workdir: Path, log) -> None:
     log(f"--start_fresh: moved the earlier run's outputs to {dest}")
 
 
-def _set_aside(workdir: Path, step: int, reason: str, log) -> None:
+def _set_aside(workdir: Path, step: int, reason: str) -> None:
     """Moves a damaged checkpoint to ``corrupt_checkpoints/`` (process 0; the others wait)."""
     dest = workdir / "corrupt_checkpoints" / f"{step}-{_timestamp()}"
     if is_primary():
@@ -88,7 +89,7 @@ def _set_aside(workdir: Path, step: int, reason: str, log) -> None:
     log(f"WARNING: checkpoint {step} is damaged ({reason}); moved to {dest.parent}/, trying the previous one")
 
 
-def set_aside_damaged(workdir: Path, log) -> None:
+def set_aside_damaged(workdir: Path) -> None:
     """Sets aside checkpoints whose small JSON files do not parse. Runs before the checkpoint
     manager opens: Orbax reads every checkpoint's metrics then, and one garbled file would stop it."""
     folder = workdir / "checkpoints"
@@ -96,7 +97,7 @@ def set_aside_damaged(workdir: Path, log) -> None:
     for step in steps:
         reason = integrity.small_item_damage(folder / str(step))
         if reason:
-            _set_aside(workdir, step, reason, log)
+            _set_aside(workdir, step, reason)
 
 
 def _shapes(tree) -> dict[str, tuple]:
@@ -122,7 +123,7 @@ def _check_same_arrays(manager: ocp.CheckpointManager, step: int, like: TrainSta
 
 
 def restore_latest(
-    manager: ocp.CheckpointManager, like: TrainState, config: ml_collections.ConfigDict, workdir: Path, log
+    manager: ocp.CheckpointManager, like: TrainState, config: ml_collections.ConfigDict, workdir: Path
 ) -> checkpoint.Restored | None:
     """The newest checkpoint that reads back as written, setting damaged ones aside; None if none.
 
@@ -137,7 +138,7 @@ def restore_latest(
             _check_same_arrays(manager, step, like, workdir)
             restored = checkpoint.restore(manager, step, like)
         except integrity.DamagedCheckpoint as err:
-            _set_aside(workdir, step, str(err), log)
+            _set_aside(workdir, step, str(err))
             manager.reload()
             continue
         if not restored.verified:

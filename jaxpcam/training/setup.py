@@ -14,6 +14,7 @@ from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
+from jaxpcam.reporting import log
 from jaxpcam.task import Task, task_for
 from jaxpcam.training import checkpoint, resume, tracking
 from jaxpcam.training.checkpoint import Progress
@@ -29,7 +30,7 @@ from jaxpcam.training.state import (
     make_optimizer,
     make_streams,
 )
-from jaxpcam.training.tracking import io_errors, log
+from jaxpcam.training.tracking import io_errors
 
 
 @dataclasses.dataclass
@@ -63,7 +64,7 @@ class Run:
 def _normalization(config, data, channels: int) -> Normalization:
     if config.data.normalization == "fixed":
         return fixed_normalization(channels)
-    mean, std = cached_channel_stats(data.train, data.stats_key(), list(data.cache_folders), log)
+    mean, std = cached_channel_stats(data.train, data.stats_key(), list(data.cache_folders))
     log(f"train-split channel mean {np.round(mean, 2).tolist()} std {np.round(std, 2).tolist()}")
     return Normalization(jax.numpy.asarray(mean), jax.numpy.asarray(std))
 
@@ -80,15 +81,15 @@ def _devices_line(parallel: DataParallel, batch_size: int) -> str:
 def _open_checkpoints(config, workdir: Path, start_fresh: bool) -> ocp.CheckpointManager:
     with io_errors(workdir):
         if start_fresh and is_primary():
-            resume.archive_run(workdir, log)
+            resume.archive_run(workdir)
         barrier("archived the earlier run")
-        resume.set_aside_damaged(workdir, log)
+        resume.set_aside_damaged(workdir)
         return checkpoint.open_manager(workdir, config.checkpoint)
 
 
 def _start(config, workdir: Path, fresh: TrainState, manager):
     """(state, schedule, progress, the restored checkpoint or None); refuses unsafe resumes."""
-    restored = resume.restore_latest(manager, fresh, config, workdir, log)
+    restored = resume.restore_latest(manager, fresh, config, workdir)
     if restored is None:
         resume.check_no_orphaned_results(workdir)
         return fresh, init_schedule(config.training), Progress(), None
@@ -103,7 +104,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     parallel = DataParallel.over_all_devices()
     parallel.check_batch_size(config.data.batch_size)
     streams = make_streams(config.seed)
-    data = open_training_data(config.data, streams.data_seed, log)
+    data = open_training_data(config.data, streams.data_seed)
     train, valid = data.train, data.valid
     steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), config.data.batch_size)
     if steps_per_epoch == 0:
@@ -112,7 +113,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         )
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
-    placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel, log)
+    placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 
     model = create_model(config.model, config.training.dtype)
     norm = _normalization(config, data, data.image_shape[-1])

@@ -17,19 +17,12 @@ import tensorboardX
 from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import RunFailed
 from jaxpcam.files import json_ready, read_jsonl, write_json_atomic, write_text_atomic
-from jaxpcam.training.parallel import is_primary
+from jaxpcam.reporting import log
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
     "scikit-learn", "ml-collections", "tensorboardX",
 )  # fmt: skip
-
-
-def log(message: str) -> None:
-    """A timestamped line on stderr; in a multi-process job only process 0 speaks."""
-    if not is_primary():
-        return
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def _git(*args: str) -> str | None:
@@ -138,8 +131,3 @@ def keep_epochs(workdir: Path, epochs: int) -> None:
     """Drops metrics.jsonl lines past ``epochs`` (after resuming from an earlier checkpoint)."""
     kept = [r for r in read_metrics(workdir) if r["epoch"] <= epochs]
     write_text_atomic(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 
 LOCK_NAME = "run.lock"
 HEARTBEAT_SECONDS = 5.0
@@ -140,7 +141,7 @@ def _take_over(path: Path, seen: tuple) -> bool:
     return True
 
 
-def acquire(workdir: Path, log, stale_after: float = STALE_AFTER_SECONDS, poll: float = 1.0) -> Holder:
+def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float = 1.0) -> Holder:
     """Takes the workdir's lock or raises UserError naming who holds it."""
     path, me = workdir / LOCK_NAME, _me()
     while not _try_create(path, me):
@@ -169,9 +170,9 @@ def release(workdir: Path, me: Holder) -> None:
 
 
 @contextlib.contextmanager
-def held(workdir: Path, log, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float = STALE_AFTER_SECONDS):
+def held(workdir: Path, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float = STALE_AFTER_SECONDS):
     """Holds the workdir's lock for the ``with`` block, refreshing it every ``heartbeat`` s."""
-    me = acquire(workdir, log, stale_after, poll=heartbeat / 2)
+    me = acquire(workdir, stale_after, poll=heartbeat / 2)
     stop = threading.Event()
 
     def beat() -> None:
