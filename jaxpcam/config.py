@@ -110,7 +110,7 @@ def load_python_file(path: str | Path, what: str = "--config"):
         loader = importlib.machinery.SourceFileLoader(name, str(path))  # any suffix, as ml_collections loads it
         module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
         loader.exec_module(module)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # a file that calls sys.exit() too
         raise UserError(f"cannot load the {what} file {path}{_where(err, path)}") from None
     return module
 
@@ -123,7 +123,7 @@ def call_file_function(path: str | Path, function: str, *args, what: str = "--co
         raise UserError(f"cannot load the {what} file {path}: it defines no {function}()")
     try:
         return getattr(module, function)(*args)
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         raise UserError(f"cannot load the {what} file {path}{_where(err, path)}") from None
 
 
@@ -168,9 +168,36 @@ def _require_finite_floats(config: ml_collections.ConfigDict) -> None:
         _require(finite, key, "a finite number", value)
 
 
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, tuple | list):
+        return "tuple"
+    return type(value).__name__
+
+
+_KIND_NAMES = {"bool": "True or False", "number": "a number", "tuple": "a tuple, e.g. '(1, 2)'", "str": "a string"}
+
+
+def _require_known_keys_and_kinds(config: ml_collections.ConfigDict) -> None:
+    """Every key is one base_config() has (a typo in a config file is not silently a new key),
+    holding the kind of value its default has (not None, not a string for a number)."""
+    defaults = dict(_leaves(base_config()))
+    for key, value in _leaves(config):
+        if key not in defaults:
+            section = key.rpartition(".")[0]
+            known = sorted(k.rpartition(".")[2] for k in defaults if k.rpartition(".")[0] == section)
+            raise UserError(f"unknown config key {key}: {section or 'the config'} has {', '.join(known)}")
+        kind = _kind(defaults[key])
+        _require(_kind(value) == kind, key, _KIND_NAMES.get(kind, kind), value)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises UserError naming the first key whose value cannot work."""
     d, m, t = config.data, config.model, config.training
+    _require_known_keys_and_kinds(config)
     _require_finite_floats(config)
     _require(bool(config.experiment_name), "experiment_name", "a non-empty name", config.experiment_name)
     _require("/" not in config.experiment_name, "experiment_name", "no '/'", config.experiment_name)
@@ -234,7 +261,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             m.resnet_blocks,
         )
 
-    _require(t.epochs >= 1, "training.epochs", "an integer >= 1", t.epochs)
+    _require(1 <= t.epochs <= 10**6, "training.epochs", "an integer in [1, 1000000]", t.epochs)
     _require(t.optimizer in OPTIMIZERS, "training.optimizer", f"one of {OPTIMIZERS}", t.optimizer)
     _require(t.learning_rate > 0, "training.learning_rate", "a value > 0", t.learning_rate)
     _require(0.0 <= t.momentum < 1.0, "training.momentum", "a value in [0, 1)", t.momentum)

@@ -19,6 +19,12 @@ _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "r
 _SHOWN_MULTI = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "log_loss")
 
 
+def _positive_int(text: str) -> int:
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m jaxpcam.evaluate", description=__doc__.split("\n\n")[1])
     p.add_argument("--workdir", required=True, type=Path, help="the run directory (holds checkpoints/)")
@@ -33,7 +39,7 @@ def parse_args(argv):
     p.add_argument("--slice", action="append", default=[], metavar="MODULE:FUNCTION",
                    help="extra slice: f(uint8 batch (B,H,W,C)) -> (B,) booleans; repeatable")  # fmt: skip
     p.add_argument("--gallery_size", type=int, default=16)
-    p.add_argument("--batch_size", type=int, default=None, help="default: the run's data.eval_batch_size")
+    p.add_argument("--batch_size", type=_positive_int, default=None, help="default: the run's data.eval_batch_size")
     p.add_argument("--data_dir", default=None, help="where the run's data lives on this machine, if not where it was")
     args = p.parse_args(argv)
     if not 0 < args.dark_quantile < 1:

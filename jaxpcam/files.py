@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -54,7 +56,20 @@ def json_ready(value):
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file such as metrics.jsonl; none if it does not exist."""
-    if not Path(path).is_file():
+    """The records (JSON objects with an ``epoch``) of a JSON-lines file such as metrics.jsonl;
+    none if it does not exist. A damaged line is a UserError naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise UserError(f"{path}, line {number}: not a metrics record (damaged or edited by hand?)")
+        records.append(record)
+    return records

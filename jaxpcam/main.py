@@ -33,7 +33,8 @@ def _drop_orbax_background_reports(record) -> bool:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
+        sys.exit(2)
     # after flag parsing: jax is slow to import
     from jaxpcam.training.loop import default_workdir, train_and_evaluate
     from jaxpcam.training.parallel import initialize_processes
@@ -47,6 +48,9 @@ def main(argv: list[str]) -> None:
         sys.unraisablehook = lambda unraisable: None
         logging.get_absl_logger().addFilter(_drop_orbax_background_reports)
     config = _CONFIG.value  # parse_flags has loaded the file once already: a failure was one line there
+    if _WORKDIR.value is not None and not _WORKDIR.value.strip():
+        print("error: --workdir is empty; give a folder, or leave the flag out for the default", file=sys.stderr)
+        sys.exit(2)
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
 
     def train() -> None:

@@ -13,13 +13,19 @@ from jaxpcam.errors import UserError
 from jaxpcam.runtime import prepare_process
 
 
+def _positive_int(text: str) -> int:
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m jaxpcam.predict", description=__doc__.split("\n\n")[1])
     p.add_argument("--workdir", required=True, type=Path, help="the run directory (holds checkpoints/)")
     p.add_argument("--input", required=True, type=Path, help="an .h5 with x, a .npy array, or a folder of PNG/JPEG")
     p.add_argument("--output", required=True, type=Path, help="CSV to write")
     p.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
-    p.add_argument("--batch_size", type=int, default=None, help="default: the run's data.eval_batch_size")
+    p.add_argument("--batch_size", type=_positive_int, default=None, help="default: the run's data.eval_batch_size")
     return p.parse_args(argv)
 
 
@@ -29,6 +35,9 @@ def main(argv=None) -> int:
     def command():
         if args.output.is_dir():  # before any work: nothing could be written there in the end
             raise UserError(f"--output {args.output} is a folder: give the path of the CSV file to write")
+        blocking = next((p for p in args.output.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise UserError(f"--output {args.output}: {blocking} is a file, not a folder")
         from jaxpcam.evaluation.loading import load_run
         from jaxpcam.evaluation.predict import open_input, predict_input, write_predictions
 

@@ -82,7 +82,8 @@ def run_point(point, sweep_dir: Path) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
+        sys.exit(2)
     from jaxpcam.cli import exit_code, quiet_libraries
     from jaxpcam.evaluation.sweep_report import point_status
     from jaxpcam.grid import load_sweep, points

@@ -415,3 +415,48 @@ def test_a_single_class_training_split_is_warned_about(tiny_pcam, tmp_path, mess
     messages.clear()
     open_training_data(_data_config(tiny_pcam), 0)
     assert not any("WARNING" in m for m in messages)
+
+
+def test_a_config_file_with_an_unknown_key_or_a_missing_value_is_refused(tmp_path):
+    from jaxpcam.config import load_config_file
+
+    typo = tmp_path / "typo.py"
+    typo.write_text(
+        "from jaxpcam.config import base_config\n\ndef get_config():\n"
+        "    c = base_config()\n    c.training.learning_rte = 0.5\n    return c\n"
+    )
+    with pytest.raises(UserError, match=r"^unknown config key training\.learning_rte: training has .*learning_rate"):
+        validate(load_config_file(str(typo)))
+    config = base_config()
+    config.training.learning_rate = None
+    with pytest.raises(UserError, match=r"training\.learning_rate: expected a number, got None"):
+        validate(config)
+    config = base_config()
+    config.training.epochs = 10**20
+    with pytest.raises(UserError, match=r"training\.epochs: expected an integer in \[1, 1000000\]"):
+        validate(config)
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(3)\n")
+    with pytest.raises(UserError, match=r"exits\.py, line 2: SystemExit: 3"):
+        load_config_file(str(exits))
+
+
+def test_stray_arguments_and_an_empty_workdir_are_one_line(tmp_path):
+    stray = run_main(["--config", "configs/mlp.py", "extra"])
+    assert stray.returncode == 2 and stray.stderr.strip().splitlines() == [
+        "error: unexpected arguments: extra (options are written --name=value)"
+    ]
+    empty = run_main(["--config", "configs/mlp.py", "--workdir="])
+    assert empty.returncode == 2 and "error: --workdir is empty" in empty.stderr
+    assert "Traceback" not in empty.stderr + stray.stderr
+
+
+def test_predict_refuses_a_bad_batch_size_and_an_output_below_a_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--workdir", "w", "--input", "i", "--output", "o.csv", "--batch_size", "-3"])
+    assert exit_info.value.code == 2 and "expected an integer >= 1, got '-3'" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    args = ["--workdir", str(tmp_path / "nowhere"), "--input", "i", "--output", str(a_file / "x.csv")]
+    assert predict.main(args) == 2
+    assert capsys.readouterr().err.strip() == f"error: --output {a_file / 'x.csv'}: {a_file} is a file, not a folder"

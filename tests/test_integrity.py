@@ -169,3 +169,64 @@ def test_a_full_disk_when_writing_config_json_is_one_line_and_leaves_the_record_
         train_and_evaluate(config, workdir)
     assert {name: (workdir / name).read_bytes() for name in before} == before
     assert not list(workdir.glob(".*.tmp")) and not (workdir / workdir_lock.LOCK_NAME).exists()
+
+
+def test_a_live_process_on_this_host_keeps_its_lock_however_long_it_did_not_beat(tmp_path):
+    _lock_file(tmp_path, socket.gethostname(), os.getppid(), age=3600.0)  # e.g. stopped with SIGSTOP
+    with pytest.raises(UserError, match="in use by another run"):
+        workdir_lock.acquire(tmp_path, stale_after=1.0)
+
+
+def test_a_lock_whose_pid_now_belongs_to_a_later_process_is_taken_over(tmp_path, lines):
+    path = _lock_file(tmp_path, socket.gethostname(), os.getppid())
+    holder = json.loads(path.read_text())
+    path.write_text(json.dumps({**holder, "pid_start": "1"}))  # started at boot: not the running parent
+    with workdir_lock.held(tmp_path):
+        pass
+    assert "took over the lock" in lines[0]
+
+
+def test_an_unreadable_lock_is_said_and_taken_over_once_stale(tmp_path, lines):
+    (tmp_path / workdir_lock.LOCK_NAME).write_text("5")
+    with workdir_lock.held(tmp_path, heartbeat=0.1, stale_after=0.5):
+        pass
+    assert "is unreadable" in lines[0] and "took over the lock" in lines[1]
+
+
+def test_a_checkpoint_without_its_config_or_its_checksums_is_damaged(finished_run, tmp_path):
+    from jaxpcam.evaluation.loading import load_run
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    latest = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    shutil.rmtree(workdir / "checkpoints" / str(latest) / "checksums")
+    with pytest.raises(UserError, match=rf"checkpoint {latest} .* damaged \(its checksums item is missing\)"):
+        load_run(workdir, "latest")
+    shutil.rmtree(workdir / "checkpoints" / str(latest) / "config")
+    with pytest.raises(UserError, match=rf"checkpoint {latest} .* damaged \(.*no config item\)"):
+        load_run(workdir, "latest")
+
+
+def test_a_failed_checkpoint_write_frees_its_partial_folder(tmp_path):
+    from jaxpcam.training import checkpoint
+
+    partial = tmp_path / "checkpoints" / "9.orbax-checkpoint-tmp-123"
+    partial.mkdir(parents=True)
+    failed = pytest.raises(RunFailed, match=r"writing a checkpoint .* failed: .*No space left on device")
+    with failed, checkpoint.write_errors(tmp_path):
+        raise ValueError("RESOURCE_EXHAUSTED: No space left on device")
+    assert not partial.exists()
+
+
+def test_a_full_disk_during_evaluation_is_one_line_and_keeps_earlier_results(finished_run, tmp_path, monkeypatch):
+    from jaxpcam.evaluation import evaluate as evaluate_lib
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    evaluate_lib.evaluate_run(workdir, evaluate_lib.EvalOptions())
+    before = (workdir / "eval" / "valid" / "metrics.json").read_bytes()
+    monkeypatch.setattr(evaluate_lib, "write_predictions_csv", _full_disk)
+    with pytest.raises(UserError, match=r"cannot write the evaluation into .*: No space left on device"):
+        evaluate_lib.evaluate_run(workdir, evaluate_lib.EvalOptions())
+    assert (workdir / "eval" / "valid" / "metrics.json").read_bytes() == before
+    assert sorted(p.name for p in (workdir / "eval").iterdir()) == ["threshold.json", "valid"]

@@ -269,7 +269,7 @@ def test_bit_rot_in_array_data_is_caught_on_resume(tiny_pcam, reference, tmp_pat
         f.seek(data_file.stat().st_size // 2)
         f.write(b"\x12\x34\x56\x78\x9a\xbc\xde\xf0")
     result = _finish(workdir, tiny_pcam, **{"training.epochs": 3})
-    assert "WARNING: checkpoint 24 is damaged (checksum mismatch in " in result.stderr
+    assert "WARNING: checkpoint 24 is damaged (" in result.stderr  # a checksum mismatch, or a read error
     assert "resuming from checkpoint step 21 " in result.stderr
     _assert_same_run(workdir, reference)
 
@@ -318,3 +318,29 @@ def test_a_rerun_with_nothing_to_train_keeps_config_json_and_a_resumption_record
     assert record["config"]["training"]["epochs"] == 4
     (resumed,) = record["resumptions"]
     assert resumed["from_step"] == 24 and resumed["changed"] == {"training.epochs": [3, 4]}
+
+
+def test_sigkill_after_an_epoch_checkpoint_commits_but_before_its_line_is_written_keeps_the_line(
+    tiny_pcam, reference, tmp_path
+):
+    workdir = tmp_path / "run"
+    # Killed as the step-9 save starts: the epoch-1 checkpoint (step 8) has committed, its
+    # metrics.jsonl line may not be written yet; the resumed run rewrites metrics.jsonl from the
+    # history of finished epochs that every checkpoint carries.
+    killed = run_main(_args(workdir, tiny_pcam), kill_after_save=9)
+    assert killed.returncode == -signal.SIGKILL
+    result = _finish(workdir, tiny_pcam)
+    assert re.search(r"resuming from checkpoint step (6|8|9) ", result.stderr)
+    _assert_same_run(workdir, reference)
+
+
+def test_a_damaged_config_item_is_damage_not_a_changed_config(tiny_pcam, reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    item = workdir / "checkpoints" / "24" / "config" / "metadata"
+    item.write_text(item.read_text().replace('"hidden_units": [16]', '"hidden_units": [17]'))
+    (workdir / "metrics.jsonl").write_text((workdir / "metrics.jsonl").read_text() + "garbage\n")
+    result = _finish(workdir, tiny_pcam)
+    assert "WARNING: checkpoint 24 is damaged (checksum mismatch in config)" in result.stderr
+    assert "resuming from checkpoint step 21 " in result.stderr
+    _assert_same_run(workdir, reference)  # metrics.jsonl rewritten from the checkpoint: garbage gone

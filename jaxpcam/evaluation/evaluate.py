@@ -15,6 +15,7 @@ import tensorboardX
 from jaxpcam import metrics as metrics_lib
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
+from jaxpcam.errors import UserError
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, load_run
@@ -225,23 +226,30 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     }
     eval_root = workdir / "eval"
     partial = eval_root / f".{options.split}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    write_predictions_csv(
-        partial / "predictions.csv",
-        preds.task,
-        [str(i) for i in range(len(preds.labels))],
-        preds.probs,
-        threshold["value"] if binary else None,
-        preds.labels,
-        id_column="index",
-    )
-    write_json_atomic(partial / "metrics.json", json_ready(result))
-    _write_slices_csv(partial / "slices.csv", slices)
-    galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
-    images = _pictures(partial, split, preds, report, threshold, cuts, galleries)
-    _to_tensorboard(partial, f"eval_{options.split}", run.step, preds, report, images)
-    _replace_dir(partial, eval_root / options.split)
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        write_predictions_csv(
+            partial / "predictions.csv",
+            preds.task,
+            [str(i) for i in range(len(preds.labels))],
+            preds.probs,
+            threshold["value"] if binary else None,
+            preds.labels,
+            id_column="index",
+        )
+        write_json_atomic(partial / "metrics.json", json_ready(result))
+        _write_slices_csv(partial / "slices.csv", slices)
+        galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
+        images = _pictures(partial, split, preds, report, threshold, cuts, galleries)
+        _to_tensorboard(partial, f"eval_{options.split}", run.step, preds, report, images)
+        _replace_dir(partial, eval_root / options.split)
+    except OSError as err:  # e.g. a full disk: the earlier results stay as they were
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = err.strerror or str(err)
+        raise UserError(
+            f"cannot write the evaluation into {eval_root}: {reason}; earlier results there are intact"
+        ) from None
     return result
 
 

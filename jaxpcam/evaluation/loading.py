@@ -101,7 +101,10 @@ def select_step(manager: ocp.CheckpointManager, which: str) -> int:
     if which == "latest":
         return max(steps)
     if which == "best":
-        c = _read_json_item(manager, max(steps), "config")["checkpoint"]
+        latest_config = _read_json_item(manager, max(steps), "config")
+        if latest_config is None:
+            raise UserError(_damaged(manager, max(steps), "it has no config item"))
+        c = {"best_metric": "val_roc_auc", "best_mode": "max", **latest_config.get("checkpoint", {})}
         records = [{**(_read_json_item(manager, s, "metrics") or {}), "epoch": s, "step": s} for s in steps]
         chosen = best.best_record(records, c["best_metric"], c["best_mode"])  # epoch here: the step
         if chosen is None:
@@ -126,7 +129,9 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int) -> tuple[dict, 
     metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
     like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
     names = [n for n in integrity.JSON_ITEMS if checkpoint.has_item(manager, step, n)]
-    verified = checkpoint.has_item(manager, step, "checksums")
+    if "config" not in names:
+        raise integrity.DamagedCheckpoint("it has no config item")
+    verified = checkpoint.has_checksums(manager, step)
     args = {name: ocp.args.JsonRestore() for name in names + (["checksums"] if verified else [])}
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like), **args))
     items = {name: restored[name] for name in names}
@@ -144,8 +149,7 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
         except integrity.DamagedCheckpoint as err:
             raise UserError(_damaged(manager, step, err)) from None
         except Exception as err:  # unreadable files, a truncated array: damaged as well
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise UserError(_damaged(manager, step, reason)) from None
+            raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
     finally:
         manager.close()
     config = ml_collections.ConfigDict(items["config"])

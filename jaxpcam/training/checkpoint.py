@@ -12,6 +12,7 @@ the best epoch by ``checkpoint.best_metric``.
 
 import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
 
 import jax
@@ -36,13 +37,18 @@ class Progress:
     epoch_skipped: int = 0  # steps of the unfinished epoch skipped by nan_policy='skip'
     best_epoch: int | None = None
     best_value: float | None = None
+    # Every finished epoch's metrics.jsonl record, so a resumed run rewrites metrics.jsonl from
+    # the checkpoint it resumes from (None: a checkpoint written before this was kept).
+    history: tuple[dict, ...] | None = ()
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "epoch_losses": list(self.epoch_losses)}
+        history = None if self.history is None else list(self.history)
+        return {**dataclasses.asdict(self), "epoch_losses": list(self.epoch_losses), "history": history}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Progress":
-        return cls(**{**d, "epoch_losses": tuple(d["epoch_losses"])})
+        history = None if d.get("history") is None else tuple(d["history"])
+        return cls(**{**d, "epoch_losses": tuple(d["epoch_losses"]), "history": history})
 
 
 def _ranking(metric: str, mode: str):
@@ -64,6 +70,8 @@ def write_errors(workdir: Path):
     except Exception as err:
         last_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         reason = last_line.rsplit(": ", 1)[-1] if len(last_line) > 160 else last_line  # e.g. "File too large"
+        for partial in (workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"):  # never complete: free the space
+            shutil.rmtree(partial, ignore_errors=True)
         raise RunFailed(
             f"writing a checkpoint in {workdir / 'checkpoints'} failed: {reason}; "
             "earlier checkpoints are intact, rerun to resume from the latest one"
@@ -106,7 +114,7 @@ def save(
         "schedule": schedule.to_dict(),
         "progress": progress.to_dict(),
         # The stream is a pure function of (seeds, position): the next step is its full state.
-        "data": {"next_step": step, "batch_size": config.data.batch_size},
+        "data": {"next_step": step, "batch_size": config.data.batch_size, "checksummed": True},
         "config": config.to_dict(),
         "metrics": metrics or {},
         "data_profile": data_profile,
@@ -152,6 +160,29 @@ def read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict
     return value
 
 
+def has_checksums(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether ``step`` carries checksums; DamagedCheckpoint when it was written with them (its
+    data item says so) and they are gone: deleting them must not turn the checks off."""
+    if has_item(manager, step, "checksums"):
+        return True
+    if (read_json_item(manager, step, "data") or {}).get("checksummed"):
+        raise integrity.DamagedCheckpoint("its checksums item is missing")
+    return False
+
+
+def read_verified_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict:
+    """One small item, checked against the checkpoint's checksums before anything relies on it
+    (a damaged config must read as damage, not as a changed config)."""
+    value = read_json_item(manager, step, name)
+    if value is None:
+        raise integrity.DamagedCheckpoint(f"it has no {name} item")
+    if has_checksums(manager, step):
+        sums = read_json_item(manager, step, "checksums")
+        if integrity.json_checksum(value) != (sums.get("items") or {}).get(name):
+            raise integrity.DamagedCheckpoint(f"checksum mismatch in {name}")
+    return value
+
+
 def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Restored:
     """The checkpoint at ``step``, its arrays laid out like ``like`` (so on this host's devices,
     whatever device kind wrote it), checked against the checksums it carries.
@@ -159,7 +190,7 @@ def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Rest
     Raises DamagedCheckpoint when it cannot be read back as written."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     names = [n for n in integrity.JSON_ITEMS if has_item(manager, step, n)]
-    verified = has_item(manager, step, "checksums")
+    verified = has_checksums(manager, step)
     try:
         restored = manager.restore(
             step,
@@ -174,8 +205,7 @@ def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Rest
     except integrity.DamagedCheckpoint:
         raise
     except Exception as err:  # any failure to read back means damaged
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise integrity.DamagedCheckpoint(reason) from None
+        raise integrity.DamagedCheckpoint(integrity.describe_failure(err)) from None
     return Restored(
         step,
         restored.state,

@@ -83,6 +83,15 @@ def verify(stored: dict, state, items: dict) -> None:
         raise DamagedCheckpoint(f"checksum mismatch in {shown}")
 
 
+def describe_failure(err: BaseException) -> str:
+    """A short reason for a failed read: the first line of the error, without TensorStore's
+    long trailer; a missing item named as such."""
+    if isinstance(err, KeyError):
+        return f"missing {err}"
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(" See full TensorStore details")[0][:200]
+
+
 def small_item_damage(step_dir: Path) -> str | None:
     """Why a checkpoint's small JSON files do not parse, or None. Orbax reads every checkpoint's
     ``metrics`` when a manager opens, so one garbled file would stop training and evaluation

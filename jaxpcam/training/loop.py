@@ -54,7 +54,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
                 final = _train(run, stop)
         finally:
             run.manager.close()
-            run.writer.close()
+            try:
+                run.writer.close()  # flushes TensorBoard events: may meet the full disk that stopped the run
+            except OSError as err:
+                log(f"WARNING: could not finish the TensorBoard file in {workdir}: {err.strerror or err}")
     if run.restored is not None and run.restored.step == int(final.step):
         done = run.restored.schedule.epochs_done
         log(f"nothing to do: the run has trained {done} epochs (training.epochs={config.training.epochs})")
@@ -208,9 +211,12 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
     schedule = update_schedule(schedule, c.training, val.loss)
     state = state.with_learning_rate(run.parallel.replicate(np.float32(schedule.lr)))  # laid out like the state
     value = record.get(c.checkpoint.best_metric)
-    progress = Progress(best_epoch=progress.best_epoch, best_value=progress.best_value)
-    if best.improves(value, progress.best_value, c.checkpoint.best_mode):
-        progress = Progress(best_epoch=epoch, best_value=value)
+    improved = best.improves(value, progress.best_value, c.checkpoint.best_mode)
+    progress = Progress(
+        best_epoch=epoch if improved else progress.best_epoch,
+        best_value=value if improved else progress.best_value,
+        history=(*progress.history, json_ready(record)),
+    )
     run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
     run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     _save(run, state, schedule, progress, json_ready(record))

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
-from jaxpcam.training import checkpoint, integrity, tracking
+from jaxpcam.training import checkpoint, integrity
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
@@ -131,9 +131,7 @@ def restore_latest(
     or the optimizer never makes good checkpoints look damaged."""
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            saved = checkpoint.read_json_item(manager, step, "config")
-            if saved is None:
-                raise integrity.DamagedCheckpoint("it has no config item")
+            saved = checkpoint.read_verified_json_item(manager, step, "config")
             check_resumable(saved, config, workdir)
             _check_same_arrays(manager, step, like, workdir)
             restored = checkpoint.restore(manager, step, like)
@@ -158,7 +156,8 @@ def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Pat
 
 def check_no_orphaned_results(workdir: Path) -> None:
     """Refuses to start over a run that logged epochs but has no readable checkpoint left."""
-    if tracking.read_metrics(workdir):
+    path = workdir / "metrics.jsonl"
+    if path.is_file() and path.read_text(errors="replace").strip():
         raise UserError(
             f"{workdir} has metrics.jsonl from an earlier run but no readable checkpoint; "
             "pass --start_fresh to archive it and begin again, or choose another --workdir"

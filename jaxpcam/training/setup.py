@@ -93,11 +93,15 @@ def _start(config, workdir: Path, fresh: TrainState, manager):
     if restored is None:
         resume.check_no_orphaned_results(workdir)
         return fresh, init_schedule(config.training), Progress(), None
+    done, progress = restored.schedule.epochs_done, restored.progress
+    if progress.history is None:  # written before checkpoints kept the history: trust metrics.jsonl
+        kept = tuple(r for r in tracking.read_metrics(workdir) if r["epoch"] <= done)
+        progress = dataclasses.replace(progress, history=kept)
     if is_primary():
-        with io_errors(workdir):
-            tracking.keep_epochs(workdir, restored.schedule.epochs_done)
-    log(f"resuming from checkpoint step {restored.step} (epoch {restored.schedule.epochs_done} done)")
-    return restored.state, restored.schedule, restored.progress, restored
+        with io_errors(workdir):  # exactly the epochs the checkpoint covers, whatever the file held
+            tracking.rewrite_metrics(workdir, progress.history)
+    log(f"resuming from checkpoint step {restored.step} (epoch {done} done)")
+    return restored.state, restored.schedule, progress, restored
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool, run_settings: dict) -> Run:

@@ -127,7 +127,6 @@ def read_metrics(workdir: Path) -> list[dict]:
     return read_jsonl(workdir / "metrics.jsonl")
 
 
-def keep_epochs(workdir: Path, epochs: int) -> None:
-    """Drops metrics.jsonl lines past ``epochs`` (after resuming from an earlier checkpoint)."""
-    kept = [r for r in read_metrics(workdir) if r["epoch"] <= epochs]
-    write_text_atomic(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+def rewrite_metrics(workdir: Path, records) -> None:
+    """metrics.jsonl as exactly ``records`` (a resumed checkpoint's history of finished epochs)."""
+    write_text_atomic(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -4,7 +4,9 @@ by a heartbeat, so a second run stops at once and a killed run's lock does not b
 Shared file systems (NFS, Lustre, GPFS) are the normal case on clusters, where a requeued job
 starts on another node and cannot ask whether a pid there still lives. So a lock is judged by:
 
-- same host: alive while its pid runs (a dead pid frees it at once);
+- same host: alive while its pid runs (a dead pid frees it at once, and so does a pid that now
+  belongs to a later process: the holder's start time is kept with it), however long it has
+  not beaten (a process stopped with SIGSTOP or swapped out still holds it);
 - another host: alive while its heartbeat moves. A lock whose file was not refreshed for
   ``stale_after`` seconds, measured with the file system's own clock (no clock skew between
   nodes), is stale; one refreshed more recently is watched until it beats again (alive: stop)
@@ -39,10 +41,19 @@ class Holder:
     token: str  # tells apart two holders that reuse a host and pid
     started: str
     job: str | None = None  # SLURM_JOB_ID, when there is one
+    pid_start: str | None = None  # the process's start time since boot (/proc), to spot a reused pid
 
     def describe(self) -> str:
         job = f", SLURM job {self.job}" if self.job else ""
         return f"host {self.host} pid {self.pid}{job}, since {self.started}"
+
+
+def _process_start(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None elsewhere."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _me() -> Holder:
@@ -52,6 +63,7 @@ def _me() -> Holder:
         token=uuid.uuid4().hex,
         started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         job=os.environ.get("SLURM_JOB_ID"),
+        pid_start=_process_start(os.getpid()),
     )
 
 
@@ -62,8 +74,9 @@ def _write_new(path: Path, holder: Holder, beat: int) -> Path:
 
 
 def _try_create(path: Path, holder: Holder) -> bool:
-    tmp = _write_new(path, holder, 0)
+    tmp = path.with_name(f".{path.name}.{holder.token}.0.tmp")
     try:
+        _write_new(path, holder, 0)
         os.link(tmp, path)  # atomic; fails if the lock exists
         return True
     except FileExistsError:
@@ -81,8 +94,11 @@ def _read(path: Path) -> tuple[Holder | None, int, float] | None:
     try:
         d = json.loads(text)
         beat = int(d.pop("beat"))
-        return Holder(**d), beat, mtime
-    except (ValueError, TypeError, KeyError):
+        holder = Holder(**d)
+        if not (isinstance(holder.host, str) and isinstance(holder.pid, int) and not isinstance(holder.pid, bool)):
+            raise TypeError("host or pid of the wrong type")
+        return holder, beat, mtime
+    except (ValueError, TypeError, KeyError, AttributeError):  # garbage or hand-edited: unreadable
         return None, -1, mtime
 
 
@@ -109,15 +125,15 @@ def _pid_runs(pid: int) -> bool:
 def _is_alive(path: Path, seen: tuple, stale_after: float, poll: float) -> bool:
     """Whether the holder of the lock ``seen`` (as read from ``path``) is still running."""
     holder, beat, mtime = seen
-    here = holder is not None and holder.host == socket.gethostname()
-    if here and not _pid_runs(holder.pid):
-        return False
+    if holder is not None and holder.host == socket.gethostname():
+        reused = holder.pid_start is not None and _process_start(holder.pid) not in (None, holder.pid_start)
+        return _pid_runs(holder.pid) and not reused
+    if holder is None:
+        log(f"{path} is unreadable; it counts as stale once it is {stale_after:.0f} s old")
     while True:
         age = _file_system_now(path.parent) - mtime
         if age >= stale_after:
             return False
-        if here:
-            return True
         time.sleep(min(poll, stale_after - age))
         now = _read(path)
         if now is None or now[:2] != (holder, beat):
@@ -180,8 +196,10 @@ def held(workdir: Path, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float
         while not stop.wait(heartbeat):
             count += 1
             seen = _read(path)
-            if seen is None or seen[0] != me:
-                return  # no longer ours (removed by hand): nothing to refresh
+            if seen is None or seen[0] != me:  # removed by hand, or taken over: nothing to refresh
+                taker = seen[0].describe() if seen and seen[0] else "nobody"
+                log(f"WARNING: {path} no longer names this run (now: {taker}); two runs may now write here")
+                return
             tmp = path.with_name(f".{path.name}.{me.token}.{count}.tmp")
             try:
                 os.replace(_write_new(path, me, count), path)
