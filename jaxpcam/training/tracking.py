@@ -69,8 +69,9 @@ def io_errors(workdir: Path):
     try:
         yield
     except OSError as err:
+        where = err.filename or workdir  # the file, when the OS names it
         raise RunFailed(
-            f"cannot write to {workdir}: {err.strerror or err}; earlier checkpoints in {workdir / 'checkpoints'} "
+            f"cannot write to {where}: {err.strerror or err}; earlier checkpoints in {workdir / 'checkpoints'} "
             "are intact"
         ) from None
 
