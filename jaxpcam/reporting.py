@@ -68,3 +68,53 @@ def captured_log() -> Iterator[list[str]]:
 def format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class MetricWriter:
+    """The one way jaxpcam writes TensorBoard data (the shape of clu's MetricWriter, over
+    tensorboardX): training's scalars, evaluate's scalars, plots and PR curve, the sweep's
+    HParams session. ``enabled=False`` (processes other than 0 of a job) writes nothing."""
+
+    def __init__(self, logdir, *, purge_step: int | None = None, filename_suffix: str = "", enabled: bool = True):
+        import tensorboardX  # deferred: only commands that write metrics pay for it
+
+        self._tb = None
+        if enabled:
+            self._tb = tensorboardX.SummaryWriter(
+                str(logdir), purge_step=purge_step, flush_secs=30, filename_suffix=filename_suffix
+            )
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        if self._tb is not None:
+            for tag, value in scalars.items():
+                self._tb.add_scalar(tag, value, step)
+
+    def write_images(self, step: int, images: dict) -> None:
+        """(H, W, C) arrays, uint8 or floats in 0..1."""
+        if self._tb is not None:
+            for tag, image in images.items():
+                self._tb.add_image(tag, image, step, dataformats="HWC")
+
+    def write_pr_curve(self, step: int, tag: str, labels, probs) -> None:
+        if self._tb is not None:
+            self._tb.add_pr_curve(tag, labels, probs, step)
+
+    def write_hparams(self, hparams: dict, metrics: dict) -> None:
+        """One HParams session: TensorBoard's HParams tab lines up every run under a logdir."""
+        if self._tb is None:
+            return
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        for summary in hparams_summaries(hparams, metrics):
+            self._tb.file_writer.add_summary(summary)
+        self.write_scalars(0, metrics)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+    def __enter__(self) -> "MetricWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorboardX
 
 from jaxpcam import metrics as metrics_lib
 from jaxpcam.data import pipeline as pipeline_lib
@@ -23,7 +22,7 @@ from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
 from jaxpcam.files import json_ready, write_json_atomic
-from jaxpcam.reporting import log
+from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task
 
 
@@ -175,17 +174,12 @@ def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dic
 
 
 def _to_tensorboard(out: Path, tag: str, step: int, preds: Predictions, report: dict, images: dict) -> None:
-    writer = tensorboardX.SummaryWriter(str(out), flush_secs=5)
-    try:
-        for key, value in report["model"].items():
-            if isinstance(value, float) and np.isfinite(value):
-                writer.add_scalar(f"{tag}/{key}", value, step)
+    with MetricWriter(out) as writer:
+        scalars = {f"{tag}/{k}": v for k, v in report["model"].items() if isinstance(v, float) and np.isfinite(v)}
+        writer.write_scalars(step, scalars)
         if preds.task.binary and len(np.unique(preds.labels)) == 2:
-            writer.add_pr_curve(f"{tag}/pr_curve", preds.labels, preds.probs, step)
-        for name, image in images.items():
-            writer.add_image(f"{tag}/{name}", image, step, dataformats="HWC")
-    finally:
-        writer.close()
+            writer.write_pr_curve(step, f"{tag}/pr_curve", preds.labels, preds.probs)
+        writer.write_images(step, {f"{tag}/{name}": image for name, image in images.items()})
 
 
 def _replace_dir(partial: Path, final: Path) -> None:

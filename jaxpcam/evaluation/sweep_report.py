@@ -7,14 +7,12 @@ import json
 import math
 from pathlib import Path
 
-import tensorboardX
-from tensorboardX.summary import hparams as hparams_summaries
-
 from jaxpcam import best
 from jaxpcam.evaluation.report import read_run
 from jaxpcam.files import write_json_atomic
 from jaxpcam.grid import Point
 from jaxpcam.metrics import show
+from jaxpcam.reporting import MetricWriter
 from jaxpcam.training import tracking
 
 STATUS_FILE = "sweep_point.json"
@@ -60,12 +58,8 @@ def write_hparams(point: Point, run_dir: Path) -> None:
     for old in run_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
         old.unlink()
     metrics = {f"hparams/{k}": v for k, v in point_metrics(run_dir).items() if _finite(v)}
-    experiment, start, end = hparams_summaries(point.hparams, metrics)
-    with tensorboardX.SummaryWriter(str(run_dir), filename_suffix=HPARAMS_SUFFIX) as writer:
-        for summary in (experiment, start, end):
-            writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            writer.add_scalar(tag, value, 0)
+    with MetricWriter(run_dir, filename_suffix=HPARAMS_SUFFIX) as writer:
+        writer.write_hparams(point.hparams, metrics)
 
 
 def _finite(value) -> bool:

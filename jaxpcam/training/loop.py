@@ -168,7 +168,7 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, clock: tuple[float,
                 f"last good checkpoint: step {run.manager.latest_step()} in {run.workdir / 'checkpoints'}. "
                 "Lower training.learning_rate, set training.grad_clip_norm, or training.nan_policy=skip"
             )
-        run.writer.scalars(at, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
+        run.writer.write_scalars(at, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
         if m.skipped:
             tally.skipped += 1
         else:
@@ -217,8 +217,8 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
         best_value=value if improved else progress.best_value,
         history=(*progress.history, json_ready(record)),
     )
-    run.writer.scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
-    run.writer.scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
+    run.writer.write_scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
+    run.writer.write_scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     _save(run, state, schedule, progress, json_ready(record))
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g}")
@@ -249,7 +249,8 @@ def _publish_committed(run: Run, unpublished: list) -> None:
     ready = [r for r in unpublished if r["step"] <= committed]
     with io_errors(run.workdir):
         for record in ready:
-            run.writer.epoch(record)
+            if is_primary():
+                tracking.append_metrics(run.workdir, record)
     del unpublished[: len(ready)]
 
 

@@ -14,7 +14,7 @@ from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import cached_channel_stats, intensity_profile
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
-from jaxpcam.reporting import log
+from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task, task_for
 from jaxpcam.training import checkpoint, resume, tracking
 from jaxpcam.training.checkpoint import Progress
@@ -42,7 +42,7 @@ class Run:
     task: Task
     parallel: DataParallel
     manager: ocp.CheckpointManager
-    writer: tracking.RunWriter
+    writer: MetricWriter
     batches: object  # iterator of local batches from the current step on
     valid: object
     resident_train: ResidentSplit | None  # None with data.placement=host
@@ -161,7 +161,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         task=task_for(config),
         parallel=parallel,
         manager=manager,
-        writer=tracking.RunWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary()),
+        writer=MetricWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary()),
         batches=iter(batches),
         valid=valid,
         resident_train=resident_train,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import tensorboardX
 
 from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import RunFailed
@@ -97,31 +96,10 @@ def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: di
     write_json_atomic(path, payload)
 
 
-class RunWriter:
-    """TensorBoard event files plus ``metrics.jsonl`` (one JSON object per epoch) in the workdir.
-
-    ``enabled=False`` (processes other than 0 of a multi-process job) writes nothing.
-    """
-
-    def __init__(self, workdir: Path, purge_step: int | None = None, enabled: bool = True):
-        self._tb = tensorboardX.SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30) if enabled else None
-        self._jsonl = workdir / "metrics.jsonl"
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self._tb is None:
-            return
-        for tag, value in values.items():
-            self._tb.add_scalar(tag, value, step)
-
-    def epoch(self, record: dict) -> None:
-        if self._tb is None:
-            return
-        with open(self._jsonl, "a") as f:
-            f.write(json.dumps(json_ready(record)) + "\n")
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+def append_metrics(workdir: Path, record: dict) -> None:
+    """One epoch's line of metrics.jsonl (process 0 only)."""
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(json_ready(record)) + "\n")
 
 
 def read_metrics(workdir: Path) -> list[dict]:

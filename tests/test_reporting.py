@@ -1,0 +1,31 @@
+"""One logger and one metric writer for every command."""
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from jaxpcam.reporting import MetricWriter, captured_log, format_duration, log
+
+
+def test_metric_writer_writes_scalars_images_pr_curves_and_hparams(tmp_path):
+    with MetricWriter(tmp_path / "a") as writer:
+        writer.write_scalars(3, {"val/loss": 0.5})
+        writer.write_images(3, {"eval/roc": np.zeros((4, 5, 3), np.uint8)})
+        writer.write_pr_curve(3, "eval/pr_curve", np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))
+    events = EventAccumulator(str(tmp_path / "a"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val/loss")] == [(3, 0.5)]
+    assert events.Tags()["images"] == ["eval/roc"] and "eval/pr_curve" in events.Tags()["tensors"]
+    with MetricWriter(tmp_path / "h") as writer:
+        writer.write_hparams({"lr": 0.1}, {"hparams/best_val_roc_auc": 0.9})
+    assert EventAccumulator(str(tmp_path / "h")).Reload().Scalars("hparams/best_val_roc_auc")[0].value == np.float32(0.9)
+
+
+def test_a_disabled_writer_writes_nothing(tmp_path):
+    with MetricWriter(tmp_path / "b", enabled=False) as writer:
+        writer.write_scalars(1, {"x": 1.0})
+    assert not (tmp_path / "b").exists()
+
+
+def test_log_lines_are_captured_and_durations_read_as_clock_time():
+    with captured_log() as lines:
+        log("hello")
+    assert lines == ["hello"] and format_duration(3725) == "1:02:05"
