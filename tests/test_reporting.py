@@ -16,7 +16,9 @@ def test_metric_writer_writes_scalars_images_pr_curves_and_hparams(tmp_path):
     assert events.Tags()["images"] == ["eval/roc"] and "eval/pr_curve" in events.Tags()["tensors"]
     with MetricWriter(tmp_path / "h") as writer:
         writer.write_hparams({"lr": 0.1}, {"hparams/best_val_roc_auc": 0.9})
-    assert EventAccumulator(str(tmp_path / "h")).Reload().Scalars("hparams/best_val_roc_auc")[0].value == np.float32(0.9)
+    assert EventAccumulator(str(tmp_path / "h")).Reload().Scalars("hparams/best_val_roc_auc")[0].value == np.float32(
+        0.9
+    )
 
 
 def test_a_disabled_writer_writes_nothing(tmp_path):
