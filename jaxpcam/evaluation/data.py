@@ -6,7 +6,7 @@ import ml_collections
 
 from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir
 from jaxpcam.errors import UserError
-from jaxpcam.training.state import make_streams
+from jaxpcam.seeds import make_streams
 
 
 def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str | None = None):

@@ -16,13 +16,13 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxpcam import best
+from jaxpcam import best, integrity
+from jaxpcam import checkpoint_items as checkpoint
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
+from jaxpcam.preprocessing import Normalization, normalize
 from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, integrity
-from jaxpcam.training.state import Normalization, normalize
 
 THRESHOLD_FILE = "threshold.json"
 

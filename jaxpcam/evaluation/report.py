@@ -12,8 +12,8 @@ import numpy as np
 
 from jaxpcam import best
 from jaxpcam.errors import UserError
-from jaxpcam.files import read_jsonl
 from jaxpcam.metrics import show
+from jaxpcam.rundir import read_metrics, read_run_config
 from jaxpcam.task import task_for
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
@@ -52,8 +52,8 @@ class RunRow:
 
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
-    config = json.loads((path / "config.json").read_text())["config"] if (path / "config.json").is_file() else {}
-    records = read_jsonl(path / "metrics.jsonl")
+    config = read_run_config(path)
+    records = read_metrics(path)
     if not records:
         raise UserError(f"{path}/metrics.jsonl holds no finished epoch yet")
     multiclass = not task_for(config).binary

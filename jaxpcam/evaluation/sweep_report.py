@@ -13,7 +13,7 @@ from jaxpcam.files import write_json_atomic
 from jaxpcam.grid import Point
 from jaxpcam.metrics import show
 from jaxpcam.reporting import MetricWriter
-from jaxpcam.training import tracking
+from jaxpcam.rundir import read_metrics
 
 STATUS_FILE = "sweep_point.json"
 HPARAMS_SUFFIX = ".hparams"
@@ -22,7 +22,7 @@ HPARAMS_SUFFIX = ".hparams"
 def point_status(point: Point, run_dir: Path) -> str:
     """'done' (all epochs in metrics.jsonl), 'failed'/'stopped' (the last attempt's outcome),
     'partial' (some epochs or checkpoints, e.g. killed), or 'not started'."""
-    epochs = len(tracking.read_metrics(run_dir))
+    epochs = len(read_metrics(run_dir))
     if epochs >= point.config.training.epochs:
         return "done"
     status_file = run_dir / STATUS_FILE
@@ -41,7 +41,7 @@ def write_status(point: Point, run_dir: Path, status: str, error: str | None = N
 
 def point_metrics(run_dir: Path) -> dict[str, float | None]:
     """best_<metric> (at the run's best epoch by its checkpoint.best_metric) and final_<metric>."""
-    if not tracking.read_metrics(run_dir):
+    if not read_metrics(run_dir):
         return {}
     best, names = read_run(run_dir, None, "best")  # the report's metrics for the run's task
     final, _ = read_run(run_dir, names, "final")

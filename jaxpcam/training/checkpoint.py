@@ -20,13 +20,18 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxpcam import best
+from jaxpcam import best, integrity
+from jaxpcam.checkpoint_items import (  # noqa: F401 (re-exported for training code)
+    ITEMS,
+    has_checksums,
+    has_item,
+    item_handlers,
+    read_json_item,
+    read_verified_json_item,
+)
 from jaxpcam.errors import RunFailed
-from jaxpcam.training import integrity
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
-
-ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile", "checksums")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +97,6 @@ def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointM
     return ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options, item_handlers=item_handlers())
 
 
-def item_handlers() -> dict:
-    """Named handlers (not just item names), so that item_metadata can read the state's layout
-    without restoring it. Orbax supplies the 'metrics' handler itself."""
-    handlers = {name: ocp.JsonCheckpointHandler() for name in ITEMS if name not in ("state", "metrics")}
-    return {**handlers, "state": ocp.StandardCheckpointHandler()}
-
-
 def save(
     manager: ocp.CheckpointManager,
     state: TrainState,
@@ -141,46 +139,6 @@ class Restored:
     progress: Progress
     config: dict
     verified: bool  # False: written before checkpoints carried checksums
-
-
-def has_item(manager: ocp.CheckpointManager, step: int, name: str) -> bool:
-    return (Path(manager.directory) / str(step) / name).is_dir()
-
-
-def read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
-    """One small item of a checkpoint (None if it has none); DamagedCheckpoint if unreadable."""
-    if not has_item(manager, step, name):
-        return None
-    try:
-        value = manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
-    except Exception as err:  # a truncated or garbled file: JSONDecodeError, OSError, ...
-        raise integrity.DamagedCheckpoint(f"its {name} item does not read ({type(err).__name__})") from None
-    if not isinstance(value, dict):
-        raise integrity.DamagedCheckpoint(f"its {name} item is not a JSON object")
-    return value
-
-
-def has_checksums(manager: ocp.CheckpointManager, step: int) -> bool:
-    """Whether ``step`` carries checksums; DamagedCheckpoint when it was written with them (its
-    data item says so) and they are gone: deleting them must not turn the checks off."""
-    if has_item(manager, step, "checksums"):
-        return True
-    if (read_json_item(manager, step, "data") or {}).get("checksummed"):
-        raise integrity.DamagedCheckpoint("its checksums item is missing")
-    return False
-
-
-def read_verified_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict:
-    """One small item, checked against the checkpoint's checksums before anything relies on it
-    (a damaged config must read as damage, not as a changed config)."""
-    value = read_json_item(manager, step, name)
-    if value is None:
-        raise integrity.DamagedCheckpoint(f"it has no {name} item")
-    if has_checksums(manager, step):
-        sums = read_json_item(manager, step, "checksums")
-        if integrity.json_checksum(value) != (sums.get("items") or {}).get(name):
-            raise integrity.DamagedCheckpoint(f"checksum mismatch in {name}")
-    return value
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Restored:

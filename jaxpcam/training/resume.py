@@ -16,9 +16,10 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxpcam import integrity
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
-from jaxpcam.training import checkpoint, integrity
+from jaxpcam.training import checkpoint
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 

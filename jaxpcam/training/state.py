@@ -10,22 +10,8 @@ import ml_collections
 import numpy as np
 import optax
 
-
-@flax.struct.dataclass
-class Normalization:
-    """Per-channel mean and std in pixel units (0..255): ``(x - mean) / std``."""
-
-    mean: jax.Array
-    std: jax.Array
-
-
-def fixed_normalization(channels: int = 3) -> Normalization:
-    """The course's ``(x / 255 - 0.5) / 0.5``."""
-    return Normalization(jnp.full((channels,), 127.5, jnp.float32), jnp.full((channels,), 127.5, jnp.float32))
-
-
-def normalize(images: jax.Array, norm: Normalization) -> jax.Array:
-    return (images.astype(jnp.float32) - norm.mean) / norm.std
+from jaxpcam.preprocessing import Normalization, fixed_normalization, normalize  # noqa: F401 (re-exported)
+from jaxpcam.seeds import Streams, make_streams  # noqa: F401 (re-exported)
 
 
 @flax.struct.dataclass
@@ -44,25 +30,6 @@ class TrainState:
     def with_learning_rate(self, lr: float) -> "TrainState":
         hyperparams = {**self.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)}
         return self.replace(opt_state=self.opt_state._replace(hyperparams=hyperparams))
-
-
-@flax.struct.dataclass
-class Streams:
-    """Independent randomness per purpose, all split once from ``config.seed``.
-
-    Keys for jax; plain integer seeds for the numpy-only data pipeline.
-    """
-
-    init: jax.Array
-    dropout: jax.Array
-    data_seed: int = flax.struct.field(pytree_node=False)
-    augment_seed: int = flax.struct.field(pytree_node=False)
-
-
-def make_streams(seed: int) -> Streams:
-    init, dropout, data, augment = jax.random.split(jax.random.key(seed), 4)
-    as_seed = lambda k: int(jax.random.randint(k, (), 0, 2**31 - 1))  # noqa: E731
-    return Streams(init, dropout, as_seed(data), as_seed(augment))
 
 
 def make_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -15,8 +15,9 @@ import ml_collections
 
 from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import RunFailed
-from jaxpcam.files import json_ready, read_jsonl, write_json_atomic, write_text_atomic
+from jaxpcam.files import json_ready, write_json_atomic, write_text_atomic
 from jaxpcam.reporting import log
+from jaxpcam.rundir import read_metrics  # noqa: F401 (re-exported)
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
@@ -100,10 +101,6 @@ def append_metrics(workdir: Path, record: dict) -> None:
     """One epoch's line of metrics.jsonl (process 0 only)."""
     with open(workdir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(json_ready(record)) + "\n")
-
-
-def read_metrics(workdir: Path) -> list[dict]:
-    return read_jsonl(workdir / "metrics.jsonl")
 
 
 def rewrite_metrics(workdir: Path, records) -> None:
