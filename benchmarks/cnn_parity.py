@@ -32,7 +32,7 @@ class SeedsCNN(nn.Module):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch_size", "--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--windows", type=int, default=3)
     args = p.parse_args(argv)

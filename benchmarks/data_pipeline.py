@@ -61,15 +61,17 @@ def bench_workers(split, workers: int, args) -> dict:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=None, help="PCAM folder (default: the built-in sample)")
+    p.add_argument("--data_dir", "--data-dir", default=None, help="PCAM folder (default: the built-in sample)")
     p.add_argument("--workers", default="0,1,2", help="Grain worker process counts to compare")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch_size", "--batch-size", type=int, default=128)
     p.add_argument("--batches", type=int, default=20, help="batches per timed window")
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--warmup", type=int, default=3, help="untimed batches (worker start-up, page cache)")
     p.add_argument("--prefetch", type=int, default=4)
-    p.add_argument("--in-memory", action="store_true", help="data.in_memory: hold the split in RAM (workers 0 only)")
-    p.add_argument("--no-device", dest="device", action="store_false", help="stop at host batches")
+    p.add_argument(
+        "--in_memory", "--in-memory", action="store_true", help="data.in_memory: hold the split in RAM (workers 0 only)"
+    )
+    p.add_argument("--no_device", "--no-device", dest="device", action="store_false", help="stop at host batches")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",") if w.strip()]

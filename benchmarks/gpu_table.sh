@@ -21,14 +21,14 @@ for model in ${MODELS:-mlp cnn resnet}; do
   steps=${STEPS:-200}
   [ "$model" = resnet ] && steps=${RESNET_STEPS:-20}
   for dtype in float32 bfloat16; do
-    "$py" "$here/throughput.py" --model "$model" --dtype "$dtype" --batch-sizes "$batches" \
+    "$py" "$here/throughput.py" --model "$model" --dtype "$dtype" --batch_sizes "$batches" \
       --steps "$steps" --json "$out/jax/$model-$dtype.json"
   done
-  "$py" "$here/throughput.py" --model "$model" --mode train --deterministic off --batch-sizes 128,512 \
+  "$py" "$here/throughput.py" --model "$model" --mode train --deterministic off --batch_sizes 128,512 \
     --steps "$steps" --json "$out/jax/$model-float32-nondeterministic.json"
   for source in h5 device; do
-    "$py" "$here/throughput.py" --model "$model" --mode train --source "$source" --batch-sizes 128,512 \
-      --num-workers "${NUM_WORKERS:-8}" --steps "$steps" --json "$out/jax/$model-$source-float32.json"
+    "$py" "$here/throughput.py" --model "$model" --mode train --source "$source" --batch_sizes 128,512 \
+      --num_workers "${NUM_WORKERS:-8}" --steps "$steps" --json "$out/jax/$model-$source-float32.json"
   done
 done
 "$py" "$here/results_table.py" "$out"/jax/*.json | tee "$out/table.md"
@@ -51,11 +51,11 @@ done
 
 if "$py" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
   for model in mlp cnn; do
-    "$py" "$here/torch_reference.py" --device cuda --model "$model" --batch-sizes 128,512 \
-      --steps "${STEPS:-200}" --windows 5 --resident --data-dir "$big" --json "$out/torch-$model-cuda.json"
+    "$py" "$here/torch_reference.py" --device cuda --model "$model" --batch_sizes 128,512 \
+      --steps "${STEPS:-200}" --windows 5 --resident --data_dir "$big" --json "$out/torch-$model-cuda.json"
   done
-  "$py" "$here/torch_reference.py" --device cuda --batch-sizes '' --pipeline --data-dir "$big" \
+  "$py" "$here/torch_reference.py" --device cuda --batch_sizes '' --pipeline --data_dir "$big" \
     --json "$out/torch-seeds-pipeline-cuda.json"
 fi
-"$py" "$here/cnn_parity.py" --batch-size 128 --steps "${STEPS:-200}" --windows 5 | tee "$out/cnn_parity.txt"
-"$py" "$here/data_pipeline.py" --workers 0,4,8,14 --batch-size 512 --batches 40 --json "$out/data_pipeline.json"
+"$py" "$here/cnn_parity.py" --batch_size 128 --steps "${STEPS:-200}" --windows 5 | tee "$out/cnn_parity.txt"
+"$py" "$here/data_pipeline.py" --workers 0,4,8,14 --batch_size 512 --batches 40 --json "$out/data_pipeline.json"

@@ -54,10 +54,10 @@ def build_model(name: str, config):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mlp", help="mlp | cnn | resnet | seeds-cnn")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch_size", "--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=3, help="traced steps")
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--trace-dir", help="keep the trace here (default: a temporary folder)")
+    p.add_argument("--trace_dir", "--trace-dir", help="keep the trace here (default: a temporary folder)")
     args = p.parse_args(argv)
     enable_cpu_op_events()
     import time

@@ -223,14 +223,27 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mlp", choices=sorted(MODELS))
     p.add_argument("--mode", default="both", choices=("forward", "train", "both"))
-    p.add_argument("--batch-sizes", default="1,8,32,128,512")
+    p.add_argument("--batch_sizes", "--batch-sizes", default="1,8,32,128,512")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="compute dtype (params and loss stay f32)")
     p.add_argument("--source", default="synthetic", choices=("synthetic", "h5", "device"))
-    p.add_argument("--data-dir", default=None, help="PCAM folder for --source h5/device (default: the built-in sample)")
-    p.add_argument("--num-workers", type=int, default=0, help="Grain worker processes for --source h5")
-    p.add_argument("--in-memory", action="store_true", help="data.in_memory for --source h5 (workers 0 only)")
+    p.add_argument(
+        "--data_dir",
+        "--data-dir",
+        default=None,
+        help="PCAM folder for --source h5/device (default: the built-in sample)",
+    )
+    p.add_argument("--num_workers", "--num-workers", type=int, default=0, help="Grain worker processes for --source h5")
+    p.add_argument(
+        "--in_memory", "--in-memory", action="store_true", help="data.in_memory for --source h5 (workers 0 only)"
+    )
     p.add_argument("--deterministic", default="on", choices=("on", "off"), help="training.deterministic (GPU)")
-    p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS, help="training.matmul_precision")
+    p.add_argument(
+        "--matmul_precision",
+        "--matmul-precision",
+        default="default",
+        choices=MATMUL_PRECISIONS,
+        help="training.matmul_precision",
+    )
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=5, help="timed windows (median and spread over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")

@@ -20,7 +20,7 @@ def _load(name):
 def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
     throughput = _load("throughput")
     out = tmp_path / "synthetic.json"
-    args = ["--batch-sizes", "1,4", "--steps", "2", "--windows", "2", "--warmup", "1", "--json", str(out)]
+    args = ["--batch_sizes", "1,4", "--steps", "2", "--windows", "2", "--warmup", "1", "--json", str(out)]
     assert throughput.main([*args, "--dtype", "bfloat16"]) == 0
     payload = json.loads(out.read_text())
     assert {"device", "jax", "xla_flags"} <= payload["environment"].keys()
@@ -40,8 +40,8 @@ def test_throughput_synthetic_and_h5_write_json(tiny_pcam, tmp_path, capsys):
     assert f"{by[('train', 1, 'bfloat16')] / by[('train', 1, 'float32')]:.2f}x" in row
 
     out = tmp_path / "h5.json"
-    h5_args = ["--source", "h5", "--data-dir", str(tiny_pcam), "--batch-sizes", "8", "--steps", "2"]
-    assert throughput.main([*h5_args, "--in-memory", "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
+    h5_args = ["--source", "h5", "--data_dir", str(tiny_pcam), "--batch_sizes", "8", "--steps", "2"]
+    assert throughput.main([*h5_args, "--in_memory", "--windows", "1", "--warmup", "1", "--json", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     assert {r["mode"] for r in results} == {"train", "forward"}
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 and r["in_memory"] for r in results)
@@ -62,7 +62,7 @@ def test_pcam_size_folder_and_device_resident_throughput(tiny_pcam, tmp_path):
         assert f["y"].shape == (2 * 96, 1, 1, 1)
 
     out = tmp_path / "device.json"
-    args = ["--source", "device", "--data-dir", str(big), "--batch-sizes", "8", "--steps", "2", "--windows", "1"]
+    args = ["--source", "device", "--data_dir", str(big), "--batch_sizes", "8", "--steps", "2", "--windows", "1"]
     assert _load("throughput").main([*args, "--warmup", "1", "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     assert payload["environment"]["deterministic_gpu_ops"] is True
@@ -74,7 +74,7 @@ def test_pcam_size_folder_and_device_resident_throughput(tiny_pcam, tmp_path):
 def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
     data_pipeline = _load("data_pipeline")
     out = tmp_path / "pipeline.json"
-    args = ["--data-dir", str(tiny_pcam), "--workers", "0", "--batch-size", "8", "--batches", "2", "--windows", "2"]
+    args = ["--data_dir", str(tiny_pcam), "--workers", "0", "--batch_size", "8", "--batches", "2", "--windows", "2"]
     assert data_pipeline.main([*args, "--warmup", "1", "--json", str(out)]) == 0
     (result,) = json.loads(out.read_text())["results"]
     assert result["workers"] == 0 and result["images_per_second"] > 0
@@ -90,7 +90,7 @@ def test_gpu_table_script_parses_and_calls_existing_scripts():
 
 def test_profile_step_lists_the_compiled_operations_by_time():
     done = subprocess.run(
-        [sys.executable, "benchmarks/profile_step.py", "--model", "mlp", "--batch-size", "2", "--steps", "1"],
+        [sys.executable, "benchmarks/profile_step.py", "--model", "mlp", "--batch_size", "2", "--steps", "1"],
         cwd=REPO,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
         capture_output=True,
