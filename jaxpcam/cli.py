@@ -1,6 +1,7 @@
 """What every command-line tool shares: one-line errors with exit code 2, quiet library logs,
 and absl flag parsing that reports an unknown ``--config.x`` key in one line."""
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -59,6 +60,13 @@ def run_command(command: Callable[[], object]) -> int:
     quiet_libraries()
     sys.unraisablehook = _drop_failed_read_echoes
     return exit_code(command)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --batch_size."""
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def _config_argument(argv: list[str]) -> str | None:

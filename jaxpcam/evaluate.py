@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxpcam.cli import run_command
+from jaxpcam.cli import positive_int, run_command
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
 from jaxpcam.metrics import show
@@ -17,12 +17,6 @@ from jaxpcam.runtime import prepare_process
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
 _SHOWN_MULTI = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "log_loss")
-
-
-def _positive_int(text: str) -> int:
-    if not text.lstrip("-").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return int(text)
 
 
 def parse_args(argv):
@@ -39,7 +33,7 @@ def parse_args(argv):
     p.add_argument("--slice", action="append", default=[], metavar="MODULE:FUNCTION",
                    help="extra slice: f(uint8 batch (B,H,W,C)) -> (B,) booleans; repeatable")  # fmt: skip
     p.add_argument("--gallery_size", type=int, default=16)
-    p.add_argument("--batch_size", type=_positive_int, default=None, help="default: the run's data.eval_batch_size")
+    p.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's data.eval_batch_size")
     p.add_argument("--data_dir", default=None, help="where the run's data lives on this machine, if not where it was")
     args = p.parse_args(argv)
     if not 0 < args.dark_quantile < 1:

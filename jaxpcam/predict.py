@@ -8,15 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxpcam.cli import run_command
+from jaxpcam.cli import positive_int, run_command
 from jaxpcam.errors import UserError
 from jaxpcam.runtime import prepare_process
-
-
-def _positive_int(text: str) -> int:
-    if not text.lstrip("-").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return int(text)
 
 
 def parse_args(argv):
@@ -25,7 +19,7 @@ def parse_args(argv):
     p.add_argument("--input", required=True, type=Path, help="an .h5 with x, a .npy array, or a folder of PNG/JPEG")
     p.add_argument("--output", required=True, type=Path, help="CSV to write")
     p.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
-    p.add_argument("--batch_size", type=_positive_int, default=None, help="default: the run's data.eval_batch_size")
+    p.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's data.eval_batch_size")
     return p.parse_args(argv)
 
 
