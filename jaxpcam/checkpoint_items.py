@@ -39,7 +39,10 @@ def has_checksums(manager: ocp.CheckpointManager, step: int) -> bool:
     data item says so) and they are gone: deleting them must not turn the checks off."""
     if has_item(manager, step, "checksums"):
         return True
-    if (read_json_item(manager, step, "data") or {}).get("checksummed"):
+    data, progress = read_json_item(manager, step, "data"), read_json_item(manager, step, "progress")
+    if data is None or progress is None:  # every jaxpcam checkpoint has both
+        raise integrity.DamagedCheckpoint(f"its {'data' if data is None else 'progress'} item is missing")
+    if data.get("checksummed") or "history" in progress:  # written by a version that checksums
         raise integrity.DamagedCheckpoint("its checksums item is missing")
     return False
 

@@ -64,8 +64,8 @@ def run_command(command: Callable[[], object]) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type for counts such as --batch_size."""
-    if not text.lstrip("-").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    if not text.lstrip("-").isdigit() or not 1 <= int(text) <= 2**20:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {2**20}], got {text!r}")
     return int(text)
 
 

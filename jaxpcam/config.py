@@ -147,9 +147,12 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+MAX_SIZE = 2**20  # any batch, layer width or block count beyond this is a typo, not a plan
+
+
 def _positive_ints(value) -> bool:
-    """A non-empty tuple of integers >= 1 (not floats, bools or strings)."""
-    return isinstance(value, tuple | list) and len(value) >= 1 and all(_is_int(v) and v >= 1 for v in value)
+    """A non-empty tuple of integers in [1, MAX_SIZE] (not floats, bools or strings)."""
+    return isinstance(value, tuple | list) and len(value) >= 1 and all(_is_int(v) and 1 <= v <= MAX_SIZE for v in value)
 
 
 def _leaves(node, prefix: str = ""):
@@ -202,8 +205,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(bool(config.experiment_name), "experiment_name", "a non-empty name", config.experiment_name)
     _require("/" not in config.experiment_name, "experiment_name", "no '/'", config.experiment_name)
     _require(0 <= config.seed < 2**31, "seed", "an integer in [0, 2**31)", config.seed)
-    _require(d.batch_size >= 1, "data.batch_size", "an integer >= 1", d.batch_size)
-    _require(d.eval_batch_size >= 1, "data.eval_batch_size", "an integer >= 1", d.eval_batch_size)
+    _require(1 <= d.batch_size <= MAX_SIZE, "data.batch_size", f"an integer in [1, {MAX_SIZE}]", d.batch_size)
+    _require(
+        1 <= d.eval_batch_size <= MAX_SIZE, "data.eval_batch_size", f"an integer in [1, {MAX_SIZE}]", d.eval_batch_size
+    )
     _require(d.num_workers >= 0, "data.num_workers", "an integer >= 0", d.num_workers)
     _require(d.prefetch_batches >= 1, "data.prefetch_batches", "an integer >= 1", d.prefetch_batches)
     _require(d.dataset in DATASETS, "data.dataset", f"one of {DATASETS}", d.dataset)

@@ -9,6 +9,7 @@ routine INFO reports the commands silence. In a multi-process job only process 0
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 
 LOGGER = logging.getLogger("jaxpcam")
@@ -78,11 +79,21 @@ class MetricWriter:
     def __init__(self, logdir, *, purge_step: int | None = None, filename_suffix: str = "", enabled: bool = True):
         import tensorboardX  # deferred: only commands that write metrics pay for it
 
-        self._tb = None
+        self._tb, self._failures = None, []
         if enabled:
             self._tb = tensorboardX.SummaryWriter(
                 str(logdir), purge_step=purge_step, flush_secs=30, filename_suffix=filename_suffix
             )
+            # tensorboardX writes from a thread: a failed write (a full disk) would only be printed
+            # there, and the command would report success. close() raises it instead.
+            self._previous_hook = threading.excepthook
+            threading.excepthook = self._record_thread_failure
+
+    def _record_thread_failure(self, args) -> None:
+        if isinstance(args.exc_value, OSError):
+            self._failures.append(args.exc_value)
+        else:
+            self._previous_hook(args)
 
     def write_scalars(self, step: int, scalars: dict) -> None:
         if self._tb is not None:
@@ -110,8 +121,15 @@ class MetricWriter:
         self.write_scalars(0, metrics)
 
     def close(self) -> None:
-        if self._tb is not None:
+        """Flushes and closes; an OSError of the writing thread is raised here."""
+        if self._tb is None:
+            return
+        try:
             self._tb.close()
+        finally:
+            threading.excepthook, self._tb = self._previous_hook, None
+        if self._failures:
+            raise self._failures[0]
 
     def __enter__(self) -> "MetricWriter":
         return self

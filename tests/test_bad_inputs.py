@@ -435,6 +435,11 @@ def test_a_config_file_with_an_unknown_key_or_a_missing_value_is_refused(tmp_pat
     config.training.epochs = 10**20
     with pytest.raises(UserError, match=r"training\.epochs: expected an integer in \[1, 1000000\]"):
         validate(config)
+    for key, value in (("data.eval_batch_size", 10**20), ("model.hidden_units", (10**20,))):
+        config = base_config()
+        config.update_from_flattened_dict({key: value})
+        with pytest.raises(UserError, match=rf"{key}: expected"):
+            validate(config)
     exits = tmp_path / "exits.py"
     exits.write_text("import sys\nsys.exit(3)\n")
     with pytest.raises(UserError, match=r"exits\.py, line 2: SystemExit: 3"):
@@ -454,9 +459,20 @@ def test_stray_arguments_and_an_empty_workdir_are_one_line(tmp_path):
 def test_predict_refuses_a_bad_batch_size_and_an_output_below_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         predict.main(["--workdir", "w", "--input", "i", "--output", "o.csv", "--batch_size", "-3"])
-    assert exit_info.value.code == 2 and "expected an integer >= 1, got '-3'" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "expected an integer in [1, 1048576], got '-3'" in capsys.readouterr().err
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     args = ["--workdir", str(tmp_path / "nowhere"), "--input", "i", "--output", str(a_file / "x.csv")]
     assert predict.main(args) == 2
     assert capsys.readouterr().err.strip() == f"error: --output {a_file / 'x.csv'}: {a_file} is a file, not a folder"
+
+
+def test_a_model_with_non_finite_outputs_is_one_line_not_a_decision():
+    from types import SimpleNamespace
+
+    from jaxpcam.evaluation.loading import check_finite
+
+    run = SimpleNamespace(step=7, workdir=Path("run"))
+    assert check_finite(run, np.array([0.1, 0.9])).tolist() == [0.1, 0.9]
+    with pytest.raises(UserError, match=r"checkpoint 7 in run gives non-finite probabilities for 1 of 2 images"):
+        check_finite(run, np.array([0.1, np.nan]))

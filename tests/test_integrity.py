@@ -202,6 +202,9 @@ def test_a_checkpoint_without_its_config_or_its_checksums_is_damaged(finished_ru
     shutil.rmtree(workdir / "checkpoints" / str(latest) / "checksums")
     with pytest.raises(UserError, match=rf"checkpoint {latest} .* damaged \(its checksums item is missing\)"):
         load_run(workdir, "latest")
+    shutil.rmtree(workdir / "checkpoints" / str(latest) / "data")  # nor by deleting what says so
+    with pytest.raises(UserError, match=rf"checkpoint {latest} .* damaged \(its data item is missing\)"):
+        load_run(workdir, "latest")
     shutil.rmtree(workdir / "checkpoints" / str(latest) / "config")
     with pytest.raises(UserError, match=rf"checkpoint {latest} .* damaged \(.*no config item\)"):
         load_run(workdir, "latest")

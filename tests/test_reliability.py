@@ -143,13 +143,16 @@ def test_start_fresh_archives_the_earlier_run(tiny_pcam, reference, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir)
     before = (workdir / "metrics.jsonl").read_text()
+    (workdir / "eval").mkdir()
+    (workdir / "eval" / "threshold.json").write_text("{}")  # the earlier model's: must not serve the new one
     refused = run_main(_args(workdir, tiny_pcam, seed=43))
     assert refused.returncode == 2 and "--start_fresh" in refused.stderr and "seed" in refused.stderr
     result = run_main([*_args(workdir, tiny_pcam, seed=43, **{"training.epochs": 1}), "--start_fresh"])
     assert result.returncode == 0, result.stderr[-2000:]
     (archived,) = (workdir / "archive").iterdir()
     assert (archived / "metrics.jsonl").read_text() == before
-    assert (archived / "checkpoints").is_dir()
+    assert (archived / "checkpoints").is_dir() and (archived / "eval" / "threshold.json").is_file()
+    assert not (workdir / "eval").exists()
     assert [r["epoch"] for r in metrics_without_timing(workdir)] == [1]
 
 
@@ -169,7 +172,7 @@ def test_nan_stop_names_the_step_and_the_last_good_checkpoint(tiny_pcam, tmp_pat
     result = run_main(_args(tmp_path / "run", tiny_pcam, **{"training.learning_rate": 1e30}))
     assert result.returncode == 1
     assert re.search(
-        r"run failed: non-finite loss .* at step \d+; last good checkpoint: step (None|\d+)", result.stderr
+        r"run failed: non-finite loss .* at step \d+; last good checkpoint: (none yet|step \d+)", result.stderr
     )
     assert "Traceback" not in result.stderr
 

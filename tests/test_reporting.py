@@ -31,3 +31,15 @@ def test_log_lines_are_captured_and_durations_read_as_clock_time():
     with captured_log() as lines:
         log("hello")
     assert lines == ["hello"] and format_duration(3725) == "1:02:05"
+
+
+def test_a_failed_write_in_the_writer_thread_is_raised_on_close(tmp_path):
+    import errno
+
+    import pytest
+
+    writer = MetricWriter(tmp_path / "c")
+    writer.write_scalars(1, {"x": 1.0})
+    writer._record_thread_failure(type("A", (), {"exc_value": OSError(errno.ENOSPC, "No space left on device")})())
+    with pytest.raises(OSError, match="No space left on device"):
+        writer.close()

@@ -17,7 +17,7 @@ from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.data import open_eval_split
-from jaxpcam.evaluation.loading import LoadedRun, batched_probs, load_run
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
@@ -67,7 +67,7 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     return Predictions(
         run.task,
         np.asarray(split.labels, np.int64),
-        np.concatenate(probs).astype(np.float64),
+        check_finite(run, np.concatenate(probs).astype(np.float64)),
         np.concatenate(brightness),
         {names[spec]: np.concatenate(m) for spec, m in masks.items()},
     )

@@ -158,6 +158,17 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
     return LoadedRun(Path(workdir), step, config, state["params"], norm, items.get("data_profile") or None, model.apply)
 
 
+def check_finite(run: LoadedRun, probs: np.ndarray) -> np.ndarray:
+    """A model that diverged gives NaN: never a decision (a NaN is not 'negative')."""
+    bad = int(np.sum(~np.isfinite(probs).reshape(len(probs), -1).all(axis=1)))
+    if bad:
+        raise UserError(
+            f"checkpoint {run.step} in {run.workdir} gives non-finite probabilities for {bad} of {len(probs)} "
+            "images (the model diverged); evaluate or predict with another --checkpoint"
+        )
+    return probs
+
+
 def batched_probs(predict, images_batches, batch_size: int):
     """Runs ``predict`` over uint8 image batches, padding the last one so one shape compiles."""
     for images in images_batches:

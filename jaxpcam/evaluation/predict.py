@@ -16,7 +16,7 @@ from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
-from jaxpcam.evaluation.loading import LoadedRun, batched_probs
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.reporting import log
 
@@ -128,7 +128,7 @@ def predict_input(run: LoadedRun, source: Input, batch_size: int) -> PredictResu
             log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
                 "first); deciding at 0.5")  # fmt: skip
         threshold = stored["value"] if stored else 0.5
-    return PredictResult(source.names, np.concatenate(probs).astype(np.float64), threshold, drift)
+    return PredictResult(source.names, check_finite(run, np.concatenate(probs).astype(np.float64)), threshold, drift)
 
 
 def write_predictions(path: Path, run: LoadedRun, result: PredictResult) -> None:

@@ -165,7 +165,7 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, clock: tuple[float,
             _wait_for_saves(run)
             raise RunFailed(
                 f"non-finite loss ({float(m.loss)}) or gradient norm ({float(m.grad_norm)}) at step {at}; "
-                f"last good checkpoint: step {run.manager.latest_step()} in {run.workdir / 'checkpoints'}. "
+                f"last good checkpoint: {_latest(run)}. "
                 "Lower training.learning_rate, set training.grad_clip_norm, or training.nan_policy=skip"
             )
         run.writer.write_scalars(at, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
@@ -174,6 +174,11 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, clock: tuple[float,
         else:
             tally.losses.append(float(m.loss))
     log(_progress_line(run, step, tally.losses[-1] if tally.losses else math.nan, clock))
+
+
+def _latest(run: Run) -> str:
+    step = run.manager.latest_step()
+    return "none yet" if step is None else f"step {step} in {run.workdir / 'checkpoints'}"
 
 
 def _progress_line(run: Run, step: int, loss: float, clock: tuple[float, int]) -> str:

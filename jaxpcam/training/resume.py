@@ -37,7 +37,7 @@ RESUMABLE_KEYS = frozenset(
         "checkpoint.every_steps",
     }
 )
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json")
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "corrupt_checkpoints")  # eval: its threshold
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -95,7 +95,8 @@ def _read(path: Path) -> tuple[Holder | None, int, float] | None:
         d = json.loads(text)
         beat = int(d.pop("beat"))
         holder = Holder(**d)
-        if not (isinstance(holder.host, str) and isinstance(holder.pid, int) and not isinstance(holder.pid, bool)):
+        pid_ok = isinstance(holder.pid, int) and not isinstance(holder.pid, bool) and 0 < holder.pid < 2**31
+        if not (isinstance(holder.host, str) and pid_ok):
             raise TypeError("host or pid of the wrong type")
         return holder, beat, mtime
     except (ValueError, TypeError, KeyError, AttributeError):  # garbage or hand-edited: unreadable
@@ -169,8 +170,8 @@ def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float
             who = holder.describe() if holder else "a process whose lock file is unreadable"
             raise UserError(
                 f"{workdir} is in use by another run ({who}); wait for it to end or choose another --workdir "
-                f"(a lock whose holder has died expires {stale_after:.0f} s after its last heartbeat; "
-                f"see {path})"
+                f"(a lock whose holder has died is taken over at once on its own host, and from another host "
+                f"{stale_after:.0f} s after its last heartbeat; see {path})"
             )
         if _take_over(path, seen):
             gone = seen[0].describe() if seen[0] else "unreadable"
