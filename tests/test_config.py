@@ -33,7 +33,7 @@ def test_shipped_configs_are_valid_and_have_the_contract_keys():
     ("key", "value", "message"),
     [
         ("training.optimizer", "adm", "training.optimizer: expected one of"),
-        ("data.batch_size", 0, "data.batch_size: expected an integer >= 1"),
+        ("data.batch_size", 0, "data.batch_size: expected an integer in .1, 1048576."),
         ("model.name", "vit", "model.name: expected one of"),
         ("training.scheduler", "cosine", "training.scheduler"),
         ("model.dropout_rate", 1.0, "model.dropout_rate"),
