@@ -36,6 +36,11 @@ def exit_code(command: Callable[[], object]) -> int:
     file), 128+N stopped on signal N after checkpointing."""
     try:
         command()
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader stopped early (`... --list | head`): what it read is all it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as if killed by SIGPIPE, what shells expect of a cut-off writer
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

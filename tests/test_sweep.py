@@ -105,3 +105,14 @@ def test_a_sweep_skips_finished_resumes_unfinished_records_failures_and_summariz
             best = events.Scalars("hparams/best_val_roc_auc")[0].value
             assert best == pytest.approx(float(r["best_val_roc_auc"]), rel=1e-6)
     assert "Champion by best_val_roc_auc" in (sweep_dir / "summary.md").read_text()
+
+
+def test_a_listing_cut_off_by_the_reader_is_no_traceback(tmp_path):
+    sweep_file = tmp_path / "sweep_tiny.py"
+    sweep_file.write_text(TINY_SWEEP.format(data=str(tmp_path)))
+    argv = command("jaxpcam.sweep", [f"--config={sweep_file}", f"--sweep_dir={tmp_path / 's'}", "--list"])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    listing = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listing.stdout.close()  # like `| head -0`: nobody reads
+    stderr = listing.stderr.read().decode()
+    assert listing.wait() == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
