@@ -136,3 +136,23 @@ class MetricWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ProgressLine:
+    """A progress report that suits where stderr goes: on a terminal one line rewritten in place
+    (``\\r``); in a log file (a SLURM .out, a pipe) a plain timestamped line at most every
+    ``every`` seconds and at the end, so the file stays readable."""
+
+    def __init__(self, every: float = 10.0):
+        import time
+
+        self._clock, self._every = time.monotonic, every
+        self._last = -float("inf")
+        self._live = sys.stderr.isatty()
+
+    def show(self, text: str, final: bool = False) -> None:
+        if self._live:
+            print(f"\r  {text} ", end="\n" if final else "", file=sys.stderr, flush=True)
+        elif final or self._clock() - self._last >= self._every:
+            self._last = self._clock()
+            log(text)

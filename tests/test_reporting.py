@@ -43,3 +43,21 @@ def test_a_failed_write_in_the_writer_thread_is_raised_on_close(tmp_path):
     writer._record_thread_failure(type("A", (), {"exc_value": OSError(errno.ENOSPC, "No space left on device")})())
     with pytest.raises(OSError, match="No space left on device"):
         writer.close()
+
+
+def test_progress_in_a_log_file_is_plain_lines_not_carriage_returns(capsys, messages):
+    from jaxpcam.reporting import ProgressLine
+
+    line = ProgressLine(every=3600.0)  # stderr is captured here: not a terminal
+    for done in (1, 2, 3):
+        line.show(f"train: {done}/3 images", final=done == 3)
+    assert "\r" not in capsys.readouterr().err
+    assert messages == ["train: 1/3 images", "train: 3/3 images"]  # the first, then throttled, then the end
+
+
+def test_the_audit_progress_in_a_log_file_has_no_carriage_returns(tiny_pcam, tmp_path, capsys):
+    from jaxpcam import audit
+
+    assert audit.main([str(tiny_pcam), "--out", str(tmp_path / "audit")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "train: 256/256 images" in err

@@ -21,7 +21,6 @@ a within-split duplicate is kept; training images that also occur in valid/test 
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, as_uint8, file_fingerprint, split_paths
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import ProgressLine
 
 EMPTY_STD = 2.0
 OUTLIER_Z = 5.0  # clean synthetic tissue peaks at |z| = 3.0 over 8,192 images
@@ -86,10 +86,10 @@ class SplitScan:
     hashes: np.ndarray  # (N,) 16-byte digests
 
 
-def _progress(label: str, done: int, total: int, start: float) -> None:
+def _progress(line: ProgressLine, label: str, done: int, total: int, start: float) -> None:
     rate = done / max(time.monotonic() - start, 1e-9)
     eta = (total - done) / rate if rate else 0
-    print(f"\r  {label}: {done}/{total} images, {rate:,.0f}/s, eta {eta:.0f} s ", end="", file=sys.stderr)
+    line.show(f"{label}: {done}/{total} images, {rate:,.0f}/s, eta {eta:.0f} s", final=done == total)
 
 
 def scan_split(data_dir: Path, split: str) -> SplitScan:
@@ -105,7 +105,7 @@ def scan_split(data_dir: Path, split: str) -> SplitScan:
             labels, np.empty(n), np.empty(n), np.zeros(n, bool), np.zeros(n, np.int64), np.empty(n),
             np.zeros(n, bool), np.zeros((n, 2), np.int32), np.empty(n, "S16"),
         )  # fmt: skip
-        start = time.monotonic()
+        start, line = time.monotonic(), ProgressLine()
         for lo in range(0, n, _CHUNK):
             hi = min(lo + _CHUNK, n)
             raw = x[lo:hi]
@@ -120,8 +120,7 @@ def scan_split(data_dir: Path, split: str) -> SplitScan:
             scan.mean[lo:hi], scan.std[lo:hi] = mean, np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
             scan.pattern[lo:hi], scan.uniform_block[lo:hi], scan.trigger_at[lo:hi] = trigger_scores(raw)
             scan.hashes[lo:hi] = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in raw]
-            _progress(split, hi, n, start)
-        print(file=sys.stderr)
+            _progress(line, split, hi, n, start)
     return scan
 
 

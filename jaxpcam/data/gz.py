@@ -3,14 +3,13 @@
 import gzip
 import hashlib
 import os
-import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
 from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
+from jaxpcam.reporting import ProgressLine, log
 
 _BLOCK = 8 << 20
 
@@ -32,6 +31,7 @@ def gunzip_file(src: Path, dst: Path) -> None:
     total = src.stat().st_size
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     start = last = time.monotonic()
+    line = ProgressLine()
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as raw, gzip.GzipFile(fileobj=raw) as gz:
             while block := gz.read(_BLOCK):
@@ -40,12 +40,8 @@ def gunzip_file(src: Path, dst: Path) -> None:
                 if now - last > 2 or raw.tell() == total:
                     last = now
                     rate = raw.tell() / max(now - start, 1e-9) / 1e6
-                    print(
-                        f"\r  {src.name}: {raw.tell() / total:6.1%} ({rate:.0f} MB/s compressed)",
-                        end="",
-                        file=sys.stderr,
-                    )
-        print(file=sys.stderr)
+                    text = f"{src.name}: {raw.tell() / total:6.1%} ({rate:.0f} MB/s compressed)"
+                    line.show(text, final=raw.tell() == total)
         os.replace(tmp, dst)
     except (OSError, EOFError, zlib.error) as err:
         raise UserError(f"cannot decompress {src} (truncated or not gzip?): {err}") from None
