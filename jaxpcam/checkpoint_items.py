@@ -8,6 +8,7 @@ import orbax.checkpoint as ocp
 from jaxpcam import integrity
 
 ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile", "checksums")
+JSON_ITEMS = tuple(name for name in ITEMS if name not in ("state", "checksums"))  # what the checksums cover
 
 
 def item_handlers() -> dict:
@@ -45,6 +46,28 @@ def has_checksums(manager: ocp.CheckpointManager, step: int) -> bool:
     if data.get("checksummed") or "history" in progress:  # written by a version that checksums
         raise integrity.DamagedCheckpoint("its checksums item is missing")
     return False
+
+
+def restore_verified(manager: ocp.CheckpointManager, step: int, target) -> tuple[object, dict, bool]:
+    """(state laid out like ``target``, its JSON items, whether they were verified) of ``step``,
+    checked against the checksums it carries: resume, evaluate and predict all read this way.
+
+    Raises DamagedCheckpoint when it cannot be read back as written."""
+    names = [n for n in JSON_ITEMS if has_item(manager, step, n)]
+    if "config" not in names:
+        raise integrity.DamagedCheckpoint("it has no config item")
+    verified = has_checksums(manager, step)
+    args = {name: ocp.args.JsonRestore() for name in names + (["checksums"] if verified else [])}
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), **args))
+        items = {name: restored[name] for name in names}
+        if verified:
+            integrity.verify(restored["checksums"], restored["state"], items)
+    except integrity.DamagedCheckpoint:
+        raise
+    except Exception as err:  # any failure to read back means damaged
+        raise integrity.DamagedCheckpoint(integrity.describe_failure(err)) from None
+    return restored["state"], items, verified
 
 
 def read_verified_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict:

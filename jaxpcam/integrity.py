@@ -18,7 +18,6 @@ import jax
 import numpy as np
 
 ALGORITHM = "sha256"
-JSON_ITEMS = ("schedule", "progress", "data", "config", "metrics", "data_profile")
 
 
 class DamagedCheckpoint(Exception):

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 LOGGER = logging.getLogger("jaxpcam")
@@ -144,8 +145,6 @@ class ProgressLine:
     ``every`` seconds and at the end, so the file stays readable."""
 
     def __init__(self, every: float = 10.0):
-        import time
-
         self._clock, self._every = time.monotonic, every
         self._last = -float("inf")
         self._live = sys.stderr.isatty()

@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from conftest import run_main, tiny_overrides
 from jaxpcam import evaluate, predict
 from jaxpcam.cli import parse_flags
+from jaxpcam.config import _leaves as config_leaves
 from jaxpcam.config import base_config, validate
 from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
@@ -204,15 +205,7 @@ def test_tuple_keys_must_hold_integers(key, value):
         validate(config)
 
 
-def _float_keys(node, prefix=""):
-    for key, value in node.items():
-        if hasattr(value, "items"):
-            yield from _float_keys(value, f"{prefix}{key}.")
-        elif isinstance(value, float):
-            yield f"{prefix}{key}"
-
-
-@pytest.mark.parametrize("key", sorted(_float_keys(base_config())))
+@pytest.mark.parametrize("key", sorted(key for key, value in config_leaves(base_config()) if isinstance(value, float)))
 @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
 def test_every_float_key_must_be_finite(key, value):
     config = base_config()

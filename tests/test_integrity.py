@@ -233,3 +233,11 @@ def test_a_full_disk_during_evaluation_is_one_line_and_keeps_earlier_results(fin
         evaluate_lib.evaluate_run(workdir, evaluate_lib.EvalOptions())
     assert (workdir / "eval" / "valid" / "metrics.json").read_bytes() == before
     assert sorted(p.name for p in (workdir / "eval").iterdir()) == ["threshold.json", "valid"]
+
+
+def test_a_run_whose_lock_is_taken_over_says_so(tmp_path, lines):
+    with workdir_lock.held(tmp_path, heartbeat=0.05):
+        _lock_file(tmp_path, "other-node", 12345)  # someone else's lock now
+        time.sleep(0.3)
+    assert any("no longer names this run (now: host other-node pid 12345" in line for line in lines)
+    assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["host"] == "other-node"  # not removed

@@ -96,12 +96,17 @@ def test_sigkill_with_data_on_the_device_then_resume_on_the_host_is_bit_identica
     _assert_same_run(workdir, reference)
 
 
+def _killed_as_save_starts(workdir: Path, data: Path, step: int, **extra) -> None:
+    """Runs until the checkpoint save at global ``step`` has started, then SIGKILLs the run."""
+    killed = run_main(_args(workdir, data, **extra), kill_after_save=step)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
 def test_sigkill_during_a_checkpoint_write_then_resume_is_bit_identical(tiny_pcam, reference, tmp_path):
     workdir = tmp_path / "run"
-    # The epoch-1 checkpoint (step 8) is being written when the process dies; metrics.jsonl
-    # already has epoch 1, which the resume must drop and recompute.
-    killed = run_main(_args(workdir, tiny_pcam), kill_after_save=8)
-    assert killed.returncode == -signal.SIGKILL
+    # The epoch-1 checkpoint (step 8) is being written when the process dies: the resume starts
+    # from the step-6 checkpoint (or step 8 if it committed) and recomputes epoch 1.
+    _killed_as_save_starts(workdir, tiny_pcam, 8)
     result = _finish(workdir, tiny_pcam)
     assert re.search(r"resuming from checkpoint step (6|8) ", result.stderr)
     _assert_same_run(workdir, reference)
@@ -230,8 +235,7 @@ def test_sigkill_before_the_first_checkpoint_commits_then_rerun_starts_over(tiny
     workdir = tmp_path / "run"
     # Epoch-end checkpoints only: the kill lands while the first one (step 8) is being written,
     # after the epoch was evaluated. Nothing is final yet, so the same command starts over.
-    killed = run_main(_args(workdir, tiny_pcam, **{"checkpoint.every_steps": 0}), kill_after_save=8)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_as_save_starts(workdir, tiny_pcam, 8, **{"checkpoint.every_steps": 0})
     assert not (workdir / "metrics.jsonl").exists() or (workdir / "checkpoints" / "8").is_dir()
     result = _finish(workdir, tiny_pcam, **{"checkpoint.every_steps": 0})
     assert "took over the lock of a run that ended without releasing it" in result.stderr
@@ -330,8 +334,7 @@ def test_sigkill_after_an_epoch_checkpoint_commits_but_before_its_line_is_writte
     # Killed as the step-9 save starts: the epoch-1 checkpoint (step 8) has committed, its
     # metrics.jsonl line may not be written yet; the resumed run rewrites metrics.jsonl from the
     # history of finished epochs that every checkpoint carries.
-    killed = run_main(_args(workdir, tiny_pcam), kill_after_save=9)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_as_save_starts(workdir, tiny_pcam, 9)
     result = _finish(workdir, tiny_pcam)
     assert re.search(r"resuming from checkpoint step (6|8|9) ", result.stderr)
     _assert_same_run(workdir, reference)

@@ -128,16 +128,8 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int) -> tuple[dict, 
     here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
     like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
-    names = [n for n in integrity.JSON_ITEMS if checkpoint.has_item(manager, step, n)]
-    if "config" not in names:
-        raise integrity.DamagedCheckpoint("it has no config item")
-    verified = checkpoint.has_checksums(manager, step)
-    args = {name: ocp.args.JsonRestore() for name in names + (["checksums"] if verified else [])}
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like), **args))
-    items = {name: restored[name] for name in names}
-    if verified:
-        integrity.verify(restored["checksums"], restored["state"], items)
-    return restored["state"], items
+    state, items, _ = checkpoint.restore_verified(manager, step, like)
+    return state, items
 
 
 def load_run(workdir: Path, which: str = "best") -> LoadedRun:

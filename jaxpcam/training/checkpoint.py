@@ -28,6 +28,7 @@ from jaxpcam.checkpoint_items import (  # noqa: F401 (re-exported for training c
     item_handlers,
     read_json_item,
     read_verified_json_item,
+    restore_verified,
 )
 from jaxpcam.errors import RunFailed
 from jaxpcam.training.schedules import ScheduleState
@@ -147,28 +148,9 @@ def restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> Rest
 
     Raises DamagedCheckpoint when it cannot be read back as written."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    names = [n for n in integrity.JSON_ITEMS if has_item(manager, step, n)]
-    verified = has_checksums(manager, step)
+    state, items, verified = restore_verified(manager, step, abstract)
     try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                **{name: ocp.args.JsonRestore() for name in names},
-                **({"checksums": ocp.args.JsonRestore()} if verified else {}),
-            ),
-        )
-        if verified:
-            integrity.verify(restored.checksums, restored.state, {name: restored[name] for name in names})
-    except integrity.DamagedCheckpoint:
-        raise
-    except Exception as err:  # any failure to read back means damaged
+        schedule, progress = ScheduleState.from_dict(items["schedule"]), Progress.from_dict(items["progress"])
+    except (KeyError, TypeError) as err:  # an item missing, or of another shape
         raise integrity.DamagedCheckpoint(integrity.describe_failure(err)) from None
-    return Restored(
-        step,
-        restored.state,
-        ScheduleState.from_dict(restored.schedule),
-        Progress.from_dict(restored.progress),
-        restored.config,
-        verified,
-    )
+    return Restored(step, state, schedule, progress, items["config"], verified)

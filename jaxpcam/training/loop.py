@@ -215,16 +215,17 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
     }
     schedule = update_schedule(schedule, c.training, val.loss)
     state = state.with_learning_rate(run.parallel.replicate(np.float32(schedule.lr)))  # laid out like the state
+    ready = json_ready(record)  # as metrics.jsonl and the checkpoint hold it
     value = record.get(c.checkpoint.best_metric)
     improved = best.improves(value, progress.best_value, c.checkpoint.best_mode)
     progress = Progress(
         best_epoch=epoch if improved else progress.best_epoch,
         best_value=value if improved else progress.best_value,
-        history=(*progress.history, json_ready(record)),
+        history=(*progress.history, ready),
     )
     run.writer.write_scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
     run.writer.write_scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
-    _save(run, state, schedule, progress, json_ready(record))
+    _save(run, state, schedule, progress, ready)
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g}")
     return state, schedule, progress, record

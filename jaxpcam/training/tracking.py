@@ -17,7 +17,7 @@ from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import RunFailed
 from jaxpcam.files import json_ready, write_json_atomic, write_text_atomic
 from jaxpcam.reporting import log
-from jaxpcam.rundir import read_metrics  # noqa: F401 (re-exported)
+from jaxpcam.rundir import CONFIG_FILE, METRICS_FILE, read_metrics  # noqa: F401 (read_metrics re-exported)
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
@@ -82,7 +82,7 @@ def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: di
     and new values, its own provenance), so the record of how the results were made stays true.
 
     ``resumption`` is None for a fresh start, else {"from_step": ..., "changed": {...}}."""
-    path = workdir / "config.json"
+    path = workdir / CONFIG_FILE
     earlier = None
     if resumption is not None and path.is_file():
         try:
@@ -99,10 +99,10 @@ def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: di
 
 def append_metrics(workdir: Path, record: dict) -> None:
     """One epoch's line of metrics.jsonl (process 0 only)."""
-    with open(workdir / "metrics.jsonl", "a") as f:
+    with open(workdir / METRICS_FILE, "a") as f:
         f.write(json.dumps(json_ready(record)) + "\n")
 
 
 def rewrite_metrics(workdir: Path, records) -> None:
     """metrics.jsonl as exactly ``records`` (a resumed checkpoint's history of finished epochs)."""
-    write_text_atomic(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_text_atomic(workdir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in records))

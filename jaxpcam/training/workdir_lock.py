@@ -67,14 +67,18 @@ def _me() -> Holder:
     )
 
 
+def _tmp_path(path: Path, holder: Holder, beat: int) -> Path:
+    return path.with_name(f".{path.name}.{holder.token}.{beat}.tmp")
+
+
 def _write_new(path: Path, holder: Holder, beat: int) -> Path:
-    tmp = path.with_name(f".{path.name}.{holder.token}.{beat}.tmp")
+    tmp = _tmp_path(path, holder, beat)
     tmp.write_text(json.dumps({**dataclasses.asdict(holder), "beat": beat}) + "\n")
     return tmp
 
 
 def _try_create(path: Path, holder: Holder) -> bool:
-    tmp = path.with_name(f".{path.name}.{holder.token}.0.tmp")
+    tmp = _tmp_path(path, holder, 0)
     try:
         _write_new(path, holder, 0)
         os.link(tmp, path)  # atomic; fails if the lock exists
@@ -201,7 +205,7 @@ def held(workdir: Path, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float
                 taker = seen[0].describe() if seen and seen[0] else "nobody"
                 log(f"WARNING: {path} no longer names this run (now: {taker}); two runs may now write here")
                 return
-            tmp = path.with_name(f".{path.name}.{me.token}.{count}.tmp")
+            tmp = _tmp_path(path, me, count)
             try:
                 os.replace(_write_new(path, me, count), path)
             except OSError:  # a full disk must not kill the heartbeat; the next beat retries
