@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -78,11 +80,9 @@ def _lock_file(folder: Path, host: str, pid: int, beat: int = 0, age: float = 0.
 
 
 def _dead_pid() -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    return pid
+    """The pid of a process that has ended (no fork: JAX's threads make fork unsafe)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
 
 
 def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path, lines):
