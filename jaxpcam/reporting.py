@@ -8,6 +8,8 @@ routine INFO reports the commands silence. In a multi-process job only process 0
 
 import contextlib
 import logging
+import math
+import shutil
 import sys
 import threading
 import time
@@ -17,7 +19,9 @@ LOGGER = logging.getLogger("jaxpcam")
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+    """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream).
+    A live progress line drawn on the terminal is wiped first, so a log line never lands in the
+    middle of it (the next ``ProgressLine.show`` draws it again below)."""
 
     @property
     def stream(self):
@@ -26,6 +30,12 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if ProgressLine.drawn:
+            ProgressLine.drawn = False
+            sys.stderr.write("\r\x1b[K")
+        super().emit(record)
 
 
 if not LOGGER.handlers:
@@ -68,6 +78,9 @@ def captured_log() -> Iterator[list[str]]:
 
 
 def format_duration(seconds: float) -> str:
+    """h:mm:ss; "?" while it cannot be known yet (no pace measured)."""
+    if not math.isfinite(seconds):
+        return "?"
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -141,17 +154,21 @@ class MetricWriter:
 
 class ProgressLine:
     """A progress report that suits where stderr goes: on a terminal one line rewritten in place
-    (``\\r``); in a log file (a SLURM .out, a pipe) a plain timestamped line at most every
-    ``every`` seconds and at the end, so the file stays readable."""
+    (``\\r``, the way tqdm draws); in a log file (a SLURM .out, a pipe) a plain timestamped line at
+    most every ``every`` seconds and at the end, so the file stays readable."""
 
-    def __init__(self, every: float = 10.0):
+    drawn = False  # a live line is on the terminal now (there is one stderr per process)
+
+    def __init__(self, every: float = 10.0, live: bool | None = None):
         self._clock, self._every = time.monotonic, every
         self._last = -float("inf")
-        self._live = sys.stderr.isatty()
+        self.live = sys.stderr.isatty() if live is None else live
 
     def show(self, text: str, final: bool = False) -> None:
-        if self._live:
-            print(f"\r  {text} ", end="\n" if final else "", file=sys.stderr, flush=True)
+        if self.live:
+            width = shutil.get_terminal_size((100, 24)).columns - 1
+            print(f"\r\x1b[K{text[:width]}", end="\n" if final else "", file=sys.stderr, flush=True)
+            ProgressLine.drawn = not final
         elif final or self._clock() - self._last >= self._every:
             self._last = self._clock()
             log(text)

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -105,10 +106,18 @@ def test_checkpoint_alone_holds_params_config_and_metrics(twin_runs):
     assert kernel.shape == (96 * 96 * 3, 16) and np.isfinite(kernel).all()
 
 
-def test_progress_and_summary_are_logged(twin_runs):
-    _, logs = twin_runs
-    err = logs[0].stderr
-    assert "epoch 2/2 step 8/8" in err and "img/s" in err and "eta" in err
+def test_progress_in_a_log_file_is_plain_labelled_lines_and_the_epoch_speed_matches_metrics(twin_runs):
+    root, logs = twin_runs
+    err = logs[0].stderr  # a pipe, as a SLURM .out file: no live bar
+    assert "\r" not in err and "\x1b" not in err
+    assert re.search(
+        r"epoch 2/2 step 6/8 \(global 14\) loss \d\.\d{4} \| [\d,]+ img/s \(last 3 steps\) \| ETA epoch ", err
+    )
+    epoch_speeds = [int(s.replace(",", "")) for s in re.findall(r"done: .* \| ([\d,]+) img/s epoch mean", err)]
+    recorded = [
+        r["images_per_second"] for r in map(json.loads, (root / "a" / "metrics.jsonl").read_text().splitlines())
+    ]
+    assert epoch_speeds == [round(v) for v in recorded]  # the console and metrics.jsonl name the same measure
     assert "best epoch" in err and "run directory" in err
 
 

@@ -61,3 +61,35 @@ def test_the_audit_progress_in_a_log_file_has_no_carriage_returns(tiny_pcam, tmp
     assert audit.main([str(tiny_pcam), "--out", str(tmp_path / "audit")]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "train: 256/256 images" in err
+
+
+def test_a_live_progress_line_is_redrawn_in_place_and_a_log_line_wipes_it_first(capsys):
+    from jaxpcam.reporting import ProgressLine
+
+    line = ProgressLine(live=True)  # as on a terminal
+    line.show("step 1/2")
+    line.show("step 2/2")
+    log("epoch done")
+    err = capsys.readouterr().err
+    assert err.startswith("\r\x1b[Kstep 1/2\r\x1b[Kstep 2/2\r\x1b[K[")  # the log line starts on a clean line
+    assert err.endswith("epoch done\n") and not ProgressLine.drawn
+
+
+def test_training_progress_labels_the_window_speed_and_both_etas(monkeypatch):
+    from jaxpcam.training.progress import Pace, Position, progress_text
+
+    at = Position(step=110, steps_per_epoch=100, epochs=3)  # 10 steps into epoch 2
+    pace = Pace(0.0, 0, validation_seconds=5.0)
+    text = progress_text(at, 0.25, window=(8, 2.0), epoch=(10, 10.0), batch_size=32, pace=pace, live=False)
+    # 128 img/s over the last 8 steps; 1 step/s so far: 90 s left in the epoch, 190 s of steps
+    # and two more validations of 5 s in the run
+    assert (
+        text
+        == "epoch 2/3 step 10/100 (global 110) loss 0.2500 | 128 img/s (last 8 steps) | ETA epoch 0:01:30, run 0:03:20"
+    )
+    monkeypatch.setenv("COLUMNS", "200")
+    bar = progress_text(at, 0.25, window=(8, 2.0), epoch=(10, 10.0), batch_size=32, pace=pace, live=True)
+    assert bar.startswith("epoch 2/3 [##" + "." * 18 + "] 10/100 loss 0.2500 | 128 img/s")
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: the bar gives way, the numbers stay
+    assert progress_text(at, 0.25, (8, 2.0), (10, 10.0), 32, pace, live=True).startswith("epoch 2/3 10/100 loss")
+    assert "?" in progress_text(at, 0.25, (0, 0.0), (0, 0.0), 32, pace, live=False)  # no pace yet: no ETA

@@ -22,12 +22,13 @@ from jaxpcam import best
 from jaxpcam import config as config_lib
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.files import json_ready
-from jaxpcam.reporting import format_duration, log
+from jaxpcam.reporting import ProgressLine, log
 from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
 from jaxpcam.training.preemption import StopRequest
+from jaxpcam.training.progress import Pace, Position, progress_text
 from jaxpcam.training.schedules import update_schedule
 from jaxpcam.training.setup import Run, prepare
 from jaxpcam.training.steps import jit_train_step
@@ -120,7 +121,8 @@ def _train(run: Run, stop: StopRequest):
     step = int(state.step)
     train_fn = _compiled_train_step(run)
     tally = _Tally(list(progress.epoch_losses), progress.epoch_skipped, step)
-    pending, unpublished, clock = [], [], (time.perf_counter(), step)
+    pending, unpublished = [], []
+    pace, line = Pace(time.perf_counter(), step), ProgressLine(every=0.0)
     try:
         while step < run.total_steps:
             before = time.perf_counter()
@@ -134,13 +136,16 @@ def _train(run: Run, stop: StopRequest):
             stop_now = not epoch_ends and _stop_requested(stop, sync)  # read once: a signal may land any time
             save_mid_epoch = not epoch_ends and (stop_now or _time_to_checkpoint(step, c))
             if sync or epoch_ends or save_mid_epoch:
-                _sync(run, pending, step, tally, clock)
+                _sync(run, pending, step, tally, pace, line)
                 pending = []
                 _publish_committed(run, unpublished)
             if save_mid_epoch:
                 _save(run, state, schedule, tally.progress(progress))
             if epoch_ends:
+                validation_start = time.perf_counter()
                 state, schedule, progress, record = _end_epoch(run, state, schedule, progress, step, tally)
+                pace.validation_seconds = time.perf_counter() - validation_start
+                pace.restart_window(step)
                 unpublished.append(record)
                 tally = _Tally([], 0, step)
                 stop_now = _stop_requested(stop, at_sync_point=True)  # arrived in the last step or validation
@@ -155,9 +160,9 @@ def _train(run: Run, stop: StopRequest):
     return state
 
 
-def _sync(run: Run, pending: list, step: int, tally: _Tally, clock: tuple[float, int]) -> None:
+def _sync(run: Run, pending: list, step: int, tally: _Tally, pace: Pace, line: ProgressLine) -> None:
     """Brings the pending step metrics to the host: TensorBoard scalars, the epoch's losses,
-    the non-finite check, and the progress line."""
+    the non-finite check, and the progress report."""
     t = run.config.training
     for j, m in enumerate(jax.device_get(pending)):
         at = step - len(pending) + 1 + j
@@ -173,25 +178,17 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, clock: tuple[float,
             tally.skipped += 1
         else:
             tally.losses.append(float(m.loss))
-    log(_progress_line(run, step, tally.losses[-1] if tally.losses else math.nan, clock))
+    now = time.perf_counter()
+    window, so_far = (step - pace.window_step, now - pace.window_start), (step - tally.first_step, now - tally.start)
+    at = Position(step, run.steps_per_epoch, run.config.training.epochs)
+    loss = tally.losses[-1] if tally.losses else math.nan
+    line.show(progress_text(at, loss, window, so_far, run.config.data.batch_size, pace, line.live))
+    pace.restart_window(step)
 
 
 def _latest(run: Run) -> str:
     step = run.manager.latest_step()
     return "none yet" if step is None else f"step {step} in {run.workdir / 'checkpoints'}"
-
-
-def _progress_line(run: Run, step: int, loss: float, clock: tuple[float, int]) -> str:
-    c, spe = run.config, run.steps_per_epoch
-    started, first_step = clock
-    elapsed = time.perf_counter() - started
-    rate = max(step - first_step, 1) / elapsed if elapsed > 0 else 0.0
-    eta = (run.total_steps - step) / rate if rate > 0 else math.inf
-    epoch = (step - 1) // spe + 1
-    return (
-        f"epoch {epoch}/{c.training.epochs} step {step - (epoch - 1) * spe}/{spe} (global {step}) "
-        f"loss {loss:.4f} {rate * c.data.batch_size:.0f} img/s eta {format_duration(eta)}"
-    )
 
 
 def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: _Tally):
@@ -227,7 +224,10 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
     run.writer.write_scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     _save(run, state, schedule, progress, ready)
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-    log(f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g}")
+    log(
+        f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g} | "
+        f"{record['images_per_second']:,.0f} img/s epoch mean, {record['data_wait_fraction']:.0%} waiting for data"
+    )
     return state, schedule, progress, record
 
 
