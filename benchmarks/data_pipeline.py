@@ -82,7 +82,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    data_dir, _ = resolve_data_dir(args.data_dir or "")
+    data_dir, _ = resolve_data_dir(args.data_dir or "", doing="benchmarking the input pipeline on")
     split = open_split(data_dir, "train")
     if args.in_memory:
         if any(args.workers):

@@ -91,7 +91,7 @@ def synthetic_batch(key, batch_size: int) -> dict:
 def _open_split(data_dir: str | None, train: bool):
     from jaxpcam.data import open_split, resolve_data_dir
 
-    data_dir, _ = resolve_data_dir(data_dir or "")
+    data_dir, _ = resolve_data_dir(data_dir or "", doing="benchmarking on")
     return open_split(data_dir, "train" if train else "valid")
 
 

@@ -119,6 +119,7 @@ def test_progress_in_a_log_file_is_plain_labelled_lines_and_the_epoch_speed_matc
     ]
     assert epoch_speeds == [round(v) for v in recorded]  # the console and metrics.jsonl name the same measure
     assert "best epoch" in err and "run directory" in err
+    assert err.count("training on the BUILT-IN SYNTHETIC SAMPLE") == 1  # data.dir names the sample's files
 
 
 def test_resuming_a_finished_run_with_more_epochs_matches_a_longer_run(tiny_pcam, tmp_path):

@@ -56,3 +56,18 @@ def test_ensure_sample_writes_once_into_the_cache(tmp_path, monkeypatch, message
     assert ensure_sample() == folder
     assert len(messages) == 1  # the second call found it and wrote nothing
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temp folders left
+
+
+def test_the_sample_is_recognised_by_its_files_and_announced_only_when_asked(tiny_pcam, tmp_path, messages):
+    from jaxpcam.data import is_sample, resolve_data_dir
+
+    assert is_sample(tiny_pcam)
+    assert resolve_data_dir(str(tiny_pcam)) == (tiny_pcam, "sample") and messages == []
+    resolve_data_dir(str(tiny_pcam), doing="training on")
+    assert len(messages) == 1 and messages[0].startswith(f"training on the BUILT-IN SYNTHETIC SAMPLE in {tiny_pcam}")
+    real = tmp_path / "real"  # real PCAM's meta files name Camelyon slides
+    real.mkdir()
+    (real / "camelyonpatch_level_2_split_valid_meta.csv").write_text(
+        ",coord_y,coord_x,tumor_patch,center_tumor_patch,wsi\n0,1,2,False,False,camelyon16_train_normal_033\n"
+    )
+    assert not is_sample(real) and not is_sample(tmp_path)

@@ -12,15 +12,18 @@ from jaxpcam.data.digits import create_digits_h5, open_digits
 from jaxpcam.data.gz import decompress_missing
 from jaxpcam.data.manifest import apply_manifest
 from jaxpcam.data.pcam import SPLITS, data_files, file_fingerprint, open_split, split_paths
-from jaxpcam.data.sample import cache_dir, ensure_sample
+from jaxpcam.data.sample import cache_dir, ensure_sample, is_sample
 from jaxpcam.data.stats import cached_nonfinite_count
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
 
-SAMPLE_NOTICE = (
-    "data.dir is empty: training on the BUILT-IN SYNTHETIC SAMPLE (generated tiles in PCAM format, "
-    "not real pathology). For real PCAM pass --config.data.dir=/path/to/pcam"
-)
+
+def sample_notice(folder: Path, doing: str) -> str:
+    """The line every command that uses the built-in sample prints once, e.g. ``doing='training on'``."""
+    return (
+        f"{doing} the BUILT-IN SYNTHETIC SAMPLE in {folder} (generated tiles in PCAM format, not real "
+        "pathology); for real PCAM set data.dir to its folder"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +47,22 @@ class TrainingData:
         return self.train.read(np.array([0])).shape[1:]
 
 
-def resolve_data_dir(configured: str) -> tuple[Path, str]:
-    """The PCAM folder to read and a word for where it came from ('sample' or 'user')."""
+def resolve_data_dir(configured: str, doing: str | None = None) -> tuple[Path, str]:
+    """The PCAM folder to read and a word for where it came from: 'sample' for the built-in
+    sample (the default, or a folder holding it, recognised by its files), else 'user'. With
+    ``doing`` (e.g. 'training on'), a sample is announced in the log."""
     if not configured:
-        log(SAMPLE_NOTICE)
-        return ensure_sample(), "sample"
-    data_dir = Path(configured).expanduser()
-    if not data_dir.is_dir():
-        raise UserError(f"config key data.dir: {data_dir} is not a folder")
-    names = [p.name for split in SPLITS for p in split_paths(data_dir, split)]
-    return decompress_missing(data_dir, names, cache_dir()), "user"
+        data_dir = ensure_sample()
+    else:
+        data_dir = Path(configured).expanduser()
+        if not data_dir.is_dir():
+            raise UserError(f"config key data.dir: {data_dir} is not a folder")
+        names = [p.name for split in SPLITS for p in split_paths(data_dir, split)]
+        data_dir = decompress_missing(data_dir, names, cache_dir())
+    source = "sample" if is_sample(data_dir) else "user"
+    if source == "sample" and doing:
+        log(sample_notice(data_dir, doing))
+    return data_dir, source
 
 
 def _digits_file(d) -> tuple[Path, str]:
@@ -109,7 +118,7 @@ def open_training_data(data_config, data_seed: int) -> TrainingData:
                 )
         _warn_single_class(train)
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
-    data_dir, source = resolve_data_dir(data_config.dir)
+    data_dir, source = resolve_data_dir(data_config.dir, doing="training on")
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
@@ -140,11 +149,12 @@ def hold_in_memory(data: TrainingData) -> None:
 
 
 __all__ = [
-    "SAMPLE_NOTICE",
     "TrainingData",
     "check_split",
     "hold_in_memory",
+    "is_sample",
     "open_split",
     "open_training_data",
     "resolve_data_dir",
+    "sample_notice",
 ]

@@ -184,6 +184,20 @@ def write_sample(out_dir: Path, sizes: dict[str, int] | None = None, seed: int =
                 f.write(f"{i},0,0,{bool(tumour or centre)},{bool(centre)},synthetic_{split}_{slide:03d}\n")
 
 
+def is_sample(folder: Path) -> bool:
+    """Whether ``folder`` holds files of the built-in sample (copied, moved or the tests' tiny
+    ones): its meta CSVs name synthetic slides, which real PCAM's never do."""
+    for split in _SPLIT_SEEDS:
+        meta = folder / f"camelyonpatch_level_2_split_{split}_meta.csv"
+        try:
+            with open(meta) as f:
+                f.readline()
+                return f.readline().rstrip().rsplit(",", 1)[-1].startswith("synthetic_")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return False
+
+
 def ensure_sample() -> Path:
     """The built-in sample's folder, writing it first if absent (atomically: temp dir + rename)."""
     target = sample_dir()

@@ -9,9 +9,12 @@ from jaxpcam.errors import UserError
 from jaxpcam.seeds import make_streams
 
 
-def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str | None = None):
+def open_eval_split(
+    config: ml_collections.ConfigDict, split: str, data_dir: str | None = None, doing: str | None = None
+):
     """``split`` ('train', 'valid' or 'test') of the data the run was trained on; ``data_dir``
-    points a PCAM run at another copy of the same files (e.g. on another machine)."""
+    points a PCAM run at another copy of the same files (e.g. on another machine). With
+    ``doing`` (the command's first read), the built-in sample is announced."""
     d = ml_collections.ConfigDict(config.data.to_dict())
     if d.dataset == "digits":
         if data_dir:
@@ -20,7 +23,7 @@ def open_eval_split(config: ml_collections.ConfigDict, split: str, data_dir: str
             raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
         data = open_training_data(d, make_streams(config.seed).data_seed)
         return getattr(data, split)
-    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir)
+    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir, doing)
     opened = open_split(folder, split)
     check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
     return opened

@@ -196,7 +196,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
     log(f"evaluating {workdir} checkpoint step {run.step} ({run.config.model.name}) on {options.split}")
-    split = open_eval_split(run.config, options.split, options.data_dir)
+    split = open_eval_split(run.config, options.split, options.data_dir, doing="evaluating on")
     preds = predict_split(run, split, options)
     binary = run.task.binary
     threshold = None
