@@ -8,7 +8,6 @@ if the pipeline is slower than the step, training is input-bound.
 """
 
 import argparse
-import gc
 import json
 import statistics
 import sys
@@ -47,8 +46,9 @@ def bench_workers(split, workers: int, args) -> dict:
                 to_device(batch["image"]).block_until_ready()
         rates.append(args.batches * args.batch_size / (time.perf_counter() - t0))
     rates.sort()
-    del batches  # stops the worker processes before the next setting starts its own
-    gc.collect()
+    batches.close()  # stops the worker processes and frees their prefetched batches' shared memory
+    del batch
+    pipeline_lib.release_shared_memory()
     return {
         "workers": workers,
         "images_per_second": statistics.median(rates),

@@ -47,9 +47,12 @@ def test_holding_the_data_in_memory_changes_nothing_but_speed(twin_runs, tiny_pc
 def test_data_on_the_device_trains_on_exactly_the_host_pipelines_stream(twin_runs, tiny_pcam, tmp_path):
     root, logs = twin_runs
     assert "data.placement=auto chose device" in logs[0].stderr  # the tiny splits fit anywhere
-    # training.deterministic only concerns XLA:GPU: off, the CPU numbers stay the same too.
-    log = _train(tmp_path / "host", tiny_pcam, **{"data.placement": "host", "training.deterministic": False})
+    # training.deterministic only concerns XLA:GPU: off, the CPU numbers stay the same too; nor do
+    # Grain worker processes change the stream, and their batches' shared memory is freed at the end.
+    host = {"data.placement": "host", "training.deterministic": False, "data.num_workers": 2}
+    log = _train(tmp_path / "host", tiny_pcam, **host)
     assert "data.placement=host" in log.stderr and "copied to 1 device" not in log.stderr
+    assert "leaked shared_memory" not in log.stderr  # the resource tracker's report at exit
     assert metrics_without_timing(tmp_path / "host") == metrics_without_timing(root / "a")
     prov = json.loads((tmp_path / "host" / "config.json").read_text())["provenance"]
     assert prov["data"]["placement"] == "host" and prov["deterministic_gpu_ops"] is False

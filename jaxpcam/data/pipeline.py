@@ -10,6 +10,7 @@ Numpy only: worker processes must not import jax (it would grab accelerator memo
 
 import dataclasses
 import functools
+import gc
 
 import grain
 import numpy as np
@@ -186,6 +187,24 @@ def _to_iter(dataset: grain.MapDataset, num_workers: int, prefetch: int) -> grai
             flags.FLAGS.mark_as_parsed()  # (tests, notebooks) their defaults are what we want
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return ds
+
+
+def release_shared_memory() -> None:
+    """Frees the shared memory of worker batches already dropped, before the process ends.
+
+    Grain's worker processes hand batches over in shared memory, which the main process unlinks
+    from a background thread when a batch is dropped; at exit the last ones are still pending and
+    Python's resource_tracker reports them as leaked (google/grain#398). This waits for that thread
+    and makes later unlinks immediate. Call it after closing the iterators, once batches are dropped.
+    """
+    gc.collect()
+    from grain._src.python.ipc.shared_memory_array import SharedMemoryArray  # no public API for this
+
+    pool = getattr(SharedMemoryArray, "_del_thread_pool", None)
+    if pool is not None:
+        SharedMemoryArray._del_thread_pool = None  # from now on a dropped batch is unlinked at once
+        pool.close()
+        pool.join()
 
 
 def train_dataset(

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxpcam import best
 from jaxpcam import config as config_lib
+from jaxpcam.data.pipeline import release_shared_memory
 from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.files import json_ready
 from jaxpcam.reporting import ProgressLine, log
@@ -54,6 +55,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
             with StopRequest() as stop:
                 final = _train(run, stop)
         finally:
+            run.batches.close()  # stops Grain's workers and frees the batches they prefetched (shared memory)
+            release_shared_memory()
             run.manager.close()
             try:
                 run.writer.close()  # flushes TensorBoard events: may meet the full disk that stopped the run
