@@ -45,11 +45,12 @@ def parse_args(argv):
 
 def confusion_lines(matrix, class_names: list[str], title: str) -> list[str]:
     """The confusion matrix as text, in the words and numbers of confusion.png."""
-    width = max(16, *(len(name) + 2 for name in class_names))
-    lines = [f"\n  {title} (rows: true class, columns: predicted; count and share of the true class)"]
+    rows = [[f"{count} ({share})" for count, share in row] for row in confusion_cells(matrix)]
+    width = 2 + max(len(text) for text in [*class_names, *(cell for row in rows for cell in row)])
+    lines = [f"\n  {title}: rows true class, columns predicted; count and share of the true class"]
     lines.append(f"  {'':18}" + "".join(f"{name:>{width}}" for name in class_names))
-    for name, row in zip(class_names, confusion_cells(matrix), strict=True):
-        lines.append(f"  {name[:18]:18}" + "".join(f"{f'{c} ({s})':>{width}}" for c, s in row))
+    for name, row in zip(class_names, rows, strict=True):
+        lines.append(f"  {name[:18]:18}" + "".join(f"{cell:>{width}}" for cell in row))
     return lines
 
 

@@ -173,7 +173,7 @@ def test_score_histogram_speaks_the_task_class_names():
 
 def test_printed_confusion_uses_the_same_names_and_numbers():
     lines = confusion_lines(MATRIX, NAMES, "confusion at threshold 0.2150")
-    assert lines[0].startswith("\n  confusion at threshold 0.2150 (rows: true class")
+    assert lines[0].startswith("\n  confusion at threshold 0.2150: rows true class")
     assert lines[1].split() == ["no", "tumour", "tumour"]
     assert lines[2].split() == ["no", "tumour", "1,204", "(83.5%)", "238", "(16.5%)"]
     assert lines[3].split() == ["tumour", "31", "(2.3%)", "1,311", "(97.7%)"]
