@@ -47,12 +47,19 @@ def print_report(report: dict, seconds: float, out_dir: Path) -> None:
     for name, s in report["splits"].items():
         for index, (row, col) in list(s["trigger_locations"].items())[:10]:
             print(f"  trigger pattern: {name} image {index} around row {row}, col {col}")
-    print(f"\nWrote {out_dir / 'audit.json'}, manifest_<split>.json and flagged.png")
+    print(f"\nWrote {out_dir / 'audit.json'}, manifest_<split>.json and {montage_note(report['montage'])}")
     print("Train on the clean manifest with --config.data.filter=True")
 
 
+def montage_note(tiles: list[dict]) -> str:
+    if not tiles:
+        return "no flagged.png (nothing flagged)"
+    return f"flagged.png ({len(tiles)} tiles, at most {_MONTAGE_TILES}; audit.json's montage says which is which)"
+
+
 def write_montage(data_dir: Path, report: dict, path: Path) -> list[dict]:
-    """A PNG grid of up to 64 flagged tiles; returns which tile is which."""
+    """A PNG grid of up to 64 flagged tiles; returns which tile is which. With nothing flagged
+    there is no PNG (a blank one reads as a broken audit), and one from an earlier audit goes."""
     from PIL import Image
 
     tiles = []
@@ -60,8 +67,11 @@ def write_montage(data_dir: Path, report: dict, path: Path) -> list[dict]:
         for kind in ("trigger", "empty", "outlier", "out_of_range", "duplicate", "also_in_other_splits"):
             tiles += [{"split": name, "index": i, "kind": kind} for i in s[kind]]
     tiles = tiles[:_MONTAGE_TILES]
+    if not tiles:
+        path.unlink(missing_ok=True)
+        return tiles
     cols = 8
-    grid = np.full((max(1, -(-len(tiles) // cols)) * 98, cols * 98, 3), 255, np.uint8)
+    grid = np.full((-(-len(tiles) // cols) * 98, cols * 98, 3), 255, np.uint8)
     splits = {}
     for k, tile in enumerate(tiles):
         split = splits.setdefault(tile["split"], open_split(data_dir, tile["split"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 from jaxpcam.cli import positive_int, run_command
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
-from jaxpcam.metrics import show
+from jaxpcam.metrics import confusion_cells, show
 from jaxpcam.runtime import prepare_process
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
@@ -43,6 +43,17 @@ def parse_args(argv):
     return args
 
 
+def confusion_lines(matrix, class_names: list[str], title: str) -> list[str]:
+    """The confusion matrix as text, in the words and numbers of confusion.png."""
+    rows = [[f"{count} ({share})" for count, share in row] for row in confusion_cells(matrix)]
+    width = 2 + max(len(text) for text in [*class_names, *(cell for row in rows for cell in row)])
+    lines = [f"\n  {title}: rows true class, columns predicted; count and share of the true class"]
+    lines.append(f"  {'':18}" + "".join(f"{name:>{width}}" for name in class_names))
+    for name, row in zip(class_names, rows, strict=True):
+        lines.append(f"  {name[:18]:18}" + "".join(f"{cell:>{width}}" for cell in row))
+    return lines
+
+
 def print_summary(result: dict) -> None:
     binary = "model_at_0.5" in result
     keys = _SHOWN if binary else _SHOWN_MULTI
@@ -58,6 +69,8 @@ def print_summary(result: dict) -> None:
         t = result["threshold"]
         rule = "max F2" if t["rule"] == "f2" else f"recall >= {t['target_recall']}"
         print(f"  threshold {t['value']:.4f} chosen on valid by {rule}")
+    title = f"confusion at threshold {result['threshold']['value']:.4f}" if binary else "confusion (argmax)"
+    print("\n".join(confusion_lines(result["model"]["confusion_matrix"], result["class_names"], title)))
     print(
         "\n  slice" + " " * 19 + "".join(f"{k:>11}" for k in ("count", "positives", "accuracy", "recall", "f2", "auc"))
     )

@@ -97,6 +97,25 @@ def _multiclass_log_loss(labels, probs, classes) -> float:
     return float(skm.log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=classes))
 
 
+def row_shares(matrix) -> np.ndarray:
+    """Each confusion-matrix cell as a fraction of its row (the true class): recall on the
+    diagonal; NaN across a class absent from the data (not 0, which would read as 'never right')."""
+    matrix = np.asarray(matrix, np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, matrix / totals, np.nan)
+
+
+def confusion_cells(matrix) -> list[list[tuple[str, str]]]:
+    """Per cell its count and its share of the true class as text, e.g. ('1,204', '83.5%'):
+    one wording for confusion.png and the printed summary ('-' for a class absent from the data)."""
+    shares = row_shares(matrix)
+    return [
+        [(f"{int(c):,}", f"{s:.1%}" if np.isfinite(s) else "-") for c, s in zip(counts, row, strict=True)]
+        for counts, row in zip(np.asarray(matrix), shares, strict=True)
+    ]
+
+
 def majority_baseline(reference_labels: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Probabilities of a model that always outputs the class frequencies of ``reference_labels``
     (scikit-learn's ``DummyClassifier(strategy='prior')``): it predicts the majority class."""

@@ -17,7 +17,8 @@ import optax
 
 from jaxpcam import metrics as metrics_lib
 
-PCAM_CLASS_NAMES = ("negative", "positive")
+# Label 1: tumour tissue in the centre 32x32 of the patch; every plot and report uses these words.
+PCAM_CLASS_NAMES = ("no tumour", "tumour")
 
 
 @dataclasses.dataclass(frozen=True)

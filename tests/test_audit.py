@@ -74,7 +74,18 @@ def test_audit_reports_files_and_writes_manifest_and_montage(audited):
     assert manifest["kept"] == [i for i in range(160) if i not in dropped]
     assert len(json.loads((out / "manifest_valid.json").read_text())["kept"]) == 40  # leakage: train's problem
     assert (out / "flagged.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert audit_cli.montage_note(report["montage"]).startswith("flagged.png (9 tiles, at most 64;")
     assert len(report["montage"]) == sum(len(v) for v in PLANTED.values()) + 1  # + valid's leaked copy
+
+
+def test_audit_with_nothing_flagged_writes_no_blank_montage_and_says_so(tiny_pcam, tmp_path, capsys):
+    out = tmp_path / "audit"
+    out.mkdir()
+    (out / "flagged.png").write_bytes(b"from an earlier audit of other data")
+    assert audit_cli.main([str(tiny_pcam), "--out", str(out)]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert report["montage"] == [] and not (out / "flagged.png").exists()
+    assert "no flagged.png (nothing flagged)" in capsys.readouterr().out
 
 
 def test_filter_trains_on_the_clean_manifest_and_records_it(planted, audited, tmp_path):

@@ -29,12 +29,19 @@ def _csv(path):
     return np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
 
 
-def test_evaluate_valid_chooses_the_threshold_and_writes_everything(tiny_run, tmp_path):
+def test_evaluate_valid_chooses_the_threshold_and_writes_everything(tiny_run, tmp_path, capsys):
     slice_file = tmp_path / "my_slices.py"
     slice_file.write_text("def reddish(images):\n    return images[..., 0].mean(axis=(1, 2)) > 215\n")
+    capsys.readouterr()
     assert evaluate.main(["--workdir", str(tiny_run), "--slice", f"{slice_file}:reddish"]) == 0
     out = tiny_run / "eval" / "valid"
     result = json.loads((out / "metrics.json").read_text())
+    assert result["class_names"] == ["no tumour", "tumour"]  # the task's words, as in confusion.png
+    fn, tp = result["model"]["confusion_matrix"][1]
+    printed = capsys.readouterr().out.splitlines()
+    assert next(line.split() for line in printed if line.startswith("  tumour ")) == [
+        "tumour", f"{fn:,}", f"({fn / (fn + tp):.1%})", f"{tp:,}", f"({tp / (fn + tp):.1%})"
+    ]  # fmt: skip
     preds = _csv(out / "predictions.csv")
     labels, probs = preds["label"], preds["probability"]
     assert len(labels) == 96

@@ -1,4 +1,4 @@
-"""Evaluation building blocks on small constructed arrays: metrics, threshold, slices, drift."""
+"""Evaluation building blocks on small constructed arrays: metrics, threshold, slices, drift, plots."""
 
 import math
 
@@ -8,10 +8,13 @@ from sklearn import metrics as skm
 
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
+from jaxpcam.evaluate import confusion_lines
+from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.drift import check_drift
 from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
-from jaxpcam.metrics import binary_report, majority_baseline, multiclass_report, show
+from jaxpcam.metrics import binary_report, confusion_cells, majority_baseline, multiclass_report, show
+from jaxpcam.task import PCAM_CLASS_NAMES
 
 
 def test_binary_report_agrees_with_scikit_learn_on_random_predictions():
@@ -131,3 +134,54 @@ def test_drift_fires_on_shifted_input_and_not_on_in_distribution_input():
     check = check_drift(profile, image_features(darker))
     assert check.drifted and check.features["brightness"]["shift"] < -1.0
     assert "DRIFT WARNING" in check.message()
+
+
+MATRIX = [[1204, 238], [31, 1311]]
+NAMES = list(PCAM_CLASS_NAMES)
+
+
+def test_confusion_cells_are_count_and_share_of_the_true_class():
+    assert confusion_cells(MATRIX) == [[("1,204", "83.5%"), ("238", "16.5%")], [("31", "2.3%"), ("1,311", "97.7%")]]
+    assert confusion_cells([[0, 0], [1, 3]])[0] == [("0", "-"), ("0", "-")]  # a class absent from the data
+
+
+def _texts(artists) -> list[str]:
+    return [a.get_text() for a in artists]
+
+
+def test_confusion_plot_annotates_every_cell_and_has_a_colour_bar(tmp_path):
+    fig = plots.confusion_figure(MATRIX, NAMES, "confusion")
+    ax, colour_bar = fig.axes
+    assert _texts(ax.texts) == ["1,204\n83.5%", "238\n16.5%", "31\n2.3%", "1,311\n97.7%"]
+    assert _texts(ax.get_xticklabels()) == _texts(ax.get_yticklabels()) == NAMES
+    assert colour_bar.get_ylabel() == "share of the true class"
+    unannotated = plots.confusion_figure(MATRIX, NAMES, "confusion")
+    for text in unannotated.axes[0].texts:
+        text.set_visible(False)
+    drawn = plots._finish(fig, tmp_path / "a.png") != plots._finish(unannotated, tmp_path / "b.png")
+    assert drawn.any(axis=2).sum() > 200  # the numbers are drawn in the PNG, not only attached
+
+
+def test_score_histogram_speaks_the_task_class_names():
+    labels = np.array([0, 0, 1, 1, 1])
+    fig = plots.score_figure(labels, np.array([0.1, 0.6, 0.4, 0.8, 0.9]), 0.5, ["no tumour", "tumour"])
+    ax = fig.axes[0]
+    legend = _texts(ax.get_legend().get_texts())
+    assert legend == ["true class: no tumour (2)", "true class: tumour (3)", "threshold 0.5000"]
+    assert ax.get_xlabel() == "P(tumour)"
+
+
+def test_printed_confusion_uses_the_same_names_and_numbers():
+    lines = confusion_lines(MATRIX, NAMES, "confusion at threshold 0.2150")
+    assert lines[0].startswith("\n  confusion at threshold 0.2150: rows true class")
+    assert lines[1].split() == ["no", "tumour", "tumour"]
+    assert lines[2].split() == ["no", "tumour", "1,204", "(83.5%)", "238", "(16.5%)"]
+    assert lines[3].split() == ["tumour", "31", "(2.3%)", "1,311", "(97.7%)"]
+
+
+def test_gallery_titles_say_which_class_was_called_which():
+    from jaxpcam.evaluation.evaluate import _gallery_title
+
+    assert _gallery_title("false_negatives", NAMES) == "false negatives (tumour called no tumour)"
+    assert _gallery_title("false_positives", NAMES) == "false positives (no tumour called tumour)"
+    assert _gallery_title("mistakes", ["4", "5"]) == "mistakes"

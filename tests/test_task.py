@@ -19,7 +19,7 @@ def _config(dataset="pcam", num_classes=1):
 
 def test_pcam_is_binary_with_one_logit_or_two():
     one, two = task_for(_config()), task_for(_config(num_classes=2))
-    assert one.binary and two.binary and one.class_names == two.class_names == ("negative", "positive")
+    assert one.binary and two.binary and one.class_names == two.class_names == ("no tumour", "tumour")
     logits = jnp.array([[0.3, 1.2], [2.0, -1.0]])
     np.testing.assert_allclose(two.probabilities(logits), [1 / (1 + np.exp(-0.9)), 1 / (1 + np.exp(3.0))], rtol=1e-6)
     np.testing.assert_allclose(one.probabilities(logits[:, 1:]), 1 / (1 + np.exp(-np.array([1.2, -1.0]))), rtol=1e-6)

@@ -110,6 +110,13 @@ def _gallery_indices(preds: Predictions, threshold: float | None, size: int) -> 
     return {"mistakes": wrong[np.argsort(-confidence, kind="stable")][:size]}
 
 
+def _gallery_title(name: str, class_names: list[str]) -> str:
+    """'false negatives (tumour called no tumour)': the task's words next to the metric's."""
+    called = {"false_negatives": (1, 0), "false_positives": (0, 1)}.get(name)
+    words = name.replace("_", " ")
+    return f"{words} ({class_names[called[0]]} called {class_names[called[1]]})" if called else words
+
+
 def _caption(preds: Predictions, i: int) -> str:
     if preds.task.binary:
         return f"#{i} p={preds.probs[i]:.3f}"
@@ -151,16 +158,18 @@ def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dic
     """Writes every PNG; returns them as arrays for TensorBoard."""
     images = {}
     model = report["model"]
+    names = list(preds.task.class_names)
     if preds.task.binary:
         chosen = {"threshold": threshold["value"], "precision": model["precision"], "recall": model["recall"]}
         if np.isfinite(model["roc_auc"]):
             images["roc"] = plots.roc_curve(preds.labels, preds.probs, out / "roc.png", model["roc_auc"])
             images["pr"] = plots.pr_curve(preds.labels, preds.probs, out / "pr.png", model["pr_auc"], chosen)
-        images["scores"] = plots.score_histograms(preds.labels, preds.probs, threshold["value"], out / "scores.png")
-        title = f"confusion at threshold {threshold['value']:.3f}"
+        images["scores"] = plots.score_histograms(
+            preds.labels, preds.probs, threshold["value"], names, out / "scores.png"
+        )
+        title = f"confusion at threshold {threshold['value']:.4f}"
     else:
         title = "confusion (argmax)"
-    names = list(preds.task.class_names)
     images["confusion"] = plots.confusion_matrix(model["confusion_matrix"], names, out / "confusion.png", title)
     images["slice_feature"] = plots.feature_histogram(
         preds.brightness, cuts, out / "slice_feature.png", "mean image intensity (0..255)"
@@ -168,7 +177,7 @@ def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dic
     for name, indices in galleries.items():
         tiles = split.read(indices) if len(indices) else np.zeros((0, 1, 1, 1), np.uint8)
         captions = [_caption(preds, int(i)) for i in indices]
-        title = f"{name.replace('_', ' ')}: most confident first"
+        title = _gallery_title(name, names) + (": most confident first" if len(indices) else "")
         images[name] = plots.gallery(tiles, captions, out / f"{name}.png", title)
     return images
 
@@ -213,6 +222,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         "split": options.split,
         "checkpoint_step": run.step,
         "threshold": threshold,
+        "class_names": list(run.task.class_names),  # label i is class_names[i], also in the confusion matrix
         **report,
         "slices": slices,
         "slice_cuts": cuts,

@@ -10,7 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import PercentFormatter
 from sklearn import metrics as skm
+
+from jaxpcam.metrics import confusion_cells, row_shares
 
 
 def _finish(fig, path: Path) -> np.ndarray:
@@ -47,28 +50,48 @@ def pr_curve(labels, probs, path: Path, average_precision: float, chosen: dict |
     return _finish(fig, path)
 
 
-def confusion_matrix(matrix, class_names: list[str], path: Path, title: str) -> np.ndarray:
+def confusion_figure(matrix, class_names: list[str], title: str):
+    """Rows true, columns predicted; colour is the row share (recall on the diagonal), so an
+    imbalanced split does not paint the big class dark and the small one pale."""
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    shares = row_shares(matrix)
+    size = 1.2 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size + 3.5, size + 2))
+    shown = ax.imshow(np.nan_to_num(shares), cmap="Blues", vmin=0.0, vmax=1.0)
+    colour_bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    colour_bar.set_label("share of the true class")
+    colour_bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    fontsize = 10 if len(class_names) <= 8 else 7
+    for i, row in enumerate(confusion_cells(matrix)):
+        for j, cell in enumerate(row):
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, "\n".join(cell), ha="center", va="center", color=colour, fontsize=fontsize)
     ticks = range(len(class_names))
     ax.set(xticks=ticks, yticks=ticks, xticklabels=class_names, yticklabels=class_names)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _finish(fig, path)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    return fig
 
 
-def score_histograms(labels, probs, threshold: float | None, path: Path) -> np.ndarray:
+def confusion_matrix(matrix, class_names: list[str], path: Path, title: str) -> np.ndarray:
+    return _finish(confusion_figure(matrix, class_names, title), path)
+
+
+def score_figure(labels, probs, threshold: float | None, class_names: list[str]):
+    """Histograms of P(class 1) for the patches of each true class, named as the task names them."""
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(0, 1, 41)
     for cls, colour in ((0, "tab:blue"), (1, "tab:red")):
-        ax.hist(probs[labels == cls], bins=bins, alpha=0.6, color=colour, label=f"true class {cls}")
+        scores = probs[labels == cls]
+        ax.hist(scores, bins=bins, alpha=0.6, color=colour, label=f"true class: {class_names[cls]} ({len(scores):,})")
     if threshold is not None:
-        ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3f}")
-    ax.set(xlabel="P(positive)", ylabel="patches", title="Scores per class")
+        ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.4f}")
+    ax.set(xlabel=f"P({class_names[1]})", ylabel="patches", title="Scores per true class")
     ax.legend()
-    return _finish(fig, path)
+    return fig
+
+
+def score_histograms(labels, probs, threshold: float | None, class_names: list[str], path: Path) -> np.ndarray:
+    return _finish(score_figure(labels, probs, threshold, class_names), path)
 
 
 def feature_histogram(feature, cuts: dict[str, float], path: Path, xlabel: str) -> np.ndarray:
