@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import REPO, command
 from jaxpcam.config import base_config
 from jaxpcam.errors import UserError
-from jaxpcam.evaluation.sweep_report import STATUS_FILE, point_status, summarize
+from jaxpcam.evaluation.sweep_report import STATUS_FILE, point_epochs, point_status, summarize
 from jaxpcam.grid import expand, load_sweep, points, with_values
 from jaxpcam.sweep_run import run_point
 from jaxpcam.training import workdir_lock
@@ -164,6 +164,8 @@ def test_a_done_point_trained_further_or_whose_outputs_are_gone(tmp_path):
     (run_dir / "metrics.jsonl").unlink()
     (run_dir / "config.json").unlink()
     assert point_status(_point(2), run_dir) == "not started"  # the record alone proves nothing
+    (run_dir / "config.json").write_text("{not json")  # damaged: the record's epochs, no traceback
+    assert point_epochs(_point(2), run_dir) == (0, 3)
 
 
 def test_a_running_record_is_running_only_while_its_lock_lives(tmp_path):

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from jaxpcam import best
+from jaxpcam.errors import UserError
 from jaxpcam.evaluation.report import read_run
 from jaxpcam.files import write_json_atomic
 from jaxpcam.grid import Point
@@ -32,7 +33,10 @@ def point_epochs(point: Point, run_dir: Path) -> tuple[int, int]:
     """(epochs finished, epochs the point was last trained for). The target is what the run
     recorded (config.json, written as training starts, then sweep_point.json), not the flags of
     the command that asks; the point's config now only for a run that recorded neither."""
-    target = read_run_config(run_dir).get("training", {}).get("epochs")
+    try:
+        target = read_run_config(run_dir).get("training", {}).get("epochs")
+    except (UserError, AttributeError):  # damaged: the listing still shows every point
+        target = None
     if not isinstance(target, int):
         target = read_record(run_dir).get("epochs")
     if not isinstance(target, int):
