@@ -1,7 +1,8 @@
 """``python -m jaxpcam.report RUN_DIRS_OR_GLOBS... [--metrics a,b] [--champion METRIC]``
 
 One table across runs (e.g. seeds 42/43/44 of one config, or a sweep): each run's metrics, mean
-± std across runs and the champion, printed and written as Markdown and CSV.
+± std (n) per group of runs whose configs differ only in the seed, and the champion; printed to
+fit 100 columns, and written in full as Markdown and CSV.
 """
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from jaxpcam.cli import run_command
 from jaxpcam.evaluation.report import build_report, find_runs, to_csv, to_markdown
+from jaxpcam.evaluation.report_text import to_terminal
 
 
 def parse_args(argv):
@@ -37,8 +39,7 @@ def main(argv=None) -> int:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         Path(f"{prefix}.md").write_text(markdown + "\n")
         Path(f"{prefix}.csv").write_text(to_csv(report))
-        print(markdown)
-        print(f"\nwrote {prefix}.md and {prefix}.csv")
+        print(to_terminal(report, args.at, f"{prefix}.csv (and .md)"))
 
     return run_command(command)
 

@@ -10,6 +10,22 @@ from jaxpcam.files import read_jsonl
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 
+# Keys that change how a run is carried out (logging, checkpoints kept, data loading), not what
+# it learns: a run may resume with them changed (training/resume.py), and the report compares
+# runs regardless of them.
+NEUTRAL_KEYS = frozenset(
+    {
+        "training.log_every_steps",
+        "data.num_workers",
+        "data.prefetch_batches",
+        "data.in_memory",
+        "data.placement",
+        "data.eval_batch_size",
+        "checkpoint.keep",
+        "checkpoint.every_steps",
+    }
+)
+
 
 def read_metrics(workdir: Path) -> list[dict]:
     """The finished epochs' records, in order; none if the run has none yet."""
@@ -25,3 +41,15 @@ def read_run_config(workdir: Path) -> dict:
         return json.loads(path.read_text())["config"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is damaged (not the JSON jaxpcam writes)") from None
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A config.json config as {dotted key: value}, the keys ``--config.x=y`` names; lists
+    (JSON's tuples) become tuples, so values compare and hash."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out

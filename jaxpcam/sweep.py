@@ -21,8 +21,9 @@ from ml_collections import config_flags
 
 from jaxpcam import best
 from jaxpcam.cli import parse_flags
-from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.errors import UserError
 from jaxpcam.runtime import prepare_process
+from jaxpcam.sweep_run import log_sweep, run_point
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A sweep file: get_config() and get_sweep().")
 _LIST = flags.DEFINE_bool("list", False, "Print the points and exit.")
@@ -34,12 +35,6 @@ _CHAMPION = flags.DEFINE_string(
     "champion", None, "Summary column that picks the champion (default best_<best_metric>)."
 )
 flags.mark_flags_as_required(["config"])
-
-
-def _log(message: str) -> None:
-    from jaxpcam.reporting import log
-
-    log(f"sweep: {message}")
 
 
 def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) -> str:
@@ -54,38 +49,12 @@ def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) ->
     return markdown
 
 
-def run_point(point, sweep_dir: Path) -> str:
-    """Trains one point (skipping it when finished); returns its status afterwards."""
-    from jaxpcam.evaluation.sweep_report import point_status, write_hparams, write_status
-    from jaxpcam.training.loop import train_and_evaluate
-
-    run_dir = sweep_dir / point.name
-    status = point_status(point, run_dir)
-    if status == "done":
-        _log(f"point {point.index} ({point.name}) is done: skipped")
-        return status
-    _log(f"point {point.index} ({point.name}): {'resuming' if status == 'partial' else 'starting'} in {run_dir}")
-    write_status(point, run_dir, "running")
-    try:
-        train_and_evaluate(point.config, run_dir)
-    except (RunFailed, UserError) as err:  # one point's failure never stops the others
-        write_status(point, run_dir, "failed", str(err))
-        _log(f"point {point.index} failed: {err}")
-        return "failed"
-    except Stopped as err:
-        write_status(point, run_dir, "stopped", str(err))
-        raise
-    write_status(point, run_dir, "done")
-    write_hparams(point, run_dir)
-    return "done"
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
         sys.exit(2)
     from jaxpcam.cli import exit_code, quiet_libraries
-    from jaxpcam.evaluation.sweep_report import point_status
+    from jaxpcam.evaluation.sweep_report import point_epochs, point_status
     from jaxpcam.grid import load_sweep, points
 
     quiet_libraries()
@@ -101,7 +70,8 @@ def main(argv: list[str]) -> None:
         champion = _CHAMPION.value or f"best_{base.checkpoint.best_metric}"
         if _LIST.value:
             for p in sweep_points:
-                print(f"{p.index:3d}  {point_status(p, sweep_dir / p.name):11}  {sweep_dir / p.name}")
+                epochs = "{}/{} ep".format(*point_epochs(p, sweep_dir / p.name))  # finished/trained for
+                print(f"{p.index:3d}  {point_status(p, sweep_dir / p.name):11}  {epochs:>9}  {sweep_dir / p.name}")
             print(f"{len(sweep_points)} points in {sweep_dir}")
             return
         if _INDEX.value is not None and not 0 <= _INDEX.value < len(sweep_points):
@@ -112,7 +82,7 @@ def main(argv: list[str]) -> None:
         markdown = write_summary(sweep_points, sweep_dir, champion, mode)
         if _ALL.value or _SUMMARY.value:
             print(markdown)
-        _log(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")
+        log_sweep(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")
 
     code = exit_code(sweep)
     sys.exit(code if code or "failed" not in statuses else 1)

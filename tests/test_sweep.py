@@ -3,7 +3,10 @@
 import csv
 import json
 import os
+import socket
 import subprocess
+import sys
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -11,7 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import REPO, command
 from jaxpcam.config import base_config
 from jaxpcam.errors import UserError
+from jaxpcam.evaluation.sweep_report import STATUS_FILE, point_epochs, point_status, summarize
 from jaxpcam.grid import expand, load_sweep, points, with_values
+from jaxpcam.sweep_run import run_point
+from jaxpcam.training import workdir_lock
 
 
 def test_the_seeds_grid_has_18_valid_points_first_key_slowest():
@@ -116,3 +122,92 @@ def test_a_listing_cut_off_by_the_reader_is_no_traceback(tmp_path):
     listing.stdout.close()  # like `| head -0`: nobody reads
     stderr = listing.stderr.read().decode()
     assert listing.wait() == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def _point(epochs: int):
+    """A sweep point whose config (what the asking command says) trains ``epochs`` epochs."""
+    config = base_config()
+    config.training.epochs = epochs
+    return points(config, [{"seed": 1}])[0]
+
+
+def _recorded(run_dir, status: str | None, trained_for: int, finished: int):
+    """A point's run directory as training leaves it: config.json with the epochs it was trained
+    for, ``finished`` epochs in metrics.jsonl, and its sweep_point.json (unless status is None)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = base_config()
+    config.training.epochs = trained_for
+    (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict()}))
+    records = [{"epoch": e + 1, "val_roc_auc": 0.6 + e / 10, "val_f2": 0.5, "val_accuracy": 0.6, "val_loss": 0.5}
+               for e in range(finished)]  # fmt: skip
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if status:
+        (run_dir / STATUS_FILE).write_text(json.dumps({"status": status, "epochs": trained_for}))
+
+
+def test_a_point_done_with_an_override_is_done_whatever_the_asking_command_says(tmp_path):
+    run_dir = tmp_path / "seed=1"
+    _recorded(run_dir, "done", trained_for=1, finished=1)  # run with --config.training.epochs=1
+    asked = _point(epochs=5)  # --list / --summary without the override
+    assert point_status(asked, run_dir) == "done"
+    markdown, table, champion = summarize([asked], [run_dir], "best_val_roc_auc", "max")
+    assert champion is asked and "No champion" not in markdown
+    assert next(csv.DictReader(table.splitlines()))["epochs"] == "1/1"
+
+
+def test_a_done_point_trained_further_or_whose_outputs_are_gone(tmp_path):
+    run_dir = tmp_path / "seed=1"
+    _recorded(run_dir, "done", trained_for=3, finished=3)  # trained on by jaxpcam.main to 3 epochs
+    assert point_status(_point(2), run_dir) == "done"
+    _recorded(run_dir, "done", trained_for=3, finished=2)  # ... and killed on the way
+    assert point_status(_point(2), run_dir) == "partial"
+    (run_dir / "metrics.jsonl").unlink()
+    (run_dir / "config.json").unlink()
+    assert point_status(_point(2), run_dir) == "not started"  # the record alone proves nothing
+    (run_dir / "config.json").write_text("{not json")  # damaged: the record's epochs, no traceback
+    assert point_epochs(_point(2), run_dir) == (0, 3)
+
+
+def test_a_running_record_is_running_only_while_its_lock_lives(tmp_path):
+    run_dir = tmp_path / "seed=1"
+    _recorded(run_dir, "running", trained_for=2, finished=1)
+    assert point_status(_point(2), run_dir) == "partial"  # killed: no lock
+    holder = workdir_lock.acquire(run_dir)
+    assert point_status(_point(2), run_dir) == "running"
+    workdir_lock.release(run_dir, holder)
+    lock = run_dir / workdir_lock.LOCK_NAME
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "token": "t", "started": "", "beat": 0}))
+    assert point_status(_point(2), run_dir) == "partial"  # SIGKILLed: its lock stayed behind
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 7, "token": "t", "started": "", "beat": 0}))
+    assert point_status(_point(2), run_dir) == "running"  # another node, heartbeat fresh
+    os.utime(lock, (time.time() - 100, time.time() - 100))
+    assert point_status(_point(2), run_dir) == "partial"
+
+
+def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(tmp_path, monkeypatch, lines):
+    import jaxpcam.evaluation.sweep_report
+    import jaxpcam.training.loop
+
+    trained = []
+
+    def train(config, run_dir):
+        trained.append(config.training.epochs)
+        _recorded(run_dir, None, trained_for=config.training.epochs, finished=config.training.epochs)
+
+    monkeypatch.setattr(jaxpcam.training.loop, "train_and_evaluate", train)
+    monkeypatch.setattr(jaxpcam.evaluation.sweep_report, "write_hparams", lambda point, run_dir: None)
+    run_dir = tmp_path / "seed=1"
+    _recorded(run_dir, "done", trained_for=1, finished=1)
+    assert run_point(_point(1), tmp_path) == "done" and trained == []
+    assert run_point(_point(3), tmp_path) == "done" and trained == [3]  # the override dropped: on to 3
+    assert "done at 1 epochs; training on to training.epochs=3" in "\n".join(lines)
+    assert json.loads((run_dir / STATUS_FILE).read_text())["epochs_done"] == 3
+    assert run_point(_point(2), tmp_path) == "done" and trained == [3]  # fewer than it has: done
+    _recorded(run_dir, "running", trained_for=5, finished=3)
+    holder = workdir_lock.acquire(run_dir)
+    try:
+        assert run_point(_point(5), tmp_path) == "running" and trained == [3]  # another process trains it
+    finally:
+        workdir_lock.release(run_dir, holder)
+    assert "is running (a live process holds its run.lock): skipped" in "\n".join(lines)

@@ -1,17 +1,19 @@
 """One table across runs: per run its chosen metrics (best or final epoch, plus any evaluation
-results), mean and std across runs, and the champion by one metric."""
+results), mean, std and n per group of runs with the same config but the seed (run_groups.py),
+and the champion by one metric."""
 
+import csv
 import dataclasses
 import glob
+import io
 import json
 import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from jaxpcam import best
 from jaxpcam.errors import UserError
+from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.metrics import show
 from jaxpcam.rundir import read_metrics, read_run_config
 from jaxpcam.task import task_for
@@ -49,6 +51,8 @@ class RunRow:
     name: str
     info: dict  # experiment, model, seed, epochs, best_epoch
     values: dict[str, float]
+    config: dict = dataclasses.field(default_factory=dict, repr=False)  # config.json's config
+    group: str = ""  # run_groups.group_configs' label
 
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
@@ -74,7 +78,7 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
         "epochs": len(records),
         "best_epoch": best_epoch["epoch"],
     }
-    return RunRow(str(path), info, values), metrics
+    return RunRow(str(path), info, values, config), metrics
 
 
 def _finite(value) -> bool:
@@ -83,12 +87,15 @@ def _finite(value) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    rows: list[RunRow]
+    rows: list[RunRow]  # grouped: each group's runs together, groups in order of first appearance
     columns: list[str]
-    mean: dict[str, float]
-    std: dict[str, float]
+    stats: dict[str, dict[str, Stat]]  # group label -> column -> mean, std, n
+    differing: list[str]  # the config keys that tell the groups apart
     champion: RunRow
     champion_metric: str
+
+    def group_rows(self, label: str) -> list[RunRow]:
+        return [r for r in self.rows if r.group == label]
 
 
 def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, champion_metric: str | None) -> Report:
@@ -97,13 +104,14 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
         row, used = read_run(path, metrics, at)
         rows.append(row)
     root = Path(os.path.commonpath([r.name for r in rows])) if len(rows) > 1 else Path(rows[0].name).parent
-    rows = [dataclasses.replace(r, name=os.path.relpath(r.name, root)) for r in rows]
+    labels, differing = group_configs([r.config for r in rows])
+    order = list(dict.fromkeys(labels))
+    rows = [
+        dataclasses.replace(r, name=os.path.relpath(r.name, root), group=g) for r, g in zip(rows, labels, strict=True)
+    ]
+    rows.sort(key=lambda r: order.index(r.group))  # stable: runs keep their order within a group
     columns = list(dict.fromkeys([*used, *(k for r in rows for k in r.values)]))
-    mean, std = {}, {}
-    for col in columns:
-        values = np.asarray([r.values.get(col) for r in rows if _finite(r.values.get(col))], np.float64)
-        mean[col] = float(values.mean()) if len(values) else math.nan
-        std[col] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    stats = {g: {c: column_stat(r.values.get(c) for r in rows if r.group == g) for c in columns} for g in order}
     champion_metric = champion_metric or columns[0]
     if champion_metric not in columns:
         raise UserError(f"--champion {champion_metric}: not a reported metric; there are {', '.join(columns)}")
@@ -112,42 +120,99 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
         raise UserError(f"no run has a value for {champion_metric}")
     mode = best.mode_of(champion_metric)
     champion = max(candidates, key=lambda r: best.rank(r.values[champion_metric], 0, mode))  # ties: the first
-    return Report(rows, columns, mean, std, champion, champion_metric)
+    return Report(rows, columns, stats, differing, champion, champion_metric)
 
 
-_INFO = ("model", "seed", "epochs", "best_epoch")
+def cell(row: RunRow, column: str) -> str:
+    """A run's value: '-' when the run has none (e.g. not evaluated), 'undefined' when it has one
+    that is no number (an AUC with one class)."""
+    return show(row.values[column]) if column in row.values else "-"
 
 
-def to_markdown(report: Report, at: str) -> str:
-    head = ["run", *_INFO, *report.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in report.rows:
-        mark = " **(champion)**" if r is report.champion else ""
-        cells = [f"{r.name}{mark}", *(str(r.info[k]) for k in _INFO), *(show(r.values.get(c)) for c in report.columns)]
-        lines.append("| " + " | ".join(cells) + " |")
-    summary = [f"{show(report.mean[c])} ± {show(report.std[c])}" for c in report.columns]
-    lines.append("| " + " | ".join([f"mean ± std ({len(report.rows)} runs)", *[""] * len(_INFO), *summary]) + " |")
+def stat_cell(stat: Stat, runs: int) -> str:
+    """'0.8500 ± 0.0500', with '(n=K)' when fewer than the group's ``runs`` have the value;
+    '-' when none has it (a mean over no value is no number, not 'undefined')."""
+    if stat.n == 0:
+        return "-"
+    text = show(stat.mean) if stat.n == 1 else f"{show(stat.mean)} ± {show(stat.std)}"
+    return text if stat.n == runs and runs > 1 else f"{text} (n={stat.n})"
+
+
+def best_group(report: Report) -> tuple[str, Stat] | None:
+    """The group with the best mean of the champion metric, when there are several groups."""
+    if len(report.stats) < 2:
+        return None
+    mode = best.mode_of(report.champion_metric)
+    scored = [(g, s[report.champion_metric]) for g, s in report.stats.items() if s[report.champion_metric].n]
+    return max(scored, key=lambda gs: best.rank(gs[1].mean, 0, mode)) if scored else None
+
+
+def notes(report: Report, at: str) -> list[str]:
+    """The lines under a table: what was grouped, the champion, where values come from."""
     direction = "lowest" if best.mode_of(report.champion_metric) == "min" else "highest"
     val_note = (
         "val_* at each run's best epoch (by its checkpoint.best_metric)" if at == "best" else "val_* at the final epoch"
     )
-    return "\n".join([
-        *lines, "",
+    lines = []
+    if len(report.stats) > 1:
+        differ = ", ".join(report.differing) or "whether config.json exists"
+        lines.append(f"The runs differ in {differ}: {len(report.stats)} groups, each with its own mean ± std.")
+        group = best_group(report)
+        if group:
+            lines.append(
+                f"Best group by mean {report.champion_metric}: {group[0]} ({show(group[1].mean)}, n={group[1].n})."
+            )
+    lines.append(
         f"Champion by {report.champion_metric} ({direction}): {report.champion.name} "
-        f"({show(report.champion.values[report.champion_metric])}). {val_note}; <split>_* from RUN/eval/<split>/.",
-    ])  # fmt: skip
+        f"({show(report.champion.values[report.champion_metric])}). {val_note}; <split>_* from RUN/eval/<split>/."
+    )
+    lines.append(f"Runs are grouped by config except {IGNORED_NOTE}.")
+    return lines
+
+
+IGNORED_NOTE = "seed, experiment_name, data paths (only whether one is set) and keys that do not change results"
+_INFO = ("model", "seed", "epochs", "best_epoch")
+
+
+def _mean_label(report: Report, group: str) -> str:
+    return f"mean ± std ({len(report.group_rows(group))} runs)"
+
+
+def to_markdown(report: Report, at: str) -> str:
+    """Every column; a group column and one mean row per group when the runs form several."""
+    grouped = len(report.stats) > 1
+    head = ["run", *(["group"] if grouped else []), *_INFO, *report.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, stats in report.stats.items():
+        for r in report.group_rows(group):
+            mark = " **(champion)**" if r is report.champion else ""
+            cells = [f"{r.name}{mark}", *([group] if grouped else []), *(str(r.info[k]) for k in _INFO)]
+            lines.append("| " + " | ".join([*cells, *(cell(r, c) for c in report.columns)]) + " |")
+        runs = len(report.group_rows(group))
+        summary = [stat_cell(stats[c], runs) for c in report.columns]
+        label = [_mean_label(report, group), *([group] if grouped else [])]
+        lines.append("| " + " | ".join([*label, *[""] * len(_INFO), *summary]) + " |")
+    return "\n".join([*lines, "", *notes(report, at)])
 
 
 def to_csv(report: Report) -> str:
-    head = ["run", *_INFO, *report.columns, "champion"]
-    lines = [",".join(head)]
-    for r in report.rows:
-        cells = [r.name, *(str(r.info[k]) for k in _INFO), *(_csv(r.values.get(c)) for c in report.columns)]
-        lines.append(",".join([*cells, str(r is report.champion).lower()]))
-    for name, stats in (("mean", report.mean), ("std", report.std)):
-        lines.append(",".join([name, *[""] * len(_INFO), *(_csv(stats[c]) for c in report.columns), ""]))
-    return "\n".join(lines) + "\n"
+    """Every column and a group column; per group a mean, a std and an n row."""
+    head = ["run", "group", *_INFO, *report.columns, "champion"]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(head)
+    for group, stats in report.stats.items():
+        for r in report.group_rows(group):
+            cells = [r.name, group, *(str(r.info[k]) for k in _INFO), *(_csv(r.values.get(c)) for c in report.columns)]
+            writer.writerow([*cells, str(r is report.champion).lower()])
+        for name in ("mean", "std", "n"):
+            writer.writerow(
+                [name, group, *[""] * len(_INFO), *(_csv(getattr(stats[c], name)) for c in report.columns), ""]
+            )
+    return table.getvalue()
 
 
 def _csv(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return repr(float(value)) if _finite(value) else ""

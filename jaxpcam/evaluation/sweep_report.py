@@ -8,34 +8,65 @@ import math
 from pathlib import Path
 
 from jaxpcam import best
+from jaxpcam.errors import UserError
 from jaxpcam.evaluation.report import read_run
 from jaxpcam.files import write_json_atomic
 from jaxpcam.grid import Point
 from jaxpcam.metrics import show
 from jaxpcam.reporting import MetricWriter
-from jaxpcam.rundir import read_metrics
+from jaxpcam.rundir import read_metrics, read_run_config
 
 STATUS_FILE = "sweep_point.json"
 HPARAMS_SUFFIX = ".hparams"
 
 
+def read_record(run_dir: Path) -> dict:
+    """The point's sweep_point.json ({} when there is none or it is unreadable)."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def point_epochs(point: Point, run_dir: Path) -> tuple[int, int]:
+    """(epochs finished, epochs the point was last trained for). The target is what the run
+    recorded (config.json, written as training starts, then sweep_point.json), not the flags of
+    the command that asks; the point's config now only for a run that recorded neither."""
+    try:
+        target = read_run_config(run_dir).get("training", {}).get("epochs")
+    except (UserError, AttributeError):  # damaged: the listing still shows every point
+        target = None
+    if not isinstance(target, int):
+        target = read_record(run_dir).get("epochs")
+    if not isinstance(target, int):
+        target = point.config.training.epochs
+    return len(read_metrics(run_dir)), target
+
+
 def point_status(point: Point, run_dir: Path) -> str:
-    """'done' (all epochs in metrics.jsonl), 'failed'/'stopped' (the last attempt's outcome),
-    'partial' (some epochs or checkpoints, e.g. killed), or 'not started'."""
-    epochs = len(read_metrics(run_dir))
-    if epochs >= point.config.training.epochs:
+    """From what the point recorded: 'done' (every epoch it was trained for is in metrics.jsonl,
+    however many the asking command's --config.training.epochs says), 'running' (a live process
+    holds its run.lock), 'failed'/'stopped' (the last attempt's outcome), 'partial' (some epochs
+    or checkpoints, e.g. a killed 'running'), or 'not started' (its outputs are gone)."""
+    from jaxpcam.training.workdir_lock import in_use
+
+    done, target = point_epochs(point, run_dir)
+    last = read_record(run_dir).get("status")
+    if done and done >= target:
         return "done"
-    status_file = run_dir / STATUS_FILE
-    if status_file.is_file():
-        last = json.loads(status_file.read_text()).get("status")
-        if last in ("failed", "stopped"):
-            return last
-    return "partial" if epochs or (run_dir / "checkpoints").is_dir() else "not started"
+    if last == "running" and in_use(run_dir):
+        return "running"
+    if last in ("failed", "stopped"):
+        return last
+    return "partial" if done or (run_dir / "checkpoints").is_dir() else "not started"
 
 
 def write_status(point: Point, run_dir: Path, status: str, error: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {"index": point.index, "name": point.name, "values": point.hparams, "status": status, "error": error}
+    payload["epochs"] = point.config.training.epochs  # what this attempt trains for
+    payload["epochs_done"] = len(read_metrics(run_dir))
     write_json_atomic(run_dir / STATUS_FILE, payload)
 
 
@@ -73,33 +104,41 @@ def summarize(
     ``champion_mode`` (best.column_mode); ties go to the lowest point index."""
     rows = []
     for point, run_dir in zip(points, run_dirs, strict=True):
-        rows.append((point, point_status(point, run_dir), point_metrics(run_dir)))
-    metric_cols = list(dict.fromkeys(k for _, _, m in rows for k in m))
+        rows.append((point, point_status(point, run_dir), point_metrics(run_dir), point_epochs(point, run_dir)))
+    metric_cols = list(dict.fromkeys(k for _, _, m, _ in rows for k in m))
     keys = list(dict.fromkeys(k for p in points for k in p.values))
     candidates = [
-        (p, m[champion_metric]) for p, status, m in rows if status == "done" and _finite(m.get(champion_metric))
+        (p, m[champion_metric]) for p, status, m, _ in rows if status == "done" and _finite(m.get(champion_metric))
     ]
     ranked = [(best.rank(value, p.index, champion_mode), p) for p, value in candidates]
     champion = max(ranked, key=lambda r: r[0])[1] if ranked else None
 
-    head = ["index", "status", *keys, *metric_cols]
+    head = ["index", "status", "epochs", *keys, *metric_cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow([*head, "champion"])
-    for point, status, metrics in rows:
-        values = [point.hparams.get(k, "") for k in keys]
+    for point, status, metrics, (finished, target) in rows:
+        values = [f"{finished}/{target}", *(point.hparams.get(k, "") for k in keys)]
         shown = [show(metrics.get(c)) if c in metrics else "-" for c in metric_cols]
         mark = " **(champion)**" if point is champion else ""
         lines.append("| " + " | ".join([f"{point.index}{mark}", status, *map(str, values), *shown]) + " |")
         raw = [metrics.get(c) if _finite(metrics.get(c)) else "" for c in metric_cols]
         writer.writerow([point.index, status, *values, *raw, str(point is champion).lower()])
-    done = sum(status == "done" for _, status, _ in rows)
+    done = sum(status == "done" for _, status, _, _ in rows)
+    lengths = sorted({epochs[0] for _, status, _, epochs in rows if status == "done"})
+    if len(lengths) > 1:  # e.g. some points run with --config.training.epochs=1
+        verdict_note = f" Done points trained for different epochs ({', '.join(map(str, lengths))}): compare with care."
+    else:
+        verdict_note = ""
     direction = "lowest" if champion_mode == "min" else "highest"
     verdict = (
         f"Champion by {champion_metric} ({direction}): point {champion.index}, {champion.name}"
         if champion
         else f"No champion yet: no finished point has {champion_metric}"
     )
-    footer = f"{done}/{len(rows)} points done. {verdict}. best_* at each run's best epoch, final_* at its last."
+    footer = (
+        f"{done}/{len(rows)} points done. {verdict}. best_* at each run's best epoch, final_* at its last; "
+        f"epochs finished/trained for.{verdict_note}"
+    )
     return "\n".join([*lines, "", footer]), table.getvalue(), champion

@@ -19,35 +19,15 @@ import orbax.checkpoint as ocp
 from jaxpcam import integrity
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
+from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
 from jaxpcam.training import checkpoint
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
-# Keys that may change between a run and its resumption without changing its results.
-RESUMABLE_KEYS = frozenset(
-    {
-        "training.epochs",
-        "training.log_every_steps",
-        "data.num_workers",
-        "data.prefetch_batches",
-        "data.in_memory",
-        "data.placement",
-        "data.eval_batch_size",
-        "checkpoint.keep",
-        "checkpoint.every_steps",
-    }
-)
+# Keys that may change between a run and its resumption without changing its results, and its
+# length (more epochs continue it; fewer leave it finished).
+RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs"}
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "corrupt_checkpoints")  # eval: its threshold
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -60,7 +40,7 @@ def changed_keys(saved: dict, current: dict) -> dict[str, list]:
     """Every key whose value differs (resumable ones included): {key: [saved, current]}."""
     from jaxpcam.config import base_config
 
-    a, b = {**_flatten(base_config().to_dict()), **_flatten(saved)}, _flatten(current)
+    a, b = {**flat_config(base_config().to_dict()), **flat_config(saved)}, flat_config(current)
     return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 

@@ -183,6 +183,23 @@ def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float
     return me
 
 
+def in_use(workdir: Path, stale_after: float = STALE_AFTER_SECONDS) -> bool:
+    """Whether a run holds the workdir's lock now, judged without waiting (for listings): on this
+    host by its pid, from another host by a heartbeat younger than ``stale_after``."""
+    path = workdir / LOCK_NAME
+    seen = _read(path)
+    if seen is None:
+        return False
+    holder, _, mtime = seen
+    if holder is not None and holder.host == socket.gethostname():
+        return _is_alive(path, seen, stale_after, poll=0.0)  # this host: the pid alone, no wait
+    try:
+        now = _file_system_now(workdir)
+    except OSError:  # a folder we may not write to: this machine's clock instead
+        now = time.time()
+    return now - mtime < stale_after
+
+
 def release(workdir: Path, me: Holder) -> None:
     path = workdir / LOCK_NAME
     seen = _read(path)

@@ -1,0 +1,110 @@
+"""jaxpcam.report across runs of different configs: groups, counts, and a table that fits."""
+
+import csv
+import json
+
+import pytest
+
+from jaxpcam import report
+from jaxpcam.config import base_config
+from jaxpcam.evaluation.run_groups import column_stat, comparable, group_configs
+
+
+def _run(folder, seed, aucs, test_auc=None, **changes):
+    """A run directory with a full config.json (``changes``: dotted key -> value) and one
+    metrics.jsonl line per AUC; ``test_auc`` adds an evaluation of the test split."""
+    folder.mkdir(parents=True)
+    config = base_config()
+    config.update_from_flattened_dict({"seed": seed, **changes})
+    (folder / "config.json").write_text(json.dumps({"config": config.to_dict()}))
+    records = [{"epoch": e + 1, "val_roc_auc": a, "val_f2": 0.5, "val_accuracy": 0.6, "val_loss": 1 - a}
+               for e, a in enumerate(aucs)]  # fmt: skip
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if test_auc is not None:
+        (folder / "eval" / "test").mkdir(parents=True)
+        model = {"roc_auc": test_auc, "pr_auc": 0.8, "f2": 0.7, "recall": 0.9, "precision": 0.5, "accuracy": 0.7}
+        (folder / "eval" / "test" / "metrics.json").write_text(json.dumps({"split": "test", "model": model}))
+
+
+def _rows(path):
+    return list(csv.DictReader(path.open()))
+
+
+def test_runs_of_different_configs_get_a_mean_per_group_named_by_what_differs(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed, auc in ((42, 0.80), (43, 0.85), (44, 0.90)):  # paths and logging differ: still one group
+        _run(runs / f"e5_{seed}", seed, [0.7, auc], **{"data.dir": f"/d{seed}", "training.log_every_steps": seed})
+    for seed, auc in ((42, 0.60), (43, 0.70)):
+        _run(runs / f"e2_{seed}", seed, [auc], **{"data.dir": "/d", "training.epochs": 2})
+    assert report.main([str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "The runs differ in training.epochs: 2 groups" in out
+    assert "training.epochs=5 (3 runs)" in out and "training.epochs=2 (2 runs)" in out
+    rows = _rows(runs / "report.csv")
+    stats = {(r["run"], r["group"]): r for r in rows if r["run"] in ("mean", "std", "n")}
+    assert float(stats["mean", "training.epochs=5"]["val_roc_auc"]) == pytest.approx(0.85)
+    assert float(stats["std", "training.epochs=5"]["val_roc_auc"]) == pytest.approx(0.05)
+    assert float(stats["mean", "training.epochs=2"]["val_roc_auc"]) == pytest.approx(0.65)
+    assert stats["n", "training.epochs=2"]["val_roc_auc"] == "2"
+    assert {r["group"] for r in rows if r["run"] == "e5_43"} == {"training.epochs=5"}
+    assert "Best group by mean val_roc_auc: training.epochs=5 (0.8500, n=3)" in out
+
+
+def test_one_config_is_one_group_and_says_so(tmp_path, capsys):
+    for seed in (42, 43):
+        _run(tmp_path / f"seed{seed}", seed, [0.8])
+    assert report.main([str(tmp_path / "seed*")]) == 0
+    out = capsys.readouterr().out
+    assert "one config (2 runs)" in out and "differ" not in out
+    assert {r["group"] for r in _rows(tmp_path / "report.csv")} == {"one config"}
+
+
+def test_a_value_some_runs_lack_is_averaged_over_those_that_have_it(tmp_path, capsys):
+    _run(tmp_path / "seed42", 42, [0.8], test_auc=0.8583)
+    _run(tmp_path / "seed43", 43, [0.8])
+    _run(tmp_path / "seed44", 44, [0.8])
+    assert report.main([str(tmp_path / "seed*")]) == 0
+    out = capsys.readouterr().out
+    markdown = (tmp_path / "report.md").read_text()
+    assert "0.8583 (n=1)" in markdown and "0.8583 (n=1)" in out
+    assert "undefined" not in markdown + out  # not evaluated is '-', and a mean over one value is that value
+    n_row = next(r for r in _rows(tmp_path / "report.csv") if r["run"] == "n")
+    assert n_row["test_roc_auc"] == "1" and n_row["val_roc_auc"] == "3"
+
+
+def test_the_printed_table_fits_100_columns_and_the_csv_has_every_column(tmp_path, capsys):
+    for seed in (42, 43, 44):
+        name = f"learning_rate=0.001,batch_size=32,optimizer=adam,seed={seed}"
+        _run(tmp_path / name, seed, [0.8, 0.81 + seed / 1000], test_auc=0.8)
+    assert report.main([str(tmp_path), "--output", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100
+    assert "more metric columns" in out and f"{tmp_path / 'r'}.csv" in out
+    assert "…" in out and "seed=44" in out  # long names keep their end
+    header = next(csv.reader((tmp_path / "r.csv").open()))
+    assert {"group", "best_epoch", "val_loss", "test_accuracy", "test_precision"} <= set(header)
+
+
+def test_groups_ignore_the_seed_and_paths_but_not_whether_a_path_is_given():
+    def config(**changes):
+        c = base_config()
+        c.update_from_flattened_dict(changes)
+        return c.to_dict()
+
+    same = comparable(config(seed=1, **{"data.dir": "/a", "checkpoint.keep": 9}))
+    assert same == comparable(config(seed=2, **{"data.dir": "/b"}))
+    older = config(seed=3, **{"data.dir": "/c"})
+    del older["training"]["deterministic"]  # a run made before the key existed: its default
+    assert comparable(older) == same
+    assert comparable(config(**{"data.dir": ""})) != same  # '' is the built-in sample: another experiment
+    labels, keys = group_configs(
+        [config(**{"model.hidden_units": (16,)}), config(**{"model.hidden_units": (16, 8)}), {}]
+    )
+    assert keys == ["model.hidden_units"]
+    assert labels == ["model.hidden_units=(16,)", "model.hidden_units=(16, 8)", "(no config.json)"]
+
+
+def test_column_stat_counts_only_numbers():
+    stat = column_stat([0.8, None, float("nan"), 0.9])
+    assert stat.n == 2 and abs(stat.mean - 0.85) < 1e-12
+    assert column_stat([None]).n == 0
