@@ -5,6 +5,7 @@ slide ids (the meta CSV's ``wsi`` column) and its fallback without them."""
 import numpy as np
 import pytest
 
+from jaxpcam.data.manifest import FilteredSplit
 from jaxpcam.data.pcam import open_split, read_all
 from jaxpcam.data.profile import intensity_profile, meta_path, split_slide_ids
 from jaxpcam.data.sample import write_sample
@@ -53,6 +54,8 @@ def test_profile_groups_by_slide_from_the_meta_csv(sample):
     names = np.loadtxt(meta_path(train.x_path), delimiter=",", skiprows=1, usecols=5, dtype=str)
     assert len(slides) == len(train) and len(np.unique(slides)) == len(np.unique(names)) == 25
     assert all(len(np.unique(names[slides == s])) == 1 for s in np.unique(slides))  # one name per id
+    kept = np.arange(5, len(train), 7)
+    np.testing.assert_array_equal(split_slide_ids(FilteredSplit(train, kept)), slides[kept])  # data.filter
 
 
 def test_without_a_meta_csv_the_profile_uses_runs_of_consecutive_images(tiny_pcam, tmp_path, messages):
