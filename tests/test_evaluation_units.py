@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from jaxpcam.data.profile import group_spread
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluate import confusion_lines
 from jaxpcam.evaluation import plots
-from jaxpcam.evaluation.drift import check_drift
+from jaxpcam.evaluation.drift import FALSE_ALARM, check_drift
 from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
 from jaxpcam.metrics import binary_report, confusion_cells, majority_baseline, multiclass_report, show
@@ -114,26 +115,42 @@ def _tissue(rng, n, level):
     return np.clip(rng.normal(level, 25, size=(n, 96, 96, 3)), 0, 255).astype(np.uint8)
 
 
-def test_drift_fires_on_shifted_input_and_not_on_in_distribution_input():
+def _slides(rng, slides, per_slide):
+    """Images of ``slides`` slides, each with its own brightness level, and each image's slide."""
+    images = np.concatenate([_tissue(rng, per_slide, level) for level in rng.uniform(150, 200, slides)])
+    return images, np.repeat(np.arange(slides), per_slide)
+
+
+def _profile(features, slides=None):
+    """A profile as jaxpcam.data.profile writes it; without ``slides`` as older checkpoints hold it."""
+    quantiles = {name: {"0.01": float(np.quantile(v, 0.01)), "0.99": float(np.quantile(v, 0.99))}
+                 for name, v in features.items()}  # fmt: skip
+    profile = {"features": {n: {"mean": float(v.mean()), "std": float(v.std()), "quantiles": quantiles[n]}
+                            for n, v in features.items()}}  # fmt: skip
+    if slides is not None:
+        profile.update(spread_from="slides", groups=len(np.unique(slides)))
+        for name, values in features.items():
+            profile["features"][name].update(group_spread(values, slides))
+    return profile
+
+
+def test_drift_passes_a_new_slide_and_fires_on_a_darker_scanner_with_the_numbers():
     rng = np.random.default_rng(2)
-    train = np.concatenate([_tissue(rng, 40, level) for level in rng.uniform(150, 200, 10)])
-    features = image_features(train)
-    profile = {
-        "features": {
-            name: {
-                "mean": float(v.mean()),
-                "std": float(v.std()),
-                "quantiles": {"0.01": float(np.quantile(v, 0.01)), "0.99": float(np.quantile(v, 0.99))},
-            }
-            for name, v in features.items()
-        }
-    }
-    same = np.concatenate([_tissue(rng, 10, level) for level in rng.uniform(150, 200, 6)])
-    assert not check_drift(profile, image_features(same)).drifted
-    darker = np.clip(same.astype(np.int16) - 60, 0, 255).astype(np.uint8)  # a darker scanner
+    train, slides = _slides(rng, 30, 20)
+    profile = _profile(image_features(train), slides)
+    new_slides = [_tissue(rng, 20, level) for level in rng.uniform(150, 200, 20)]
+    checks = [check_drift(profile, image_features(slide)) for slide in new_slides]
+    assert not any(c.drifted for c in checks)
+    assert checks[0].message().startswith("no input drift:") and "p = " in checks[0].message()
+    darker = np.clip(new_slides[0].astype(np.int16) - 60, 0, 255).astype(np.uint8)  # a darker scanner
     check = check_drift(profile, image_features(darker))
-    assert check.drifted and check.features["brightness"]["shift"] < -1.0
-    assert "DRIFT WARNING" in check.message()
+    assert check.drifted and check.p_value < FALSE_ALARM and check.features["brightness"]["effect"] < -3
+    message = check.message()
+    assert message.startswith("input drift:") and "DRIFT WARNING" not in message
+    name, worst = check.worst()
+    assert f"{name}: mean {worst['input_mean']:.1f}" in message
+    assert f"{worst['effect']:+.2f} sd of a new slide's 20-image mean given the spread of 30 training slides" in message
+    assert f"p = {check.p_value:.2g} over 8 features, about 1 in " in message
 
 
 MATRIX = [[1204, 238], [31, 1311]]
@@ -185,3 +202,23 @@ def test_gallery_titles_say_which_class_was_called_which():
     assert _gallery_title("false_negatives", NAMES) == "false negatives (tumour called no tumour)"
     assert _gallery_title("false_positives", NAMES) == "false positives (no tumour called tumour)"
     assert _gallery_title("mistakes", ["4", "5"]) == "mistakes"
+
+
+def test_drift_check_allows_for_how_many_images_it_sees():
+    """The same shift of the mean is ordinary for 2 images of a slide and unusual for 2,000."""
+    profile = {"spread_from": "slides", "groups": 40, "features": {"brightness": {
+        "center": 100.0, "between_var": 1.0, "within_var": 400.0, "mean": 100.0, "std": 20.0}}}  # fmt: skip
+    few, many = ({"brightness": np.full(n, 105.0)} for n in (2, 2000))
+    assert not check_drift(profile, few).drifted
+    assert check_drift(profile, many).drifted
+
+
+def test_old_profiles_without_a_slide_spread_get_the_old_check_and_say_so():
+    rng = np.random.default_rng(3)
+    train, _ = _slides(rng, 10, 40)
+    profile = _profile(image_features(train))
+    same = _tissue(rng, 30, 175)
+    darker = np.clip(same.astype(np.int16) - 60, 0, 255).astype(np.uint8)
+    assert not check_drift(profile, image_features(same)).drifted
+    check = check_drift(profile, image_features(darker))
+    assert check.drifted and check.method == "legacy" and "old check" in check.message()

@@ -80,36 +80,16 @@ def cached_nonfinite_count(x_path: Path, folders) -> int:
     return int(_cached(_name("nonfinite", key), key, folders, compute, what)["nonfinite"])
 
 
-PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-PROFILE_SAMPLE = 2048
-
-
 def image_features(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image intensity features (0..255): mean of each channel, overall brightness, contrast."""
+    """Per-image intensity features (0..255): mean of each channel, overall brightness, contrast,
+    and for colour images each channel's share (its mean over the brightness): the colour of the
+    stain, which exposure does not change, so a stain shift stands out from bright or dark slides."""
     flat = images.reshape(len(images), -1, images.shape[-1]).astype(np.float32)
-    features = {f"channel{c}_mean": flat[:, :, c].mean(axis=1, dtype=np.float64) for c in range(flat.shape[-1])}
+    channels = flat.shape[-1]
+    features = {f"channel{c}_mean": flat[:, :, c].mean(axis=1, dtype=np.float64) for c in range(channels)}
     features["brightness"] = flat.reshape(len(images), -1).mean(axis=1, dtype=np.float64)
     features["contrast"] = flat.reshape(len(images), -1).std(axis=1, dtype=np.float64)
+    if channels > 1:
+        for c in range(channels):
+            features[f"channel{c}_share"] = features[f"channel{c}_mean"] / np.maximum(features["brightness"], 1e-6)
     return features
-
-
-def intensity_profile(split, sample: int = PROFILE_SAMPLE) -> dict:
-    """The training data's intensity profile that inference compares new inputs against: per
-    feature the mean, std and quantiles over up to ``sample`` evenly spaced training images."""
-    indices = np.unique(np.linspace(0, len(split) - 1, min(sample, len(split))).astype(np.int64))
-    images = split.read(indices)
-    features = image_features(images)
-    return {
-        "images": len(indices),
-        "image_shape": list(images.shape[1:]),
-        "features": {
-            name: {
-                "mean": float(values.mean()),
-                "std": float(values.std()),
-                "quantiles": dict(
-                    zip(map(str, PROFILE_QUANTILES), np.quantile(values, PROFILE_QUANTILES).tolist(), strict=True)
-                ),
-            }
-            for name, values in features.items()
-        },
-    }

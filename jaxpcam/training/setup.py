@@ -11,7 +11,8 @@ import orbax.checkpoint as ocp
 
 from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.stats import cached_channel_stats, intensity_profile
+from jaxpcam.data.profile import intensity_profile
+from jaxpcam.data.stats import cached_channel_stats
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.reporting import MetricWriter, log
