@@ -79,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.training.matmul_precision = "default"  # float32 matmuls: 'default' (TF32 on A100/H100), 'high', 'highest'
 
     config.checkpoint = ml_collections.ConfigDict()
-    config.checkpoint.keep = 3  # the latest checkpoints kept; the best one is kept besides
+    config.checkpoint.keep = 2  # the latest epoch-end checkpoints kept; the newest and the best besides
     config.checkpoint.every_steps = 200  # also checkpoint mid-epoch every N steps; 0 = epoch ends only
     config.checkpoint.best_metric = "val_roc_auc"  # a val_ field of metrics.jsonl: Task.metric_names
     config.checkpoint.best_mode = "max"

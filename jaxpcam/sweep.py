@@ -49,6 +49,20 @@ def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) ->
     return markdown
 
 
+SWEEP_KEEP = 1
+
+
+def _keep_less(base, grid, overrides: dict) -> None:
+    """Sweeps keep less by default: each point keeps its newest checkpoint, its latest epoch end
+    and its best (checkpoint.keep=1), unless the sweep file, its grid or the command line chose."""
+    from jaxpcam.config import base_config
+    from jaxpcam.grid import expand
+
+    named = "checkpoint.keep" in overrides or any("checkpoint.keep" in p for p in expand(grid))
+    if not named and base.checkpoint.keep == base_config().checkpoint.keep:
+        base.checkpoint.keep = SWEEP_KEEP
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
@@ -65,7 +79,9 @@ def main(argv: list[str]) -> None:
         if sum(chosen) != 1:
             raise UserError("choose one of --list, --index I, --all, --summary")
         base = _CONFIG.value
-        sweep_points = points(base, load_sweep(config_flags.get_config_filename(flags.FLAGS["config"])))
+        grid = load_sweep(config_flags.get_config_filename(flags.FLAGS["config"]))
+        _keep_less(base, grid, config_flags.get_override_values(flags.FLAGS["config"]))
+        sweep_points = points(base, grid)
         sweep_dir = Path(_SWEEP_DIR.value or Path("runs") / base.experiment_name)
         champion = _CHAMPION.value or f"best_{base.checkpoint.best_metric}"
         if _LIST.value:

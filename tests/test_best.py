@@ -45,3 +45,20 @@ def test_retention_keeps_the_checkpoint_the_summary_and_evaluate_call_best(tmp_p
     assert manager.all_steps() == [20, 40]  # epoch 2 (not the later tie, epoch 3) and the latest
     manager.close()
     assert select_step(_manager(tmp_path), "best") == 20
+
+
+def test_mid_epoch_checkpoints_never_evict_epoch_ends_and_go_once_superseded(tmp_path):
+    config = base_config()
+    config.checkpoint.keep, config.checkpoint.best_metric = 2, "val_accuracy"
+    manager = checkpoint.open_manager(tmp_path, config.checkpoint)
+    state, schedule, progress = tiny_state(), ScheduleState(lr=1e-3), checkpoint.Progress()
+    kept = []
+    for step, record in [(10, RECORDS[1]), (15, None), (17, None), (20, RECORDS[0]), (25, None), (30, RECORDS[0])]:
+        metrics = {**record, "step": step} if record else None
+        checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, config, metrics, {})
+        manager.wait_until_finished()
+        kept.append(manager.all_steps())
+    # the newest (for resume) is always there; a mid-epoch one goes when a newer one is complete;
+    # epoch ends: the latest 2 (20, 30) and the best (10, val_accuracy 0.9)
+    assert kept == [[10], [10, 15], [10, 17], [10, 20], [10, 20, 25], [10, 20, 30]]
+    manager.close()

@@ -139,7 +139,7 @@ def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(tiny_pcam, re
     result = _finish(workdir, tiny_pcam)
     assert latest == 24
     assert "WARNING: checkpoint 24 is damaged" in result.stderr
-    assert "resuming from checkpoint step 21 " in result.stderr  # mid-epoch 3: 5 of its 8 steps done
+    assert "resuming from checkpoint step 16 " in result.stderr  # epoch 2's end (mid-epoch 21 went when 24 came)
     assert any((workdir / "corrupt_checkpoints").iterdir())  # kept for inspection, not deleted
     _assert_same_run(workdir, reference)
 
@@ -170,7 +170,7 @@ def test_best_checkpoint_survives_rotation(tmp_path):
         metrics = {"val_roc_auc": auc} if auc is not None else None  # step 4: a mid-epoch save
         checkpoint.save(manager, state.replace(step=jnp.asarray(step)), schedule, progress, base_config(), metrics, {})
         manager.wait_until_finished()
-    assert manager.all_steps() == [2, 4]  # the best (0.9) and the latest
+    assert manager.all_steps() == [2, 3, 4]  # the best (0.9), the latest epoch end, the newest
 
 
 def test_nan_stop_names_the_step_and_the_last_good_checkpoint(tiny_pcam, tmp_path):
@@ -277,7 +277,7 @@ def test_bit_rot_in_array_data_is_caught_on_resume(tiny_pcam, reference, tmp_pat
         f.write(b"\x12\x34\x56\x78\x9a\xbc\xde\xf0")
     result = _finish(workdir, tiny_pcam, **{"training.epochs": 3})
     assert "WARNING: checkpoint 24 is damaged (" in result.stderr  # a checksum mismatch, or a read error
-    assert "resuming from checkpoint step 21 " in result.stderr
+    assert "resuming from checkpoint step 16 " in result.stderr
     _assert_same_run(workdir, reference)
 
 
@@ -348,5 +348,5 @@ def test_a_damaged_config_item_is_damage_not_a_changed_config(tiny_pcam, referen
     (workdir / "metrics.jsonl").write_text((workdir / "metrics.jsonl").read_text() + "garbage\n")
     result = _finish(workdir, tiny_pcam)
     assert "WARNING: checkpoint 24 is damaged (checksum mismatch in config)" in result.stderr
-    assert "resuming from checkpoint step 21 " in result.stderr
+    assert "resuming from checkpoint step 16 " in result.stderr
     _assert_same_run(workdir, reference)  # metrics.jsonl rewritten from the checkpoint: garbage gone

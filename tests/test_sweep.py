@@ -105,6 +105,8 @@ def test_a_sweep_skips_finished_resumes_unfinished_records_failures_and_summariz
         assert point["status"] == r["status"]
         if r["status"] == "done":
             assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+            assert json.loads((run_dir / "config.json").read_text())["config"]["checkpoint"]["keep"] == 1
+            assert len([p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]) <= 2  # latest, best
             events = EventAccumulator(str(run_dir))
             events.Reload()
             assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
@@ -211,3 +213,18 @@ def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(t
     finally:
         workdir_lock.release(run_dir, holder)
     assert "is running (a live process holds its run.lock): skipped" in "\n".join(lines)
+
+
+def test_sweeps_keep_one_epoch_end_unless_someone_chose():
+    from jaxpcam.sweep import _keep_less
+
+    def kept(grid, overrides=None, **file_values) -> int:
+        base = base_config()
+        base.checkpoint.update(file_values)
+        _keep_less(base, grid, overrides or {})
+        return base.checkpoint.keep
+
+    assert kept({"seed": [1, 2]}) == 1  # left at the default: a sweep keeps less
+    assert kept({"seed": [1, 2]}, keep=3) == 3  # the sweep file chose
+    assert kept({"seed": [1, 2]}, {"checkpoint.keep": 2}) == 2  # the command line chose
+    assert kept({"checkpoint.keep": [2, 4]}) == 2  # the grid chooses per point (the base is untouched)

@@ -6,8 +6,10 @@ was made and a resumed run continues bit for bit.
 Saves are asynchronous; Orbax writes into a temporary directory and renames it into place only
 when complete, so a killed run never leaves a half-written checkpoint that looks finished (the
 leftover temporary directory is removed when the manager next opens). Old checkpoints are
-deleted only after a newer one is complete. Kept: the latest ``checkpoint.keep`` and, besides,
-the best epoch by ``checkpoint.best_metric``.
+deleted only after a newer one is complete. Kept (``retention``): the newest checkpoint, whatever
+it is (what resume needs); the latest ``checkpoint.keep`` epoch-end checkpoints; and the best
+epoch by ``checkpoint.best_metric``. A mid-epoch checkpoint therefore never evicts an epoch-end
+one, and is dropped once a newer checkpoint is complete.
 """
 
 import contextlib
@@ -84,14 +86,32 @@ def write_errors(workdir: Path):
         ) from None
 
 
-def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+@dataclasses.dataclass(frozen=True)
+class LatestEpochEnds:
+    """An Orbax preservation policy: the latest ``n`` checkpoints that hold epoch metrics
+    (mid-epoch checkpoints hold none)."""
+
+    n: int
+
+    def should_preserve(self, checkpoints, *, context=None) -> list[bool]:
+        epoch_ends = [i for i, info in enumerate(checkpoints) if info.metrics]
+        kept = set(epoch_ends[-self.n :])
+        return [i in kept for i in range(len(checkpoints))]
+
+
+def retention(c: ml_collections.ConfigDict):
+    """What a run keeps: the newest checkpoint (resume), the latest ``c.keep`` epoch ends, the best."""
     best = policies.BestN(
         get_metric_fn=_ranking(c.best_metric, c.best_mode),  # BestN keeps the *last* n after sorting
         n=1,
         keep_checkpoints_without_metrics=False,
     )
+    return policies.AnyPreservationPolicy([policies.LatestN(1), LatestEpochEnds(c.keep), best])
+
+
+def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(c.keep), best]),
+        preservation_policy=retention(c),
         create=True,
         cleanup_tmp_directories=True,
     )
