@@ -25,8 +25,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One pytest worker per CPU core (pytest-xdist; at most 4: each runs JAX and its own training
+# subprocesses). `pytest -n0` runs in one process, for debugging.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

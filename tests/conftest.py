@@ -37,6 +37,36 @@ def tiny_overrides(data_dir: Path, **extra) -> list[str]:
     return [f"--config.{k}={v}" for k, v in values.items()]
 
 
+def tiny_config(data_dir: Path, **extra):
+    """configs/mlp.py with the values of ``tiny_overrides``, as a ConfigDict (typed values)."""
+    from jaxpcam.config import load_config_file
+
+    config = load_config_file(str(REPO / "configs" / "mlp.py"))
+    values = {
+        "data.dir": str(data_dir),
+        "data.batch_size": 32,
+        "data.eval_batch_size": 40,
+        "model.hidden_units": (16,),
+        "training.epochs": 2,
+        "training.log_every_steps": 3,
+        **extra,
+    }
+    config.update_from_flattened_dict(values)
+    return config
+
+
+def train_in_process(workdir: Path, data_dir: Path, **extra) -> list[str]:
+    """Trains like ``python -m jaxpcam.main`` with ``tiny_overrides`` but in this process (no
+    interpreter start, JAX import or recompile of the same step); returns the log lines.
+    Subprocesses stay for what needs a process: exit codes, signals, kills, stderr."""
+    from jaxpcam.reporting import captured_log
+    from jaxpcam.training.loop import train_and_evaluate
+
+    with captured_log() as lines:
+        train_and_evaluate(tiny_config(data_dir, **extra), workdir)
+    return lines
+
+
 def command(module: str, args: list[str], kill_after_save: int | None = None) -> list[str]:
     """``python -m module args``; with ``kill_after_save`` it is SIGKILLed right after the
     checkpoint save at that global step has started (tests/kill_after_save.py)."""

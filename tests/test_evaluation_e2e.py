@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from conftest import run_main, tiny_overrides
+from conftest import train_in_process
 from jaxpcam import evaluate, predict, report
 from jaxpcam.evaluation.thresholds import choose_threshold
 
@@ -20,8 +20,7 @@ PICTURES = ("roc", "pr", "confusion", "scores", "slice_feature", "false_negative
 @pytest.fixture(scope="module")
 def tiny_run(tiny_pcam, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("evalrun") / "run"
-    result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(tiny_pcam)])
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_in_process(workdir, tiny_pcam)
     return workdir
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_main, tiny_overrides
+from conftest import train_in_process
 from jaxpcam.errors import RunFailed, UserError
 from jaxpcam.training import tracking, workdir_lock
 
@@ -21,9 +21,7 @@ from jaxpcam.training import tracking, workdir_lock
 @pytest.fixture(scope="module")
 def finished_run(tiny_pcam, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("integrity") / "run"
-    args = ["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(tiny_pcam)]
-    result = run_main(args)
-    assert result.returncode == 0, result.stderr[-2000:]
+    train_in_process(workdir, tiny_pcam)
     return workdir
 
 

@@ -6,25 +6,12 @@ import json
 import ml_collections
 import numpy as np
 
-from jaxpcam.config import base_config
+from conftest import tiny_config
 from jaxpcam.training import loop
 
 
 def _tiny_config(data_dir, **overrides) -> ml_collections.ConfigDict:
-    config = base_config()
-    config.update_from_flattened_dict(
-        {
-            "data.dir": str(data_dir),
-            "data.batch_size": 32,
-            "data.eval_batch_size": 40,
-            "model.hidden_units": (16,),
-            "training.epochs": 2,
-            "training.log_every_steps": 3,
-            "checkpoint.every_steps": 5,
-            **overrides,
-        }
-    )
-    return config
+    return tiny_config(data_dir, **{"checkpoint.every_steps": 5, **overrides})
 
 
 def test_train_and_evaluate_in_process(tiny_pcam, tmp_path):

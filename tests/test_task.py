@@ -54,14 +54,12 @@ def test_a_task_is_a_static_jit_argument():
 
 
 def test_a_two_logit_pcam_run_logs_roc_auc_and_evaluates_like_a_one_logit_run(tiny_pcam, tmp_path):
-    from conftest import run_main, tiny_overrides
+    from conftest import train_in_process
     from jaxpcam.evaluation.evaluate import EvalOptions, evaluate_run
 
     workdir = tmp_path / "run"
-    overrides = tiny_overrides(tiny_pcam, **{"model.num_classes": 2, "training.epochs": 1})
-    result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *overrides])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "best epoch 1 by val_roc_auc" in result.stderr
+    lines = train_in_process(workdir, tiny_pcam, **{"model.num_classes": 2, "training.epochs": 1})
+    assert any(line.startswith("best epoch 1 by val_roc_auc") for line in lines)
     (record,) = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert 0 <= record["val_roc_auc"] <= 1 and "val_f2" in record
     report = evaluate_run(workdir, EvalOptions(split="valid", checkpoint="best"))
