@@ -16,8 +16,9 @@ from pathlib import Path
 
 import jax
 
-from jaxpcam.data import open_split, resolve_data_dir
+from jaxpcam.data import open_split, resolve_data_dir, sample_notice
 from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.reporting import log
 from jaxpcam.runtime import prepare_process
 from jaxpcam.training.state import fixed_normalization, normalize
 
@@ -82,7 +83,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    data_dir, _ = resolve_data_dir(args.data_dir or "", doing="benchmarking the input pipeline on")
+    data_dir, source = resolve_data_dir(args.data_dir or "")
+    if source == "sample":
+        log(sample_notice(data_dir, "benchmarking the input pipeline on"))
     split = open_split(data_dir, "train")
     if args.in_memory:
         if any(args.workers):

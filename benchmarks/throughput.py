@@ -89,9 +89,12 @@ def synthetic_batch(key, batch_size: int) -> dict:
 
 
 def _open_split(data_dir: str | None, train: bool):
-    from jaxpcam.data import open_split, resolve_data_dir
+    from jaxpcam.data import open_split, resolve_data_dir, sample_notice
+    from jaxpcam.reporting import log
 
-    data_dir, _ = resolve_data_dir(data_dir or "", doing="benchmarking on")
+    data_dir, source = resolve_data_dir(data_dir or "")
+    if source == "sample":
+        log(sample_notice(data_dir, "benchmarking on"))
     return open_split(data_dir, "train" if train else "valid")
 
 

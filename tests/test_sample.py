@@ -58,13 +58,21 @@ def test_ensure_sample_writes_once_into_the_cache(tmp_path, monkeypatch, message
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temp folders left
 
 
-def test_the_sample_is_recognised_by_its_files_and_announced_only_when_asked(tiny_pcam, tmp_path, messages):
-    from jaxpcam.data import is_sample, resolve_data_dir
+def test_the_sample_is_recognised_by_its_files_and_announced_once_its_data_passed_the_checks(
+    tiny_pcam, tmp_path, messages
+):
+    from jaxpcam.config import base_config
+    from jaxpcam.data import is_sample, open_training_data, resolve_data_dir
 
     assert is_sample(tiny_pcam)
     assert resolve_data_dir(str(tiny_pcam)) == (tiny_pcam, "sample") and messages == []
-    resolve_data_dir(str(tiny_pcam), doing="training on")
-    assert len(messages) == 1 and messages[0].startswith(f"training on the BUILT-IN SYNTHETIC SAMPLE in {tiny_pcam}")
+    config = base_config().data
+    config.dir = str(tiny_pcam)
+    assert open_training_data(config, 0).source == "sample"
+    notices = [m for m in messages if "BUILT-IN" in m]
+    assert notices == [
+        f"training on the BUILT-IN SYNTHETIC SAMPLE in {tiny_pcam}" + notices[0].split(str(tiny_pcam))[1]
+    ]
     real = tmp_path / "real"  # real PCAM's meta files name Camelyon slides
     real.mkdir()
     (real / "camelyonpatch_level_2_split_valid_meta.csv").write_text(

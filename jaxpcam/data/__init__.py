@@ -47,10 +47,10 @@ class TrainingData:
         return self.train.read(np.array([0])).shape[1:]
 
 
-def resolve_data_dir(configured: str, doing: str | None = None) -> tuple[Path, str]:
+def resolve_data_dir(configured: str) -> tuple[Path, str]:
     """The PCAM folder to read and a word for where it came from: 'sample' for the built-in
-    sample (the default, or a folder holding it, recognised by its files), else 'user'. With
-    ``doing`` (e.g. 'training on'), a sample is announced in the log."""
+    sample (the default, or a folder holding it, recognised by its files), else 'user'. The
+    caller announces a sample (``sample_notice``) once its data has passed the checks."""
     if not configured:
         data_dir = ensure_sample()
     else:
@@ -59,10 +59,7 @@ def resolve_data_dir(configured: str, doing: str | None = None) -> tuple[Path, s
             raise UserError(f"config key data.dir: {data_dir} is not a folder")
         names = [p.name for split in SPLITS for p in split_paths(data_dir, split)]
         data_dir = decompress_missing(data_dir, names, cache_dir())
-    source = "sample" if is_sample(data_dir) else "user"
-    if source == "sample" and doing:
-        log(sample_notice(data_dir, doing))
-    return data_dir, source
+    return data_dir, "sample" if is_sample(data_dir) else "user"
 
 
 def _digits_file(d) -> tuple[Path, str]:
@@ -118,13 +115,15 @@ def open_training_data(data_config, data_seed: int) -> TrainingData:
                 )
         _warn_single_class(train)
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
-    data_dir, source = resolve_data_dir(data_config.dir, doing="training on")
+    data_dir, source = resolve_data_dir(data_config.dir)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "
             f"(python -m jaxpcam.audit {data_dir} reports how many were out of range)")  # fmt: skip
     for split in (train, valid):
         check_split(split)
+    if source == "sample":
+        log(sample_notice(data_dir, "training on"))
     filter_info = None
     if data_config.filter:
         audit_dir = Path(data_config.audit_dir).expanduser() if data_config.audit_dir else data_dir / "jaxpcam-audit"

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir
+from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir, sample_notice
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import log
 from jaxpcam.seeds import make_streams
 
 
@@ -23,7 +24,9 @@ def open_eval_split(
             raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
         data = open_training_data(d, make_streams(config.seed).data_seed)
         return getattr(data, split)
-    folder, _ = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir, doing)
+    folder, source = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir)
     opened = open_split(folder, split)
     check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
+    if doing and source == "sample":
+        log(sample_notice(folder, doing))
     return opened
