@@ -64,6 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.training.momentum = 0.9  # sgd only
     config.training.weight_decay = 0.0  # L2 added to the gradient, as torch's Adam/SGD do
     config.training.grad_clip_norm = 0.0  # 0 disables clipping
+    config.training.grad_accum_steps = 1  # k > 1: one update per k micro-batches of data.batch_size
+    config.training.ema_decay = 0.0  # > 0: validate, evaluate and predict with an EMA of the params
     config.training.scheduler = "none"
     config.training.step_size = 2  # 'step': multiply by gamma every step_size epochs
     config.training.gamma = 0.1
@@ -272,6 +274,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(0.0 <= t.momentum < 1.0, "training.momentum", "a value in [0, 1)", t.momentum)
     _require(t.weight_decay >= 0, "training.weight_decay", "a value >= 0", t.weight_decay)
     _require(t.grad_clip_norm >= 0, "training.grad_clip_norm", "a value >= 0 (0 = off)", t.grad_clip_norm)
+    _require(
+        1 <= t.grad_accum_steps <= 2**16, "training.grad_accum_steps", "an integer in [1, 65536]", t.grad_accum_steps
+    )
+    _require(0 <= t.ema_decay < 1, "training.ema_decay", "a value in [0, 1) (0 = off), e.g. 0.999", t.ema_decay)
     _require(t.scheduler in SCHEDULERS, "training.scheduler", f"one of {SCHEDULERS}", t.scheduler)
     _require(t.step_size >= 1, "training.step_size", "an integer >= 1", t.step_size)
     _require(0 < t.gamma <= 1, "training.gamma", "a value in (0, 1]", t.gamma)

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         else:
             print(result.drift.message(), file=sys.stderr)
         decided = "" if result.threshold is None else f" at threshold {result.threshold:.4f}"
-        print(f"wrote {len(result.names)} predictions{decided} (checkpoint step {run.step}) to {args.output}")
+        made_by = f"checkpoint step {run.step}{run.weights_note}"
+        print(f"wrote {len(result.names)} predictions{decided} ({made_by}) to {args.output}")
 
     return run_command(command)
 

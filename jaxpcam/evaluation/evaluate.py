@@ -204,7 +204,8 @@ def _replace_dir(partial: Path, final: Path) -> None:
 def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
-    log(f"evaluating {workdir} checkpoint step {run.step} ({run.config.model.name}) on {options.split}")
+    model = f"{run.config.model.name}{run.weights_note}"
+    log(f"evaluating {workdir} checkpoint step {run.step} ({model}) on {options.split}")
     split = open_eval_split(run.config, options.split, options.data_dir, doing="evaluating on")
     preds = predict_split(run, split, options)
     binary = run.task.binary

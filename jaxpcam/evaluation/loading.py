@@ -36,6 +36,11 @@ class LoadedRun:
     normalization: Normalization
     data_profile: dict | None  # None for checkpoints written before profiles were recorded
     apply_fn: object
+    ema_decay: float = 0.0  # > 0: ``params`` are the EMA weights the run validated with
+
+    @property
+    def weights_note(self) -> str:
+        return f", EMA weights (decay {self.ema_decay:g})" if self.ema_decay > 0 else ""
 
     @property
     def task(self) -> Task:
@@ -147,7 +152,12 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
     config = ml_collections.ConfigDict(items["config"])
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
-    return LoadedRun(Path(workdir), step, config, state["params"], norm, items.get("data_profile") or None, model.apply)
+    ema_decay = config.training.get("ema_decay", 0.0)  # runs from before EMA existed have none
+    params = state.get("ema_params") if ema_decay > 0 else state["params"]  # what validation used
+    if params is None:
+        raise UserError(_damaged(manager, step, "no EMA weights, though its config has training.ema_decay > 0"))
+    profile = items.get("data_profile") or None
+    return LoadedRun(Path(workdir), step, config, params, norm, profile, model.apply, ema_decay)
 
 
 def check_finite(run: LoadedRun, probs: np.ndarray) -> np.ndarray:

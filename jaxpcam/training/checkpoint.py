@@ -133,7 +133,11 @@ def save(
         "schedule": schedule.to_dict(),
         "progress": progress.to_dict(),
         # The stream is a pure function of (seeds, position): the next step is its full state.
-        "data": {"next_step": step, "batch_size": config.data.batch_size, "checksummed": True},
+        "data": {
+            "next_step": step,
+            "batch_size": config.data.batch_size * config.training.grad_accum_steps,
+            "checksummed": True,
+        },
         "config": config.to_dict(),
         "metrics": metrics or {},
         "data_profile": data_profile,

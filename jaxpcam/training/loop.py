@@ -185,7 +185,7 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, pace: Pace, line: P
     window, so_far = (step - pace.window_step, now - pace.window_start), (step - tally.first_step, now - tally.start)
     at = Position(step, run.steps_per_epoch, run.config.training.epochs)
     loss = tally.losses[-1] if tally.losses else math.nan
-    line.show(progress_text(at, loss, window, so_far, run.config.data.batch_size, pace, line.live))
+    line.show(progress_text(at, loss, window, so_far, run.batch_size, pace, line.live))
     pace.restart_window(step)
 
 
@@ -210,7 +210,7 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
         **{f"val_{k}": v for k, v in val.metrics.items()},
         "lr": schedule.lr,  # the rate used during the epoch, before the update below
         "skipped_steps": tally.skipped,
-        "images_per_second": (step - tally.first_step) * c.data.batch_size / elapsed,
+        "images_per_second": (step - tally.first_step) * run.batch_size / elapsed,
         "data_wait_fraction": tally.wait / elapsed,
     }
     schedule = update_schedule(schedule, c.training, val.loss)
@@ -267,12 +267,9 @@ def _compiled_train_step(run: Run):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
     start = time.perf_counter()
     skip = run.config.training.nan_policy == "skip"
-    abstract_batch = run.parallel.abstract_batch(
-        run.config.data.batch_size, run.image_shape, run.resident_train is not None
-    )
-    lowered = jit_train_step.lower(
-        run.state, abstract_batch, run.dropout_key, run.resident_train, skip_nonfinite=skip, task=run.task
-    )
+    abstract_batch = run.parallel.abstract_batch(run.batch_size, run.image_shape, run.resident_train is not None)
+    options = {"skip_nonfinite": skip, "task": run.task, "accum_steps": run.config.training.grad_accum_steps}
+    lowered = jit_train_step.lower(run.state, abstract_batch, run.dropout_key, run.resident_train, **options)
     compiled = lowered.compile()
     log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
     return compiled

@@ -61,6 +61,25 @@ class Run:
     def total_steps(self) -> int:
         return self.config.training.epochs * self.steps_per_epoch
 
+    @property
+    def batch_size(self) -> int:
+        return effective_batch_size(self.config)
+
+
+def effective_batch_size(config: ml_collections.ConfigDict) -> int:
+    """Records per step (one optimizer update): data.batch_size x training.grad_accum_steps."""
+    return config.data.batch_size * config.training.grad_accum_steps
+
+
+def _weights_lines(t: ml_collections.ConfigDict, batch_size: int) -> list[str]:
+    lines = []
+    if t.grad_accum_steps > 1:
+        k, b = t.grad_accum_steps, batch_size
+        lines.append(f"gradient accumulation: {k} micro-batches of {b} per update (effective batch {k * b})")
+    if t.ema_decay > 0:
+        lines.append(f"validating with EMA weights (decay {t.ema_decay:g})")
+    return lines
+
 
 def _normalization(config, data, channels: int) -> Normalization:
     if config.data.normalization == "fixed":
@@ -111,21 +130,25 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     streams = make_streams(config.seed)
     data = open_training_data(config.data, streams.data_seed)
     train, valid = data.train, data.valid
-    steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), config.data.batch_size)
+    batch_size = effective_batch_size(config)  # what the stream hands each step
+    steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), batch_size)
     if steps_per_epoch == 0:
-        raise UserError(
-            f"config key data.batch_size: {config.data.batch_size} is larger than the training split ({len(train)})"
-        )
+        k = config.training.grad_accum_steps
+        what = f"{config.data.batch_size}" + (f" x training.grad_accum_steps {k} = {batch_size}" if k > 1 else "")
+        raise UserError(f"config key data.batch_size: {what} is larger than the training split ({len(train)})")
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
     placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 
     model = create_model(config.model, config.training.dtype)
     norm = _normalization(config, data, data.image_shape[-1])
-    fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
+    tx, ema_decay = make_optimizer(config.training), config.training.ema_decay
+    fresh = create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)
     fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
     log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
     log(_devices_line(parallel, config.data.batch_size))
+    for line in _weights_lines(config.training, config.data.batch_size):
+        log(line)
     manager = _open_checkpoints(config, workdir, start_fresh)
     try:
         state, schedule, progress, restored = _start(config, workdir, fresh, manager)
@@ -145,7 +168,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         raise
     batches = pipeline_lib.train_dataset(
         train,
-        batch_size=config.data.batch_size,
+        batch_size=batch_size,
         epochs=config.training.epochs,
         data_seed=streams.data_seed,
         augment_seed=streams.augment_seed if config.data.augment else None,
@@ -153,7 +176,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         num_workers=config.data.num_workers,
         prefetch=config.data.prefetch_batches,
         start_step=int(state.step),
-        rows=parallel.local_rows(config.data.batch_size),
+        rows=parallel.local_rows(batch_size),
         images=resident_train is None,
     )
     return Run(

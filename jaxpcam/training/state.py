@@ -24,12 +24,32 @@ class TrainState:
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
     @property
+    def eval_params(self):
+        """The weights validation (so the best checkpoint), evaluate and predict use."""
+        return self.params
+
+    @property
     def learning_rate(self) -> jax.Array:
         return self.opt_state.hyperparams["learning_rate"]
 
     def with_learning_rate(self, lr: float) -> "TrainState":
         hyperparams = {**self.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)}
         return self.replace(opt_state=self.opt_state._replace(hyperparams=hyperparams))
+
+
+@flax.struct.dataclass
+class EmaTrainState(TrainState):
+    """A TrainState with ``training.ema_decay`` > 0: it also carries a moving average of the
+    params (training/ema.py), which validation, evaluate and predict use. A subclass, not a field
+    that is None when off: Orbax records even a None field, and a run without EMA must keep the
+    exact state layout of the checkpoints written before EMA existed, so they still restore."""
+
+    ema_params: Any
+    ema_decay: float = flax.struct.field(pytree_node=False)
+
+    @property
+    def eval_params(self):
+        return self.ema_params
 
 
 def make_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -64,10 +84,12 @@ def create_train_state(
     tx: optax.GradientTransformation,
     normalization: Normalization,
     image_shape: tuple[int, ...] = (96, 96, 3),
+    ema_decay: float = 0.0,
 ) -> TrainState:
+    """``ema_decay`` > 0 starts the EMA at the initial params (a copy: donation needs own buffers)."""
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
     params = model.init({"params": key}, dummy, train=False)["params"]
-    return TrainState(
+    state = TrainState(
         step=jnp.asarray(0, jnp.int32),
         params=params,
         opt_state=tx.init(params),
@@ -75,6 +97,10 @@ def create_train_state(
         apply_fn=model.apply,
         tx=tx,
     )
+    if ema_decay > 0:
+        ema = jax.tree.map(jnp.copy, params)
+        return EmaTrainState(**vars(state), ema_params=ema, ema_decay=float(ema_decay))
+    return state
 
 
 def count_params(params) -> int:

@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxpcam.task import PCAM_ONE_LOGIT, Task
+from jaxpcam.training import ema
+from jaxpcam.training.accumulation import value_and_grad
 from jaxpcam.training.placement import ResidentSplit, gather_batch
-from jaxpcam.training.state import TrainState, normalize
+from jaxpcam.training.state import EmaTrainState, TrainState, normalize
 
 
 @flax.struct.dataclass
@@ -31,31 +33,38 @@ def train_step(
     resident: ResidentSplit | None = None,
     skip_nonfinite: bool = False,
     task: Task = PCAM_ONE_LOGIT,
+    accum_steps: int = 1,
 ) -> tuple[TrainState, StepMetrics]:
-    """One update. With ``resident`` (data.placement=device) ``batch`` holds indices and the
-    images are gathered from device memory. With ``skip_nonfinite`` a non-finite loss or gradient
-    norm keeps the old params and optimizer state (the step counter still advances, so data and
-    keys move on)."""
+    """One optimizer update. With ``resident`` (data.placement=device) ``batch`` holds indices
+    and the images are gathered from device memory. With ``accum_steps`` k > 1 the batch holds k
+    micro-batches whose gradients are averaged (training/accumulation.py). With
+    ``skip_nonfinite`` a non-finite loss or gradient norm keeps the old params, optimizer state
+    and EMA (the step counter still advances, so data and keys move on)."""
     if resident is not None:
         batch = gather_batch(resident, batch)
-    images = normalize(batch["image"], state.normalization)
     step_key = jax.random.fold_in(dropout_key, state.step)
 
-    def loss_fn(params):
-        logits = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": step_key})
-        return task.loss(logits, batch["label"]).mean()
+    def loss_fn(params, images, labels, key):
+        logits = state.apply_fn(
+            {"params": params}, normalize(images, state.normalization), train=True, rngs={"dropout": key}
+        )
+        return task.loss(logits, labels).mean()
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    loss, grads = value_and_grad(loss_fn, state.params, batch, step_key, accum_steps)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    averages = {}  # training.ema_decay > 0: the EMA follows the updated params
+    if isinstance(state, EmaTrainState):
+        averages = {"ema_params": ema.update(state.ema_params, params, state.ema_decay, state.step)}
     skipped = jnp.asarray(False)
     if skip_nonfinite:
         skipped = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
         keep_old = lambda new, old: jnp.where(skipped, old, new)  # noqa: E731
         params = jax.tree.map(keep_old, params, state.params)
         opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        averages = {name: jax.tree.map(keep_old, new, getattr(state, name)) for name, new in averages.items()}
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, **averages)
     return new_state, StepMetrics(loss, grad_norm, state.learning_rate, skipped)
 
 
@@ -65,9 +74,9 @@ def eval_step(
     if resident is not None:
         batch = gather_batch(resident, batch)
     images = normalize(batch["image"], state.normalization)
-    logits = state.apply_fn({"params": state.params}, images, train=False)
+    logits = state.apply_fn({"params": state.eval_params}, images, train=False)
     return EvalOutput(task.loss(logits, batch["label"]), task.probabilities(logits))
 
 
-jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames=("skip_nonfinite", "task"))
+jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames=("skip_nonfinite", "task", "accum_steps"))
 jit_eval_step = jax.jit(eval_step, static_argnames="task")
