@@ -77,3 +77,19 @@ def test_the_threshold_carries_its_tta_setting_and_is_never_mixed(tiny_run, tiny
     evaluated, predicted = _csv(tiny_run / "eval/test/predictions.csv"), _csv(tmp_path / "p.csv")
     np.testing.assert_array_equal(predicted["probability"], evaluated["probability"])
     np.testing.assert_array_equal(predicted["predicted"], evaluated["predicted"])
+
+
+def test_tta_refuses_non_square_images_and_warns_for_models_trained_without_flips(tiny_run, messages):
+    import dataclasses
+
+    from jaxpcam.errors import UserError
+
+    run = load_run(tiny_run)
+    run.check_tta()
+    assert not any("WARNING" in m for m in messages)
+    unaugmented = run.config.copy_and_resolve_references()
+    unaugmented.data.augment = False
+    dataclasses.replace(run, config=unaugmented).check_tta()
+    assert any("WARNING: --tta on a model trained without data.augment" in m for m in messages)
+    with pytest.raises(UserError, match="--tta needs square images; this model takes 96x64"):
+        dataclasses.replace(run, data_profile={"image_shape": [96, 64, 3]}).predict_fn(tta=True)

@@ -22,6 +22,7 @@ from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.preprocessing import Normalization, normalize
+from jaxpcam.reporting import log
 from jaxpcam.task import Task, task_for
 
 THRESHOLD_FILE = "threshold.json"
@@ -57,11 +58,22 @@ class LoadedRun:
         stored = json.loads(self.threshold_path.read_text())
         return stored if stored.get("checkpoint_step") == self.step else None
 
+    def check_tta(self) -> None:
+        """--tta needs square images; on a model trained without flips/rotations it warns."""
+        height, width = self.image_shape[:2]
+        if height != width:
+            raise UserError(f"--tta needs square images; this model takes {height}x{width}")
+        if not self.config.data.get("augment", True):
+            log("WARNING: --tta on a model trained without data.augment: it never saw flipped or rotated images "
+                "(for digits a rotated 6 is a 9)")  # fmt: skip
+
     def predict_fn(self, tta: bool = False):
         """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C); with ``tta``
         the mean of the probabilities over the 8 flips/rotations of each image (tta_mean)."""
 
         task = self.task
+        if tta:
+            self.check_tta()
 
         def probs(params, norm, images):
             return task.probabilities(self.apply_fn({"params": params}, normalize(images, norm), train=False))
