@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
     config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
     config.data.augment = True  # random flips and 90 degree rotations, training only
+    config.data.stain_augment = 0.0  # H-E-DAB stain + brightness/contrast jitter strength, training only; 0 = off
     config.data.filter = False  # train on the audit's clean-index manifest (python -m jaxpcam.audit)
     config.data.audit_dir = ""  # where the audit wrote manifest_train.json; '' = <data.dir>/jaxpcam-audit
 
@@ -233,6 +234,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
     else:
         _require(m.num_classes in (1, 2), "model.num_classes", "1 (one logit) or 2 for PCAM", m.num_classes)
+    _require(0 <= d.stain_augment <= 1, "data.stain_augment", "a strength in [0, 1] (0 = off)", d.stain_augment)
     _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
 
     from jaxpcam.models import MODELS  # deferred: models import jax

@@ -38,6 +38,8 @@ def test_shipped_configs_are_valid_and_have_the_contract_keys():
         ("training.scheduler", "cosine", "training.scheduler"),
         ("model.dropout_rate", 1.0, "model.dropout_rate"),
         ("training.dtype", "float64", "training.dtype"),
+        ("data.stain_augment", 1.5, r"data\.stain_augment: expected a strength in \[0, 1\] \(0 = off\), got 1\.5"),
+        ("data.stain_augment", -0.1, r"data\.stain_augment: expected a strength in \[0, 1\]"),
     ],
 )
 def test_bad_values_name_the_key(key, value, message):

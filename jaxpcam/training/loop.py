@@ -28,6 +28,7 @@ from jaxpcam.runtime import apply_run_settings
 from jaxpcam.training import checkpoint, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
+from jaxpcam.training.placement import stain_columns
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.progress import Pace, Position, progress_text
 from jaxpcam.training.schedules import update_schedule
@@ -268,7 +269,7 @@ def _compiled_train_step(run: Run):
     start = time.perf_counter()
     skip = run.config.training.nan_policy == "skip"
     abstract_batch = run.parallel.abstract_batch(
-        run.config.data.batch_size, run.image_shape, run.resident_train is not None
+        run.config.data.batch_size, run.image_shape, run.resident_train is not None, stain_columns(run.config.data)
     )
     lowered = jit_train_step.lower(
         run.state, abstract_batch, run.dropout_key, run.resident_train, skip_nonfinite=skip, task=run.task
