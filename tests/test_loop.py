@@ -62,19 +62,41 @@ def _final_params(workdir):
     return step, jax.tree.map(np.asarray, params)
 
 
-def test_cosine_warmup_resume_is_bit_exact_and_logs_the_rates_used(tiny_pcam, tmp_path):
+def _stop_at_step(monkeypatch, at: int):
+    """As if SIGTERM arrived during step ``at`` (the loop asks once per step): it checkpoints there
+    and stops, in this process."""
+    calls = []
+
+    def stop_requested(stop, at_sync_point):
+        calls.append(1)
+        if len(calls) == at:
+            stop.signal_name = "SIGTERM"
+        return stop.requested
+
+    monkeypatch.setattr(loop, "_stop_requested", stop_requested)
+
+
+def test_cosine_warmup_resume_is_bit_exact_and_logs_the_rates_used(tiny_pcam, tmp_path, monkeypatch):
+    from jaxpcam.errors import Stopped
     from jaxpcam.training.schedules import step_rate
 
     overrides = {"training.scheduler": "cosine", "training.warmup_steps": 6, "training.min_lr": 1e-5}
-    whole, split = tmp_path / "whole", tmp_path / "split"
+    whole, split, stopped = tmp_path / "whole", tmp_path / "split", tmp_path / "stopped"
     train_in_process(whole, tiny_pcam, **overrides)
     train_in_process(split, tiny_pcam, **overrides)
     assert _drop_latest_checkpoint(split) == 8  # resume from the end of epoch 1
     lines = train_in_process(split, tiny_pcam, **overrides)
     assert any("resuming from checkpoint step 8" in line for line in lines)
-    assert metrics_without_timing(split) == metrics_without_timing(whole)
-    (step_a, a), (step_b, b) = _final_params(whole), _final_params(split)
-    assert step_a == step_b == 16 and all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+    with monkeypatch.context() as patch:  # and from the middle of epoch 2 (train_accuracy's counts in progress)
+        _stop_at_step(patch, 11)
+        with pytest.raises(Stopped, match="saved checkpoint at step 11"):
+            train_in_process(stopped, tiny_pcam, **overrides)
+    lines = train_in_process(stopped, tiny_pcam, **overrides)
+    assert any("resuming from checkpoint step 11" in line for line in lines)
+    for resumed in (split, stopped):
+        assert metrics_without_timing(resumed) == metrics_without_timing(whole)
+        (step_a, a), (step_b, b) = _final_params(whole), _final_params(resumed)
+        assert step_a == step_b == 16 and all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
 
     records = _records(whole)
     rate = step_rate(tiny_config(tiny_pcam, **overrides).training, steps_per_epoch=8)
