@@ -17,7 +17,7 @@ from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, resume, tracking
+from jaxpcam.training import checkpoint, early_stopping, resume, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data
@@ -25,7 +25,6 @@ from jaxpcam.training.schedules import ScheduleState, init_schedule
 from jaxpcam.training.state import (
     Normalization,
     TrainState,
-    count_params,
     create_train_state,
     fixed_normalization,
     make_optimizer,
@@ -124,7 +123,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     norm = _normalization(config, data, data.image_shape[-1])
     fresh = create_train_state(streams.init, model, make_optimizer(config.training), norm, data.image_shape)
     fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
-    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
     log(_devices_line(parallel, config.data.batch_size))
     manager = _open_checkpoints(config, workdir, start_fresh)
     try:
@@ -137,7 +135,11 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         resumption = None
         if restored is not None:
             resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
-        if is_primary() and (restored is None or restored.step < config.training.epochs * steps_per_epoch):
+        to_train = restored is None or (
+            restored.step < config.training.epochs * steps_per_epoch
+            and not early_stopping.stopped(restored.step, steps_per_epoch, progress, config)
+        )
+        if is_primary() and to_train:
             with io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
                 tracking.record_run_config(workdir, config, provenance, resumption)
     except BaseException:

@@ -7,6 +7,7 @@ import optax
 
 from jaxpcam.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.training.placement import ResidentSplit, gather_batch
+from jaxpcam.training.schedules import StepRate
 from jaxpcam.training.state import TrainState, normalize
 
 
@@ -16,6 +17,8 @@ class StepMetrics:
     grad_norm: jax.Array  # global L2 norm of the gradient, before any clipping
     lr: jax.Array  # the learning rate this step used
     skipped: jax.Array  # True when a non-finite loss or gradient left the state unchanged
+    correct: jax.Array  # how many of the batch's (augmented) images the model, before the update, got right
+    count: jax.Array  # how many images the batch holds (its mask)
 
 
 @flax.struct.dataclass
@@ -31,11 +34,13 @@ def train_step(
     resident: ResidentSplit | None = None,
     skip_nonfinite: bool = False,
     task: Task = PCAM_ONE_LOGIT,
+    step_rate: StepRate | None = None,
 ) -> tuple[TrainState, StepMetrics]:
     """One update. With ``resident`` (data.placement=device) ``batch`` holds indices and the
     images are gathered from device memory. With ``skip_nonfinite`` a non-finite loss or gradient
     norm keeps the old params and optimizer state (the step counter still advances, so data and
-    keys move on)."""
+    keys move on). With ``step_rate`` the update uses ``step_rate(state.step, epoch rate)`` and
+    the state keeps the epoch rate (schedules.py)."""
     if resident is not None:
         batch = gather_batch(resident, batch)
     images = normalize(batch["image"], state.normalization)
@@ -43,11 +48,18 @@ def train_step(
 
     def loss_fn(params):
         logits = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": step_key})
-        return task.loss(logits, batch["label"]).mean()
+        return task.loss(logits, batch["label"]).mean(), logits
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    mask = batch["mask"] if "mask" in batch else jnp.ones(batch["label"].shape, bool)
+    correct = jnp.sum((task.predictions(logits) == batch["label"]) & mask, dtype=jnp.int32)
+    epoch_lr = state.learning_rate
+    lr = epoch_lr if step_rate is None else step_rate(state.step, epoch_lr)
+    opt_in = state.opt_state if step_rate is None else state.with_learning_rate(lr).opt_state
+    updates, opt_state = state.tx.update(grads, opt_in, state.params)
+    if step_rate is not None:  # the state keeps the epoch rate: the next step's rate is a function of step alone
+        opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": epoch_lr})
     params = optax.apply_updates(state.params, updates)
     skipped = jnp.asarray(False)
     if skip_nonfinite:
@@ -56,7 +68,8 @@ def train_step(
         params = jax.tree.map(keep_old, params, state.params)
         opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, StepMetrics(loss, grad_norm, state.learning_rate, skipped)
+    count = jnp.sum(mask, dtype=jnp.int32)
+    return new_state, StepMetrics(loss, grad_norm, lr, skipped, correct, count)
 
 
 def eval_step(
@@ -69,5 +82,5 @@ def eval_step(
     return EvalOutput(task.loss(logits, batch["label"]), task.probabilities(logits))
 
 
-jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames=("skip_nonfinite", "task"))
+jit_train_step = jax.jit(train_step, donate_argnums=0, static_argnames=("skip_nonfinite", "task", "step_rate"))
 jit_eval_step = jax.jit(eval_step, static_argnames="task")
