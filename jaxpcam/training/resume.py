@@ -27,7 +27,8 @@ from jaxpcam.training.state import TrainState
 # Keys that may change between a run and its resumption without changing its results, and its
 # length (more epochs continue it; fewer leave it finished).
 RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs"}
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "corrupt_checkpoints")  # eval: its threshold
+# eval: its threshold; export: model files made from these checkpoints
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
