@@ -82,8 +82,9 @@ def test_model_json_says_what_a_deployment_needs(run):
 
 
 # Runs in a fresh interpreter, outside the repository, with no PYTHONPATH; importing jaxpcam,
-# flax, optax or orbax fails there, so the load cannot depend on them.
-LOAD_WITH_JAX_ALONE = textwrap.dedent(
+# flax, optax or orbax fails there, so the load cannot depend on them. The README's snippet runs
+# first, verbatim but for the path.
+BLOCK_IMPORTS = textwrap.dedent(
     """
     import sys
 
@@ -93,10 +94,12 @@ LOAD_WITH_JAX_ALONE = textwrap.dedent(
                 raise ImportError(f"blocked: {name}")
 
     sys.meta_path.insert(0, Blocked())
-    import jax, numpy as np
-
+    """
+)
+ON_VALID = textwrap.dedent(
+    """
+    assert p_tumour.shape == (8,)
     images = np.load("images.npy")
-    model = jax.export.deserialize(open(sys.argv[1], "rb").read())
     np.save("whole.npy", np.asarray(model.call(images)))
     np.save("one.npy", np.asarray(model.call(images[:1])))
     assert not any(m.split(".")[0] in ("jaxpcam", "flax") for m in sys.modules), "jaxpcam or flax imported"
@@ -105,12 +108,21 @@ LOAD_WITH_JAX_ALONE = textwrap.dedent(
 )
 
 
+def _readme_snippet(marker: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split(f"<!-- {marker} -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    return textwrap.dedent(block)
+
+
 def test_jaxexport_loads_with_jax_alone_and_gives_evaluates_probabilities(run, tmp_path):
     workdir, _ = run
     np.save(tmp_path / "images.npy", _valid_images(workdir))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"JAX_PLATFORMS": "cpu"}
+    snippet = _readme_snippet("jax-only-load").replace(
+        "runs/pcam_mlp/seed42/export/model.jaxexport", str(workdir / "export" / "model.jaxexport")
+    )
     done = subprocess.run(
-        [sys.executable, "-c", LOAD_WITH_JAX_ALONE, str(workdir / "export" / "model.jaxexport")],
+        [sys.executable, "-c", BLOCK_IMPORTS + snippet + ON_VALID],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -136,6 +148,9 @@ def test_onnx_gives_the_jax_probabilities(run):
     np.testing.assert_allclose(got, preds["probability"], rtol=0, atol=1e-5)
     card = json.loads((workdir / "export" / "model.json").read_text())
     assert card["model.onnx"]["written"] and card["model.onnx"]["max_abs_diff_vs_jax"] <= 1e-5
+    names: dict = {}
+    exec(_readme_snippet("onnx-load").replace("runs/pcam_mlp/seed42", str(workdir)), names)
+    assert names["p_tumour"].shape == (8,)
 
 
 def test_without_jax2onnx_or_threshold_the_rest_is_written(run):
