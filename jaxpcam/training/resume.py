@@ -28,7 +28,8 @@ from jaxpcam.training.state import TrainState
 # length (more epochs continue it; fewer leave it finished; a higher early-stopping patience lets
 # a run that stopped early train on).
 RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs", "training.early_stopping_patience"}
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "corrupt_checkpoints")  # eval: its threshold
+# eval: its threshold; export: model files made from these checkpoints
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
