@@ -5,6 +5,7 @@ if the pipeline is slower than the step, training is input-bound.
 
     python benchmarks/data_pipeline.py                       # built-in sample, workers 0,1,2
     python benchmarks/data_pipeline.py --data-dir /path/to/pcam --workers 0,2,4 --batch-size 256
+    python benchmarks/data_pipeline.py --stain_augment 0.1  # with data.stain_augment's host cost
 """
 
 import argparse
@@ -30,7 +31,7 @@ def bench_workers(split, workers: int, args) -> dict:
     batches = iter(
         pipeline_lib.train_dataset(
             split, batch_size=args.batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
-            num_workers=workers, prefetch=args.prefetch,
+            num_workers=workers, prefetch=args.prefetch, stain_strength=args.stain_augment,
         )
     )  # fmt: skip
     for _ in range(args.warmup):
@@ -73,11 +74,15 @@ def parse_args(argv):
         "--in_memory", "--in-memory", action="store_true", help="data.in_memory: hold the split in RAM (workers 0 only)"
     )
     p.add_argument("--no_device", "--no-device", dest="device", action="store_false", help="stop at host batches")
+    p.add_argument("--stain_augment", "--stain-augment", type=float, default=0.0,
+                   help="data.stain_augment strength (0 = flips/rotations only)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     if min(args.workers) < 0 or min(args.batch_size, args.batches, args.windows) < 1:
         p.error("--workers must be >= 0; --batch-size, --batches and --windows >= 1")
+    if not 0 <= args.stain_augment <= 1:
+        p.error("--stain_augment must be in [0, 1]")
     return args
 
 
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
         split.load_into_memory()
     results = [bench_workers(split, w, args) for w in args.workers]
     where = "in RAM" if args.in_memory else "from H5"
-    print(f"\ninput pipeline, {data_dir} train ({len(split)} images, {where}), batch {args.batch_size}, "
+    stained = f", stain_augment {args.stain_augment}" if args.stain_augment else ""
+    print(f"\ninput pipeline, {data_dir} train ({len(split)} images, {where}), batch {args.batch_size}{stained}, "
           f"{'to device + normalize' if args.device else 'host only'}")  # fmt: skip
     print(f"{'workers':>7} {'img/s':>9} {'(min-max)':>15} {'startup s':>10}")
     for r in results:
@@ -101,7 +107,7 @@ def main(argv=None) -> int:
         print(f"{r['workers']:>7} {r['images_per_second']:>9.0f} {spread:>15} {r['startup_s']:>10.2f}")
     if args.json:
         payload = {"data_dir": str(data_dir), "device": str(jax.devices()[0]), "jax": jax.__version__,
-                   "results": results}  # fmt: skip
+                   "stain_augment": args.stain_augment, "results": results}  # fmt: skip
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0

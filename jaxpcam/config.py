@@ -16,7 +16,7 @@ import ml_collections
 from jaxpcam.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "plateau")
+SCHEDULERS = ("none", "step", "plateau", "cosine")
 NORMALIZATIONS = ("fixed", "train_stats")
 DATASETS = ("pcam", "digits")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.balanced_sampling = True  # like torch's WeightedRandomSampler(replacement=True)
     config.data.normalization = "fixed"  # 'fixed' = (x/255 - 0.5)/0.5, or 'train_stats'
     config.data.augment = True  # random flips and 90 degree rotations, training only
+    config.data.stain_augment = 0.0  # H-E-DAB stain + brightness/contrast jitter strength, training only; 0 = off
     config.data.filter = False  # train on the audit's clean-index manifest (python -m jaxpcam.audit)
     config.data.audit_dir = ""  # where the audit wrote manifest_train.json; '' = <data.dir>/jaxpcam-audit
 
@@ -73,7 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.training.plateau_patience = 2
     config.training.plateau_threshold = 1e-4
     config.training.plateau_cooldown = 0
-    config.training.min_lr = 0.0
+    config.training.min_lr = 0.0  # 'plateau': the floor; 'cosine': the rate at the last step
+    config.training.warmup_steps = 0  # linear warmup over the first N steps, any scheduler; 0 = none
+    config.training.early_stopping_patience = 0  # stop after N epochs without a better best_metric; 0 = off
     config.training.log_every_steps = 20
     config.training.dtype = "float32"  # compute dtype; params and loss stay float32
     config.training.nan_policy = "stop"  # non-finite loss/grad norm: 'stop', or 'skip' the update
@@ -235,6 +238,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
     else:
         _require(m.num_classes in (1, 2), "model.num_classes", "1 (one logit) or 2 for PCAM", m.num_classes)
+    _require(0 <= d.stain_augment <= 1, "data.stain_augment", "a strength in [0, 1] (0 = off)", d.stain_augment)
     _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
 
     from jaxpcam.models import MODELS  # deferred: models import jax
@@ -286,6 +290,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(t.plateau_threshold >= 0, "training.plateau_threshold", "a value >= 0", t.plateau_threshold)
     _require(t.plateau_cooldown >= 0, "training.plateau_cooldown", "an integer >= 0", t.plateau_cooldown)
     _require(t.min_lr >= 0, "training.min_lr", "a value >= 0", t.min_lr)
+    if t.scheduler == "cosine":
+        _require(
+            t.min_lr <= t.learning_rate,
+            "training.min_lr",
+            f"a value <= training.learning_rate ({t.learning_rate}) with scheduler=cosine",
+            t.min_lr,
+        )
+    _require(
+        _is_int(t.warmup_steps) and 0 <= t.warmup_steps <= 10**9,
+        "training.warmup_steps",
+        "an integer >= 0 (0 = none)",
+        t.warmup_steps,
+    )
+    _require(
+        _is_int(t.early_stopping_patience) and 0 <= t.early_stopping_patience <= 10**6,
+        "training.early_stopping_patience",
+        "an integer >= 0 (epochs without improvement; 0 = off)",
+        t.early_stopping_patience,
+    )
     _require(t.log_every_steps >= 1, "training.log_every_steps", "an integer >= 1", t.log_every_steps)
     _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
     _require(t.nan_policy in NAN_POLICIES, "training.nan_policy", f"one of {NAN_POLICIES}", t.nan_policy)

@@ -1,4 +1,4 @@
-"""``python -m jaxpcam.evaluate --workdir RUN [--split valid|test] [--checkpoint best|latest|STEP]``
+"""``python -m jaxpcam.evaluate --workdir RUN [--split valid|test] [--checkpoint best|latest|STEP] [--tta]``
 
 Evaluates a run's checkpoint (model, config and normalization come from the checkpoint alone)
 and writes predictions, metrics, the decision threshold, slices, plots and error galleries to
@@ -35,6 +35,9 @@ def parse_args(argv):
     p.add_argument("--gallery_size", type=int, default=16)
     p.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's data.eval_batch_size")
     p.add_argument("--data_dir", default=None, help="where the run's data lives on this machine, if not where it was")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the probabilities over the 8 flips/rotations of each "
+                   "image; the threshold is chosen on valid with the same setting")  # fmt: skip
     args = p.parse_args(argv)
     if not 0 < args.dark_quantile < 1:
         p.error("--dark_quantile must be in (0, 1)")
@@ -61,7 +64,9 @@ def print_summary(result: dict) -> None:
     names = {"model": "model", "model_at_0.5": "model @0.5", "majority_baseline": "majority baseline"}
     if binary:
         names["model"] = f"model @{result['threshold']['value']:.4f}"
-    print(f"\n{result['split']} split, checkpoint step {result['checkpoint_step']} ({result['model']['count']} images)")
+    tta = ", TTA: mean over 8 flips/rotations" if result.get("tta") else ""
+    count = result["model"]["count"]
+    print(f"\n{result['split']} split, checkpoint step {result['checkpoint_step']} ({count} images{tta})")
     print(f"  {'metric':18}" + "".join(f"{names[c]:>20}" for c in columns))
     for key in keys:
         print(f"  {key:18}" + "".join(f"{show(result[c][key]):>20}" for c in columns))
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
             gallery_size=args.gallery_size,
             batch_size=args.batch_size,
             data_dir=args.data_dir,
+            tta=args.tta,
         )
         print_summary(evaluate_run(args.workdir, options))
 

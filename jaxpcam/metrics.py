@@ -7,9 +7,16 @@ positive prediction) is NaN, never 0; JSON files hold it as null and reports pri
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 _NAN = float("nan")
+
+
+def _sklearn_metrics():
+    """scikit-learn's metrics, imported when first needed: the import takes ~0.8 s (scipy.stats),
+    which every command that imports the task would otherwise pay before its first line."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _both_classes(labels: np.ndarray, probs: np.ndarray) -> bool:
@@ -18,6 +25,7 @@ def _both_classes(labels: np.ndarray, probs: np.ndarray) -> bool:
 
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """accuracy, ROC-AUC and F2 of P(positive) ``probs`` against 0/1 ``labels``: the per-epoch set."""
+    skm = _sklearn_metrics()
     preds = (probs >= threshold).astype(np.int32)
     return {
         "accuracy": float(skm.accuracy_score(labels, preds)),
@@ -28,6 +36,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
 
 def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """accuracy, macro precision/recall/F1 and balanced accuracy of argmax(``probs``)."""
+    skm = _sklearn_metrics()
     preds = probs.argmax(axis=1)
     precision, recall, f1, _ = skm.precision_recall_fscore_support(labels, preds, average="macro", zero_division=0.0)
     return {
@@ -45,6 +54,7 @@ MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1",
 
 def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
     """Every number the evaluation reports for P(positive) ``probs`` at one decision threshold."""
+    skm = _sklearn_metrics()
     preds = (probs >= threshold).astype(np.int32)
     both = _both_classes(labels, probs)
     finite = bool(np.isfinite(probs).all())
@@ -69,6 +79,7 @@ def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float) -> di
 def multiclass_report(labels: np.ndarray, probs: np.ndarray, class_names=None) -> dict:
     """Accuracy, macro and per-class precision/recall/F1 (keyed by class name), balanced
     accuracy, log-loss, confusion."""
+    skm = _sklearn_metrics()
     classes = list(range(probs.shape[1]))
     class_names = [str(c) for c in (class_names or classes)]
     preds = probs.argmax(axis=1)
@@ -91,6 +102,7 @@ def multiclass_report(labels: np.ndarray, probs: np.ndarray, class_names=None) -
 
 
 def _multiclass_log_loss(labels, probs, classes) -> float:
+    skm = _sklearn_metrics()
     if not np.isfinite(probs).all():
         return _NAN
     # float32 softmax rows sum to 1 only within ~1e-7; scikit-learn warns on that.

@@ -20,6 +20,9 @@ def parse_args(argv):
     p.add_argument("--output", required=True, type=Path, help="CSV to write")
     p.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
     p.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's data.eval_batch_size")
+    p.add_argument("--tta", action="store_true",
+                   help="average the probabilities over the 8 flips/rotations of each image; needs a threshold "
+                   "chosen with --tta (jaxpcam.evaluate --tta)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -38,7 +41,7 @@ def main(argv=None) -> int:
         run = load_run(args.workdir, args.checkpoint)
         batch_size = args.batch_size or run.config.data.eval_batch_size
         source = open_input(args.input, run.image_shape, batch_size)
-        result = predict_input(run, source, batch_size)
+        result = predict_input(run, source, batch_size, args.tta)
         write_predictions(args.output, run, result)
         if result.drift is None:
             print("no training intensity profile in this checkpoint (trained before jaxpcam recorded one): "
@@ -48,6 +51,7 @@ def main(argv=None) -> int:
         else:
             print(result.drift.message(), file=sys.stderr)
         decided = "" if result.threshold is None else f" at threshold {result.threshold:.4f}"
+        decided += " with TTA (mean over 8 flips/rotations)" if args.tta else ""
         made_by = f"checkpoint step {run.step}{run.weights_note}"
         print(f"wrote {len(result.names)} predictions{decided} ({made_by}) to {args.output}")
 

@@ -35,8 +35,8 @@ def run_point(point, sweep_dir: Path) -> str:
         log_sweep(f"point {point.index} ({point.name}) {reason}")
         return status
     doing = "starting" if status == "not started" else f"resuming (epoch {finished} of {wanted})"
-    if status == "done":
-        doing = f"done at {finished} epochs; training on to training.epochs={wanted}"
+    if status == "done":  # a run that stopped early trains on only if its patience was raised
+        doing = f"done at {finished} epochs; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
     write_status(point, run_dir, "running")
     try:

@@ -42,6 +42,13 @@ class Task:
         probs = jax.nn.softmax(logits)
         return probs[:, 1] if self.binary else probs
 
+    def predictions(self, logits: jax.Array) -> jax.Array:
+        """(B,) predicted labels: P(positive) >= 0.5 for a binary task (val_accuracy's rule), else
+        the most probable class."""
+        if self.binary:
+            return (self.probabilities(logits) >= 0.5).astype(jnp.int32)
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
     def metrics(self, labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
         """The per-epoch metrics (each logged as val_<name>)."""
         if self.binary:

@@ -75,9 +75,10 @@ def test_data_pipeline_benchmark_writes_json(tiny_pcam, tmp_path):
     data_pipeline = _load("data_pipeline")
     out = tmp_path / "pipeline.json"
     args = ["--data_dir", str(tiny_pcam), "--workers", "0", "--batch_size", "8", "--batches", "2", "--windows", "2"]
-    assert data_pipeline.main([*args, "--warmup", "1", "--json", str(out)]) == 0
-    (result,) = json.loads(out.read_text())["results"]
-    assert result["workers"] == 0 and result["images_per_second"] > 0
+    assert data_pipeline.main([*args, "--warmup", "1", "--json", str(out), "--stain_augment", "0.1"]) == 0
+    payload = json.loads(out.read_text())
+    (result,) = payload["results"]
+    assert result["workers"] == 0 and result["images_per_second"] > 0 and payload["stain_augment"] == 0.1
 
 
 def test_gpu_table_script_parses_and_calls_existing_scripts():

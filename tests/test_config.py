@@ -35,9 +35,13 @@ def test_shipped_configs_are_valid_and_have_the_contract_keys():
         ("training.optimizer", "adm", "training.optimizer: expected one of"),
         ("data.batch_size", 0, "data.batch_size: expected an integer in .1, 1048576."),
         ("model.name", "vit", "model.name: expected one of"),
-        ("training.scheduler", "cosine", "training.scheduler"),
+        ("training.scheduler", "cosine_annealing", "training.scheduler"),
+        ("training.warmup_steps", -1, r"training.warmup_steps: expected an integer >= 0 \(0 = none\), got -1"),
+        ("training.early_stopping_patience", -2, "training.early_stopping_patience: expected an integer >= 0"),
         ("model.dropout_rate", 1.0, "model.dropout_rate"),
         ("training.dtype", "float64", "training.dtype"),
+        ("data.stain_augment", 1.5, r"data\.stain_augment: expected a strength in \[0, 1\] \(0 = off\), got 1\.5"),
+        ("data.stain_augment", -0.1, r"data\.stain_augment: expected a strength in \[0, 1\]"),
     ],
 )
 def test_bad_values_name_the_key(key, value, message):
@@ -46,6 +50,15 @@ def test_bad_values_name_the_key(key, value, message):
     config[section][name] = value
     with pytest.raises(UserError, match=message):
         validate(config)
+
+
+def test_cosine_needs_min_lr_at_most_the_learning_rate():
+    config = base_config()
+    config.training.update(scheduler="cosine", learning_rate=1e-3, min_lr=1e-2)
+    with pytest.raises(UserError, match=r"training\.min_lr: expected a value <= training\.learning_rate"):
+        validate(config)
+    config.training.min_lr = 1e-5
+    validate(config)
 
 
 def test_resnet_needs_one_block_count_per_stage():

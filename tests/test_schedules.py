@@ -1,5 +1,7 @@
+import itertools
 import math
 
+import numpy as np
 import pytest
 
 from jaxpcam.config import base_config
@@ -66,3 +68,54 @@ def test_nan_loss_is_a_bad_epoch():
 def test_schedule_state_round_trips_through_json_dicts(best):
     s = ScheduleState(lr=1e-3, epochs_done=4, best=best, num_bad_epochs=1, cooldown_counter=2)
     assert ScheduleState.from_dict(s.to_dict()) == s
+
+
+def _rates(steps, epoch_lr=1e-3, **training):
+    from jaxpcam.training.schedules import step_rate
+
+    t = base_config().training
+    t.update({"epochs": 3, **training})
+    rate = step_rate(t, steps_per_epoch=10)  # 30 steps in all
+    return [float(rate(s, epoch_lr)) for s in steps], rate
+
+
+def test_no_per_step_rate_by_default():
+    from jaxpcam.training.schedules import step_rate
+
+    t = base_config().training
+    for scheduler in ("none", "step", "plateau"):
+        t.scheduler = scheduler
+        assert step_rate(t, 10) is None  # the epoch rate alone, as before: same program, same bits
+
+
+def test_cosine_with_warmup_values_at_chosen_steps():
+    # Update u = step + 1 uses lr * u / warmup while u < warmup, then half a cosine from lr at
+    # u = warmup to min_lr at u = 30, the run's last update.
+    steps = [0, 1, 3, 4, 16, 29]
+    rates, _ = _rates(steps, scheduler="cosine", warmup_steps=5, min_lr=1e-5)
+    lr, low = np.float32(1e-3), np.float32(1e-5)
+    assert rates[0] == np.float32(lr * np.float32(1 / 5))  # first update: lr / warmup, not 0
+    assert rates[1] == pytest.approx(4e-4, rel=1e-6)  # u = 2
+    assert rates[2] == pytest.approx(8e-4, rel=1e-6)  # u = 4, the last warmup update
+    assert rates[3] == lr  # u = warmup: the full rate
+    assert rates[4] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 12 / 25)), rel=1e-5)
+    assert rates[5] == low  # the last update uses min_lr exactly
+    assert all(a >= b for a, b in itertools.pairwise(rates[3:]))
+
+
+def test_cosine_without_warmup_starts_near_the_full_rate():
+    rates, _ = _rates([0, 14, 29], scheduler="cosine", warmup_steps=0, min_lr=0.0)
+    assert rates[0] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 30)), rel=1e-6)
+    assert rates[1] == pytest.approx(5e-4, rel=1e-5)  # halfway
+    assert rates[2] == 0.0
+
+
+def test_warmup_scales_the_epoch_rate_of_the_other_schedulers():
+    # step/plateau/none keep deciding the epoch rate on the host; warmup multiplies it.
+    rates, _ = _rates([0, 2, 3, 20], epoch_lr=0.5, scheduler="step", warmup_steps=4)
+    assert rates == [0.125, 0.375, 0.5, 0.5]
+
+
+def test_step_rate_is_hashable_for_jit():
+    _, rate = _rates([0], scheduler="cosine", warmup_steps=2)
+    assert hash(rate) == hash(_rates([0], scheduler="cosine", warmup_steps=2)[1])

@@ -132,3 +132,42 @@ def test_multiclass_head_uses_softmax_cross_entropy():
     expected = -jax.nn.log_softmax(logits)[0, 0]
     task = Task(binary=False, num_logits=3, class_names=("a", "b", "c"))
     np.testing.assert_allclose(task.loss(logits, jnp.array([0])), [expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [PCAM_ONE_LOGIT, Task(True, 2, ("no", "yes")), Task(False, 4, ("a", "b", "c", "d"))],
+    ids=["one-logit", "two-logits", "4-class"],
+)
+def test_step_counts_correct_training_predictions_like_a_direct_computation(task):
+    config = base_config()
+    config.model.update(hidden_units=(8,), dropout_rate=0.0, num_classes=task.num_logits)
+    model = create_model(config.model)
+    state = create_train_state(jax.random.key(3), model, make_optimizer(config.training), fixed_normalization())
+    batch = _batch(16, seed=4)
+    batch["label"] = np.random.default_rng(5).integers(0, max(task.num_logits, 2), 16).astype(np.int32)
+    batch["mask"][-3:] = False  # padding rows never count
+    logits = np.asarray(state.apply_fn({"params": state.params}, (batch["image"] / 255.0 - 0.5) / 0.5, train=False))
+    if task.num_logits == 1:
+        predicted = (1 / (1 + np.exp(-logits[:, 0].astype(np.float64))) >= 0.5).astype(int)
+    else:
+        predicted = logits.argmax(axis=1)
+    expected = int(((predicted == batch["label"]) & batch["mask"]).sum())
+    _, metrics = jit_train_step(state, batch, jax.random.key(1), task=task)
+    assert int(metrics.correct) == expected and int(metrics.count) == 13
+    assert 0 < expected < 13  # the batch tells right from wrong
+
+
+def test_step_rate_sets_the_rate_of_the_update_and_the_state_keeps_the_epoch_rate():
+    from jaxpcam.training.schedules import StepRate
+
+    state, batch, key = _state(optimizer="sgd", momentum=0.0, learning_rate=0.1), _batch(), jax.random.key(1)
+    state = state.replace(step=jnp.asarray(3, jnp.int32))
+    rate = StepRate(cosine=True, warmup_steps=2, total_steps=9, min_lr=0.0)  # update 4 of 9
+    expected_lr = rate(3, 0.1)
+    assert 0 < float(expected_lr) < 0.1
+    new, metrics = train_step(state, batch, key, step_rate=rate)
+    same, same_metrics = train_step(state.with_learning_rate(expected_lr), batch, key)
+    assert float(metrics.lr) == float(expected_lr) == float(same_metrics.lr)  # the rate logged is the one used
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params, same.params)))
+    assert float(new.learning_rate) == np.float32(0.1)  # the epoch rate, for the next step's rate

@@ -157,6 +157,16 @@ def test_a_point_done_with_an_override_is_done_whatever_the_asking_command_says(
     assert next(csv.DictReader(table.splitlines()))["epochs"] == "1/1"
 
 
+def test_a_point_that_stopped_early_is_done_at_the_epochs_it_has(tmp_path):
+    run_dir = tmp_path / "seed=1"
+    _recorded(run_dir, "done", trained_for=5, finished=3)  # training.early_stopping_patience ended it at 3 of 5
+    assert point_status(_point(5), run_dir) == "partial"  # without the mark: killed on the way
+    records = (run_dir / "metrics.jsonl").read_text().splitlines()
+    last = {**json.loads(records[-1]), "stopped_early": True}
+    (run_dir / "metrics.jsonl").write_text("\n".join([*records[:-1], json.dumps(last)]) + "\n")
+    assert point_status(_point(5), run_dir) == "done" and point_epochs(_point(5), run_dir) == (3, 3)
+
+
 def test_a_done_point_trained_further_or_whose_outputs_are_gone(tmp_path):
     run_dir = tmp_path / "seed=1"
     _recorded(run_dir, "done", trained_for=3, finished=3)  # trained on by jaxpcam.main to 3 epochs

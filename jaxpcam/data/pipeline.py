@@ -16,6 +16,7 @@ import grain
 import numpy as np
 from absl import flags
 
+from jaxpcam.data import stain
 from jaxpcam.data.pcam import PcamSplit
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -34,6 +35,16 @@ def dihedral_codes(seed: int, positions: np.ndarray) -> np.ndarray:
     """One of the 8 flips/90-degree rotations per record, from (seed, stream position)."""
     keyed = _mix64(np.uint64(seed)) ^ positions.astype(np.uint64)
     return (_mix64(keyed) >> np.uint64(61)).astype(np.int64)
+
+
+_STAIN_SALT = np.uint64(0x57A1_9E5D_0000_0000)  # keeps stain numbers independent of the dihedral codes
+
+
+def augment_uniforms(seed: int, positions: np.ndarray, count: int) -> np.ndarray:
+    """(len(positions), count) numbers in [0, 1) from (seed, stream position), like the codes."""
+    keys = _mix64(_mix64(np.uint64(seed) ^ _STAIN_SALT) + np.arange(count, dtype=np.uint64))
+    bits = _mix64(keys[None, :] ^ positions.astype(np.uint64)[:, None]) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53
 
 
 def apply_dihedral(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -141,23 +152,30 @@ class ProcessRows:
 class BatchIndices:
     """What a batch of (position, index) rows is, without its images: the source ``index`` to
     read, the dihedral ``code`` to apply (0 = none), the ``label`` and the ``mask`` (False for
-    padding rows at position -1, which read index 0). The one definition both placements use:
+    padding rows at position -1, which read index 0), and with ``stain_strength`` > 0 the
+    per-image ``stain`` parameters (jaxpcam.data.stain). The one definition both placements use:
     LoadBatch reads the images on the host, ``data.placement=device`` gathers them on the device.
     """
 
     labels: np.ndarray
     augment_seed: int | None = None
+    stain_strength: float = 0.0  # data.stain_augment; needs augment_seed
+    dihedral: bool = True  # data.augment: flips and rotations (with augment_seed)
 
     def __call__(self, pairs: np.ndarray) -> dict:
         positions, indices = pairs[:, 0], pairs[:, 1]
         mask = positions >= 0
         indices = np.where(mask, indices, 0)
-        if self.augment_seed is None:
+        if self.augment_seed is None or not self.dihedral:
             codes = np.zeros(len(pairs), np.int32)
         else:
             codes = np.where(mask, dihedral_codes(self.augment_seed, positions), 0).astype(np.int32)
         labels = np.where(mask, self.labels[indices], 0).astype(self.labels.dtype)
-        return {"index": indices.astype(np.int32), "code": codes, "label": labels, "mask": mask}
+        rows = {"index": indices.astype(np.int32), "code": codes, "label": labels, "mask": mask}
+        if self.augment_seed is not None and self.stain_strength > 0:
+            uniforms = augment_uniforms(self.augment_seed, positions, stain.UNIFORMS)
+            rows["stain"] = stain.parameters(uniforms, self.stain_strength)
+        return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,12 +185,16 @@ class LoadBatch:
 
     source: PcamSplit
     augment_seed: int | None = None
+    stain_strength: float = 0.0
+    dihedral: bool = True
 
     def __call__(self, pairs: np.ndarray) -> dict:
-        rows = BatchIndices(self.source.labels, self.augment_seed)(pairs)
+        rows = BatchIndices(self.source.labels, self.augment_seed, self.stain_strength, self.dihedral)(pairs)
         images = self.source.read(rows["index"])
-        if self.augment_seed is not None:
+        if self.augment_seed is not None and self.dihedral:
             images = apply_dihedral(images, rows["code"])
+        if "stain" in rows:
+            images = stain.perturb(images, rows["stain"])
         if not rows["mask"].all():
             images[~rows["mask"]] = 0
         return {"image": images, "label": rows["label"], "mask": rows["mask"]}
@@ -220,17 +242,22 @@ def train_dataset(
     start_step: int = 0,
     rows: slice | None = None,
     images: bool = True,
+    stain_strength: float = 0.0,
+    dihedral: bool = True,
 ) -> grain.IterDataset:
     """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch.
 
     ``batch_size`` is the global batch; ``rows`` (multi-process) the part of it this process reads.
     ``images=False`` yields the batches' BatchIndices instead of their images (data.placement=device).
+    ``augment_seed`` keys the flips/rotations (``dihedral``) and the stain augmentation
+    (``stain_strength`` > 0, data.stain_augment), both per stream position.
     """
     sampler = TrainBatches(
         source.labels, data_seed, batch_size, steps_per_epoch(len(source), batch_size), epochs, balanced
     )
     batches = sampler.slice(slice(start_step, None)).map(ProcessRows(rows))
-    load = LoadBatch(source, augment_seed) if images else BatchIndices(source.labels, augment_seed)
+    augment = (augment_seed, stain_strength, dihedral)
+    load = LoadBatch(source, *augment) if images else BatchIndices(source.labels, *augment)
     return _to_iter(batches.map(load), num_workers if images else 0, prefetch)
 
 

@@ -17,7 +17,7 @@ from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.data import open_eval_split
-from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
@@ -37,6 +37,7 @@ class EvalOptions:
     gallery_size: int = 16
     batch_size: int | None = None
     data_dir: str | None = None
+    tta: bool = False  # mean probability over the 8 flips/rotations of each image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     batch_size = options.batch_size or run.config.data.eval_batch_size
     functions = {spec: load_slice_function(spec) for spec in options.slice_functions}
     probs, brightness, masks = [], [], {spec: [] for spec in functions}
-    predict = run.predict_fn()
+    predict = run.predict_fn(options.tta)
     start = time.perf_counter()
     for batch in pipeline_lib.eval_dataset(split, batch_size=batch_size):
         images = batch["image"][batch["mask"]]
@@ -62,7 +63,8 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
         for spec, function in functions.items():
             masks[spec].append(apply_slice_function(function, spec, images))
     seconds = time.perf_counter() - start
-    log(f"predicted {len(split)} images in {seconds:.1f} s ({len(split) / max(seconds, 1e-9):.0f} img/s)")
+    tta = " with TTA (8 flips/rotations each)" if options.tta else ""
+    log(f"predicted {len(split)} images{tta} in {seconds:.1f} s ({len(split) / max(seconds, 1e-9):.0f} img/s)")
     names = {spec: spec.rpartition(":")[2] for spec in functions}
     return Predictions(
         run.task,
@@ -74,18 +76,25 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
 
 
 def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None) -> dict:
-    """The stored threshold if it matches this checkpoint and rule, else one chosen on ``valid``
-    (computed here when evaluating another split) and stored for predict and later evaluations."""
+    """The stored threshold if it matches this checkpoint, rule and TTA setting, else one chosen
+    on ``valid`` (computed here when evaluating another split) with this TTA setting and stored,
+    with that setting, for predict and later evaluations."""
     stored = run.stored_threshold()
     wanted_target = options.target_recall if options.threshold_rule == "recall" else None
-    if stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target and not valid:
-        log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, chosen on valid at step {run.step})")
+    same_rule = stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target
+    stored_tta = tta_words(stored.get("tta", False)) if stored else ""
+    if same_rule and stored.get("tta", False) != options.tta and not valid:
+        log(f"the stored decision threshold was chosen {stored_tta}: choosing it again on valid "
+            f"{tta_words(options.tta)}, as this evaluation uses it (replacing {run.threshold_path})")  # fmt: skip
+    elif same_rule and not valid:
+        log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, {stored_tta}, chosen on valid at step "
+            f"{run.step})")  # fmt: skip
         return stored
     if valid is None:
         log("choosing the decision threshold on the valid split first")
         valid = predict_split(run, open_eval_split(run.config, "valid", options.data_dir), options)
     chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
-    record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step}
+    record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step, "tta": options.tta}
     run.threshold_path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.threshold_path, record)
     log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid (precision {chosen.precision:.3f}, "
@@ -222,6 +231,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         "workdir": str(workdir),
         "split": options.split,
         "checkpoint_step": run.step,
+        "tta": options.tta,
         "threshold": threshold,
         "class_names": list(run.task.class_names),  # label i is class_names[i], also in the confusion matrix
         **report,

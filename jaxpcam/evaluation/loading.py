@@ -22,6 +22,7 @@ from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.preprocessing import Normalization, normalize
+from jaxpcam.reporting import log
 from jaxpcam.task import Task, task_for
 
 THRESHOLD_FILE = "threshold.json"
@@ -62,16 +63,52 @@ class LoadedRun:
         stored = json.loads(self.threshold_path.read_text())
         return stored if stored.get("checkpoint_step") == self.step else None
 
-    def predict_fn(self):
-        """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C)."""
+    def check_tta(self) -> None:
+        """--tta needs square images; on a model trained without flips/rotations it warns."""
+        height, width = self.image_shape[:2]
+        if height != width:
+            raise UserError(f"--tta needs square images; this model takes {height}x{width}")
+        if not self.config.data.get("augment", True):
+            log("WARNING: --tta on a model trained without data.augment: it never saw flipped or rotated images "
+                "(for digits a rotated 6 is a 9)")  # fmt: skip
+
+    def predict_fn(self, tta: bool = False):
+        """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C); with ``tta``
+        the mean of the probabilities over the 8 flips/rotations of each image (tta_mean)."""
 
         task = self.task
+        if tta:
+            self.check_tta()
 
         def probs(params, norm, images):
             return task.probabilities(self.apply_fn({"params": params}, normalize(images, norm), train=False))
 
-        jitted = jax.jit(probs)
+        def tta_probs(params, norm, images):
+            return tta_mean(lambda x: probs(params, norm, x), images)
+
+        jitted = jax.jit(tta_probs if tta else probs)
         return lambda images: jitted(self.params, self.normalization, images)
+
+
+def dihedral(images: jax.Array, code: int) -> jax.Array:
+    """(B, H, W, C) with H == W, as pipeline.apply_dihedral moves it: code k rotates k % 4
+    quarter turns, then flips left-right if k >= 4."""
+    images = jnp.rot90(images, k=code % 4, axes=(1, 2))
+    return images[:, :, ::-1] if code >= 4 else images
+
+
+def tta_mean(probs, images: jax.Array) -> jax.Array:
+    """Test-time augmentation: the mean of ``probs`` over the 8 dihedral transforms of
+    ``images`` (one pass per transform, so memory stays that of one batch). The 8 transforms of
+    a rotated or flipped image are the same 8 images, so its result is the same up to rounding."""
+    total = probs(images)
+    for code in range(1, 8):
+        total = total + probs(dihedral(images, code))
+    return total / 8
+
+
+def tta_words(tta: bool) -> str:
+    return "with --tta (8 flips/rotations)" if tta else "without --tta"
 
 
 def _manager(workdir: Path) -> ocp.CheckpointManager:

@@ -16,7 +16,7 @@ from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
-from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.reporting import log
 
@@ -113,21 +113,35 @@ class PredictResult:
     drift: DriftCheck | None
 
 
-def predict_input(run: LoadedRun, source: Input, batch_size: int) -> PredictResult:
-    predict = run.predict_fn()
+def _threshold(run: LoadedRun, tta: bool) -> float | None:
+    """The stored decision threshold, refused when it was chosen with the other TTA setting (it
+    belongs to other probabilities); 0.5 with a notice when none is stored."""
+    if not run.task.binary:
+        return None
+    stored = run.stored_threshold()
+    if stored is None:
+        log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
+            "first); deciding at 0.5")  # fmt: skip
+        return 0.5
+    if stored.get("tta", False) != tta:
+        flag = " --tta" if tta else ""
+        raise UserError(
+            f"the decision threshold in {run.threshold_path} was chosen {tta_words(stored.get('tta', False))} and "
+            f"this prediction is {tta_words(tta)}: refusing to mix them; run python -m jaxpcam.evaluate --workdir "
+            f"{run.workdir}{flag} first (it chooses the threshold again), or predict {tta_words(not tta)}"
+        )
+    return stored["value"]
+
+
+def predict_input(run: LoadedRun, source: Input, batch_size: int, tta: bool = False) -> PredictResult:
+    threshold = _threshold(run, tta)  # before any work: a refusal comes at once
+    predict = run.predict_fn(tta)
     probs, features = [], []
     for batch in source.batches():
         probs.append(next(batched_probs(predict, [batch], batch_size)))
         features.append(image_features(batch))
     merged = {k: np.concatenate([f[k] for f in features]) for k in features[0]}
     drift = check_drift(run.data_profile, merged) if run.data_profile else None
-    threshold = None
-    if run.task.binary:
-        stored = run.stored_threshold()
-        if stored is None:
-            log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
-                "first); deciding at 0.5")  # fmt: skip
-        threshold = stored["value"] if stored else 0.5
     return PredictResult(source.names, check_finite(run, np.concatenate(probs).astype(np.float64)), threshold, drift)
 
 

@@ -32,7 +32,8 @@ def read_record(run_dir: Path) -> dict:
 def point_epochs(point: Point, run_dir: Path) -> tuple[int, int]:
     """(epochs finished, epochs the point was last trained for). The target is what the run
     recorded (config.json, written as training starts, then sweep_point.json), not the flags of
-    the command that asks; the point's config now only for a run that recorded neither."""
+    the command that asks; the point's config now only for a run that recorded neither. A run
+    that stopped early (training.early_stopping_patience) was trained for the epochs it has."""
     try:
         target = read_run_config(run_dir).get("training", {}).get("epochs")
     except (UserError, AttributeError):  # damaged: the listing still shows every point
@@ -41,7 +42,10 @@ def point_epochs(point: Point, run_dir: Path) -> tuple[int, int]:
         target = read_record(run_dir).get("epochs")
     if not isinstance(target, int):
         target = point.config.training.epochs
-    return len(read_metrics(run_dir)), target
+    records = read_metrics(run_dir)
+    if records and records[-1].get("stopped_early"):
+        return len(records), len(records)
+    return len(records), target
 
 
 def point_status(point: Point, run_dir: Path) -> str:

@@ -10,8 +10,9 @@ only; it sums their gradients and divides by k, as ``loss / k`` before each ``ba
 PyTorch does. The accumulator lives inside the step, never in the train state: a step, a
 checkpoint and a resume always fall on an optimizer update, and resume stays bit-exact.
 
-Micro-batch j uses the dropout key ``fold_in(step_key, j)``; with k = 1 nothing is split and the
-step is the one it always was (same key, same arithmetic).
+Micro-batch j uses the dropout key ``fold_in(step_key, j)``; the loss function's auxiliary
+output (the train-accuracy count of correct predictions) is summed over the micro-batches. With
+k = 1 nothing is split and the step is the one it always was (same key, same arithmetic).
 """
 
 import jax
@@ -24,18 +25,20 @@ def _micro_batches(x: jax.Array, k: int) -> jax.Array:
 
 
 def value_and_grad(loss_fn, params, batch: dict, step_key: jax.Array, accum_steps: int = 1):
-    """(mean loss, mean gradient) of ``loss_fn(params, images, labels, key)`` over the batch,
-    taken in ``accum_steps`` micro-batches."""
-    grad_fn = jax.value_and_grad(loss_fn)
+    """((mean loss, summed aux), mean gradient) of ``loss_fn(params, batch, key) -> (loss, aux)``
+    over ``batch``, taken in ``accum_steps`` micro-batches; ``aux`` must add up (a count)."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum_steps == 1:
-        return grad_fn(params, batch["image"], batch["label"], step_key)
-    images, labels = _micro_batches(batch["image"], accum_steps), _micro_batches(batch["label"], accum_steps)
+        return grad_fn(params, batch, step_key)
+    micro_batches = {name: _micro_batches(x, accum_steps) for name, x in batch.items()}
 
     def micro_step(carry, micro):
-        (loss_sum, grad_sum), (images_j, labels_j, j) = carry, micro
-        loss, grads = grad_fn(params, images_j, labels_j, jax.random.fold_in(step_key, j))
-        return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+        (loss_sum, aux_sum, grad_sum), (batch_j, j) = carry, micro
+        (loss, aux), grads = grad_fn(params, batch_j, jax.random.fold_in(step_key, j))
+        return (loss_sum + loss, jax.tree.map(jnp.add, aux_sum, aux), jax.tree.map(jnp.add, grad_sum, grads)), None
 
-    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-    (loss_sum, grad_sum), _ = jax.lax.scan(micro_step, zeros, (images, labels, jnp.arange(accum_steps)))
-    return loss_sum / accum_steps, jax.tree.map(lambda g: g / accum_steps, grad_sum)
+    first_aux = jax.eval_shape(lambda: loss_fn(params, jax.tree.map(lambda x: x[0], micro_batches), step_key)[1])
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), first_aux))
+    zeros += (jax.tree.map(jnp.zeros_like, params),)
+    (loss_sum, aux_sum, grad_sum), _ = jax.lax.scan(micro_step, zeros, (micro_batches, jnp.arange(accum_steps)))
+    return (loss_sum / accum_steps, aux_sum), jax.tree.map(lambda g: g / accum_steps, grad_sum)

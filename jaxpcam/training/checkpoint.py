@@ -43,6 +43,8 @@ class Progress:
 
     epoch_losses: tuple[float, ...] = ()  # per-step train losses of the unfinished epoch
     epoch_skipped: int = 0  # steps of the unfinished epoch skipped by nan_policy='skip'
+    epoch_correct: int = 0  # the unfinished epoch's correctly classified training images (train_accuracy)
+    epoch_count: int = 0  # and all its training images (skipped steps excluded)
     best_epoch: int | None = None
     best_value: float | None = None
     # Every finished epoch's metrics.jsonl record, so a resumed run rewrites metrics.jsonl from

@@ -25,12 +25,13 @@ from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.files import json_ready
 from jaxpcam.reporting import ProgressLine, log
 from jaxpcam.runtime import apply_run_settings
-from jaxpcam.training import checkpoint, tracking, workdir_lock
+from jaxpcam.training import checkpoint, early_stopping, summary, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
+from jaxpcam.training.placement import stain_columns
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.progress import Pace, Position, progress_text
-from jaxpcam.training.schedules import update_schedule
+from jaxpcam.training.schedules import step_rate, update_schedule
 from jaxpcam.training.setup import Run, prepare
 from jaxpcam.training.steps import jit_train_step
 from jaxpcam.training.tracking import io_errors
@@ -63,8 +64,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
             except OSError as err:
                 log(f"WARNING: could not finish the TensorBoard file in {workdir}: {err.strerror or err}")
     if run.restored is not None and run.restored.step == int(final.step):
-        done = run.restored.schedule.epochs_done
-        log(f"nothing to do: the run has trained {done} epochs (training.epochs={config.training.epochs})")
+        log(early_stopping.nothing_to_do(run.restored.step, run.steps_per_epoch, run.progress, config))
     return _summary(workdir, config.checkpoint)
 
 
@@ -92,9 +92,13 @@ class _Tally:
     first_step: int  # where this process started the epoch (for images/s)
     start: float = dataclasses.field(default_factory=time.perf_counter)
     wait: float = 0.0  # seconds spent waiting for input
+    correct: int = 0  # training images classified correctly (skipped steps excluded)
+    count: int = 0
+    last_lr: float | None = None  # the rate the latest step used
 
     def progress(self, kept: Progress) -> Progress:
-        return dataclasses.replace(kept, epoch_losses=tuple(self.losses), epoch_skipped=self.skipped)
+        counts = {"epoch_correct": self.correct, "epoch_count": self.count}
+        return dataclasses.replace(kept, epoch_losses=tuple(self.losses), epoch_skipped=self.skipped, **counts)
 
 
 # Small predicates: when to do what.
@@ -124,8 +128,11 @@ def _train(run: Run, stop: StopRequest):
     step = int(state.step)
     train_fn = _compiled_train_step(run)
     tally = _Tally(list(progress.epoch_losses), progress.epoch_skipped, step)
+    tally.correct, tally.count = progress.epoch_correct, progress.epoch_count
     pending, unpublished = [], []
     pace, line = Pace(time.perf_counter(), step), ProgressLine(every=0.0)
+    if early_stopping.stopped(step, spe, progress, c):  # rerun of a run that stopped early: nothing to do
+        return state
     try:
         while step < run.total_steps:
             before = time.perf_counter()
@@ -151,6 +158,8 @@ def _train(run: Run, stop: StopRequest):
                 pace.restart_window(step)
                 unpublished.append(record)
                 tally = _Tally([], 0, step)
+                if record.get("stopped_early"):
+                    break
                 stop_now = _stop_requested(stop, at_sync_point=True)  # arrived in the last step or validation
             if stop_now:
                 _wait_for_saves(run)
@@ -177,10 +186,12 @@ def _sync(run: Run, pending: list, step: int, tally: _Tally, pace: Pace, line: P
                 "Lower training.learning_rate, set training.grad_clip_norm, or training.nan_policy=skip"
             )
         run.writer.write_scalars(at, {"train/loss": m.loss, "train/grad_norm": m.grad_norm, "train/lr": m.lr})
+        tally.last_lr = float(m.lr)
         if m.skipped:
             tally.skipped += 1
         else:
             tally.losses.append(float(m.loss))
+            tally.correct, tally.count = tally.correct + int(m.correct), tally.count + int(m.count)
     now = time.perf_counter()
     window, so_far = (step - pace.window_step, now - pace.window_start), (step - tally.first_step, now - tally.start)
     at = Position(step, run.steps_per_epoch, run.config.training.epochs)
@@ -206,31 +217,39 @@ def _end_epoch(run: Run, state, schedule, progress: Progress, step: int, tally: 
         "epoch": epoch,
         "step": step,
         "train_loss": float(np.mean(np.asarray(tally.losses, np.float64))) if tally.losses else math.nan,
+        "train_accuracy": tally.correct / tally.count if tally.count else math.nan,
         "val_loss": val.loss,
         **{f"val_{k}": v for k, v in val.metrics.items()},
-        "lr": schedule.lr,  # the rate used during the epoch, before the update below
+        # the rate used during the epoch, before the update below; per-step rates: its last step's
+        "lr": schedule.lr if step_rate(c.training, run.steps_per_epoch) is None else tally.last_lr,
         "skipped_steps": tally.skipped,
         "images_per_second": (step - tally.first_step) * run.batch_size / elapsed,
         "data_wait_fraction": tally.wait / elapsed,
     }
     schedule = update_schedule(schedule, c.training, val.loss)
     state = state.with_learning_rate(run.parallel.replicate(np.float32(schedule.lr)))  # laid out like the state
-    ready = json_ready(record)  # as metrics.jsonl and the checkpoint hold it
     value = record.get(c.checkpoint.best_metric)
     improved = best.improves(value, progress.best_value, c.checkpoint.best_mode)
     progress = Progress(
         best_epoch=epoch if improved else progress.best_epoch,
         best_value=value if improved else progress.best_value,
-        history=(*progress.history, ready),
+        history=progress.history,
     )
+    stop_reason = early_stopping.mark(record, progress, epoch, c)
+    ready = json_ready(record)  # as metrics.jsonl and the checkpoint hold it
+    progress = dataclasses.replace(progress, history=(*progress.history, ready))
+    run.writer.write_scalars(step, {"train/accuracy": record["train_accuracy"]})
     run.writer.write_scalars(step, {"val/loss": val.loss, **{f"val/{k}": v for k, v in val.metrics.items()}})
     run.writer.write_scalars(step, {f"perf/{k}": record[k] for k in ("images_per_second", "data_wait_fraction")})
     _save(run, state, schedule, progress, ready)
     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
     log(
-        f"epoch {epoch} done: train_loss {record['train_loss']:.4f} {shown} lr {record['lr']:.3g} | "
+        f"epoch {epoch} done: train_loss {record['train_loss']:.4f} train_accuracy {record['train_accuracy']:.4f} "
+        f"{shown} lr {record['lr']:.3g} | "
         f"{record['images_per_second']:,.0f} img/s epoch mean, {record['data_wait_fraction']:.0%} waiting for data"
     )
+    if stop_reason:
+        log(f"stopping early after epoch {epoch} of {c.training.epochs}: {stop_reason}")
     return state, schedule, progress, record
 
 
@@ -265,13 +284,18 @@ def _publish_committed(run: Run, unpublished: list) -> None:
 
 def _compiled_train_step(run: Run):
     """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
-    start = time.perf_counter()
+    start, c = time.perf_counter(), run.config
     skip = run.config.training.nan_policy == "skip"
-    abstract_batch = run.parallel.abstract_batch(run.batch_size, run.image_shape, run.resident_train is not None)
-    options = {"skip_nonfinite": skip, "task": run.task, "accum_steps": run.config.training.grad_accum_steps}
-    lowered = jit_train_step.lower(run.state, abstract_batch, run.dropout_key, run.resident_train, **options)
+    abstract_batch = run.parallel.abstract_batch(
+        run.batch_size, run.image_shape, run.resident_train is not None, stain_columns(run.config.data)
+    )
+    static = {"skip_nonfinite": skip, "task": run.task, "step_rate": step_rate(c.training, run.steps_per_epoch)}
+    static["accum_steps"] = c.training.grad_accum_steps
+    lowered = jit_train_step.lower(run.state, abstract_batch, run.dropout_key, run.resident_train, **static)
     compiled = lowered.compile()
     log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
+    # per micro-batch: XLA's cost analysis counts a lax.scan body (one micro-batch) once, not k times
+    log(summary.summary_line(c.model.name, run.state.params, compiled, c.data.batch_size, run.parallel.num_devices))
     return compiled
 
 

@@ -112,13 +112,17 @@ class DataParallel:
         """This process's rows (numpy) -> one global array per key, sharded along ``data``."""
         return jax.make_array_from_process_local_data(self.batch_sharding, local_batch)
 
-    def abstract_batch(self, batch_size: int, image_shape, indices_only: bool = False) -> dict:
+    def abstract_batch(self, batch_size: int, image_shape, indices_only: bool = False, stain: int = 0) -> dict:
         """Shapes, dtypes and shardings of a global training batch, for ahead-of-time compiling:
-        images (data.placement=host) or, with ``indices_only``, pipeline.BatchIndices."""
+        images (data.placement=host) or, with ``indices_only``, pipeline.BatchIndices (with
+        ``stain`` parameters per image when > 0)."""
         s = self.batch_sharding
         row = lambda dtype: jax.ShapeDtypeStruct((batch_size,), dtype, sharding=s)  # noqa: E731
         if indices_only:
-            return {"index": row(np.int32), "code": row(np.int32), "label": row(np.int32), "mask": row(np.bool_)}
+            rows = {"index": row(np.int32), "code": row(np.int32), "label": row(np.int32), "mask": row(np.bool_)}
+            if stain:
+                rows["stain"] = jax.ShapeDtypeStruct((batch_size, stain), np.float32, sharding=s)
+            return rows
         image = jax.ShapeDtypeStruct((batch_size, *image_shape), np.uint8, sharding=s)
         return {"image": image, "label": row(np.int32), "mask": row(np.bool_)}
 

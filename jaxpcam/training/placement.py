@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpcam.data import hold_in_memory
+from jaxpcam.data import hold_in_memory, stain
 from jaxpcam.data.pcam import read_all
 from jaxpcam.data.pipeline import apply_dihedral
 from jaxpcam.errors import UserError
@@ -103,7 +103,9 @@ class ResidentSplit:
 
 
 def gather_batch(resident: ResidentSplit, batch: dict) -> dict:
-    """BatchIndices on the device -> the batch LoadBatch would have read on the host."""
+    """BatchIndices on the device -> the batch LoadBatch would have read on the host: gathered,
+    flipped/rotated in the same gather, then stain-augmented when the batch carries ``stain``
+    parameters (equal to the host's images up to float rounding, at most 1 level)."""
     images, index, mask = resident.images, batch["index"], batch["mask"]
     if resident.augment:
         n, h, w, c = images.shape
@@ -112,8 +114,15 @@ def gather_batch(resident: ResidentSplit, batch: dict) -> dict:
         picked = picked.reshape(len(index), h, w, c)
     else:
         picked = images[index]
+    if "stain" in batch:
+        picked = stain.perturb(picked, batch["stain"], jnp)
     picked = jnp.where(mask[:, None, None, None], picked, jnp.zeros((), picked.dtype))
     return {"image": picked, "label": batch["label"], "mask": mask}
+
+
+def stain_columns(data_config) -> int:
+    """How many stain parameters a device-placement batch carries per image (0: none)."""
+    return stain.PARAMETERS if data_config.stain_augment > 0 else 0
 
 
 def place_split(split, put, augment: bool) -> ResidentSplit:

@@ -25,9 +25,11 @@ from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
 # Keys that may change between a run and its resumption without changing its results, and its
-# length (more epochs continue it; fewer leave it finished).
-RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs"}
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "corrupt_checkpoints")  # eval: its threshold
+# length (more epochs continue it; fewer leave it finished; a higher early-stopping patience lets
+# a run that stopped early train on).
+RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs", "training.early_stopping_patience"}
+# eval: its threshold; export: model files made from these checkpoints
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

@@ -17,7 +17,7 @@ from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, resume, tracking
+from jaxpcam.training import checkpoint, early_stopping, resume, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data
@@ -25,7 +25,6 @@ from jaxpcam.training.schedules import ScheduleState, init_schedule
 from jaxpcam.training.state import (
     Normalization,
     TrainState,
-    count_params,
     create_train_state,
     fixed_normalization,
     make_optimizer,
@@ -145,7 +144,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     tx, ema_decay = make_optimizer(config.training), config.training.ema_decay
     fresh = create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)
     fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
-    log(f"model {config.model.name}: {count_params(fresh.params):,} parameters")
     log(_devices_line(parallel, config.data.batch_size))
     for line in _weights_lines(config.training, config.data.batch_size):
         log(line)
@@ -160,7 +158,11 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         resumption = None
         if restored is not None:
             resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
-        if is_primary() and (restored is None or restored.step < config.training.epochs * steps_per_epoch):
+        to_train = restored is None or (
+            restored.step < config.training.epochs * steps_per_epoch
+            and not early_stopping.stopped(restored.step, steps_per_epoch, progress, config)
+        )
+        if is_primary() and to_train:
             with io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
                 tracking.record_run_config(workdir, config, provenance, resumption)
     except BaseException:
@@ -171,13 +173,15 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         batch_size=batch_size,
         epochs=config.training.epochs,
         data_seed=streams.data_seed,
-        augment_seed=streams.augment_seed if config.data.augment else None,
+        augment_seed=streams.augment_seed if config.data.augment or config.data.stain_augment > 0 else None,
         balanced=config.data.balanced_sampling,
         num_workers=config.data.num_workers,
         prefetch=config.data.prefetch_batches,
         start_step=int(state.step),
         rows=parallel.local_rows(batch_size),
         images=resident_train is None,
+        stain_strength=config.data.stain_augment,
+        dihedral=config.data.augment,
     )
     return Run(
         config=config,
