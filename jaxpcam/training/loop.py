@@ -25,15 +25,13 @@ from jaxpcam.errors import RunFailed, Stopped, UserError
 from jaxpcam.files import json_ready
 from jaxpcam.reporting import ProgressLine, log
 from jaxpcam.runtime import apply_run_settings
-from jaxpcam.training import checkpoint, early_stopping, summary, tracking, workdir_lock
+from jaxpcam.training import checkpoint, early_stopping, tracking, workdir_lock
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
-from jaxpcam.training.placement import stain_columns
 from jaxpcam.training.preemption import StopRequest
 from jaxpcam.training.progress import Pace, Position, progress_text
 from jaxpcam.training.schedules import step_rate, update_schedule
-from jaxpcam.training.setup import Run, prepare
-from jaxpcam.training.steps import jit_train_step
+from jaxpcam.training.setup import Run, compile_train_step, prepare
 from jaxpcam.training.tracking import io_errors
 from jaxpcam.training.validation import evaluate
 
@@ -126,7 +124,7 @@ def _train(run: Run, stop: StopRequest):
     c, spe = run.config, run.steps_per_epoch
     state, schedule, progress = run.state, run.schedule, run.progress
     step = int(state.step)
-    train_fn = _compiled_train_step(run)
+    train_fn = compile_train_step(run)
     tally = _Tally(list(progress.epoch_losses), progress.epoch_skipped, step)
     tally.correct, tally.count = progress.epoch_correct, progress.epoch_count
     pending, unpublished = [], []
@@ -280,23 +278,6 @@ def _publish_committed(run: Run, unpublished: list) -> None:
             if is_primary():
                 tracking.append_metrics(run.workdir, record)
     del unpublished[: len(ready)]
-
-
-def _compiled_train_step(run: Run):
-    """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
-    start, c = time.perf_counter(), run.config
-    skip = run.config.training.nan_policy == "skip"
-    abstract_batch = run.parallel.abstract_batch(
-        run.batch_size, run.image_shape, run.resident_train is not None, stain_columns(run.config.data)
-    )
-    static = {"skip_nonfinite": skip, "task": run.task, "step_rate": step_rate(c.training, run.steps_per_epoch)}
-    static["accum_steps"] = c.training.grad_accum_steps
-    lowered = jit_train_step.lower(run.state, abstract_batch, run.dropout_key, run.resident_train, **static)
-    compiled = lowered.compile()
-    log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
-    # per micro-batch: XLA's cost analysis counts a lax.scan body (one micro-batch) once, not k times
-    log(summary.summary_line(c.model.name, run.state.params, compiled, c.data.batch_size, run.parallel.num_devices))
-    return compiled
 
 
 def _summary(workdir: Path, c: ml_collections.ConfigDict) -> dict:

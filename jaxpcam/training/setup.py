@@ -2,6 +2,7 @@
 state (fresh or resumed), checkpoint manager, run record and writer, and the batch stream."""
 
 import dataclasses
+import time
 from pathlib import Path
 
 import jax
@@ -17,11 +18,11 @@ from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, early_stopping, resume, tracking
+from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
-from jaxpcam.training.placement import ResidentSplit, place_training_data
-from jaxpcam.training.schedules import ScheduleState, init_schedule
+from jaxpcam.training.placement import ResidentSplit, place_training_data, stain_columns
+from jaxpcam.training.schedules import ScheduleState, init_schedule, step_rate
 from jaxpcam.training.state import (
     Normalization,
     TrainState,
@@ -30,6 +31,7 @@ from jaxpcam.training.state import (
     make_optimizer,
     make_streams,
 )
+from jaxpcam.training.steps import jit_train_step
 from jaxpcam.training.tracking import io_errors
 
 
@@ -203,3 +205,20 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         progress=progress,
         restored=restored,
     )
+
+
+def compile_train_step(run: Run):
+    """Compiles the train step ahead of time, so compile time is logged and not in img/s."""
+    start, c = time.perf_counter(), run.config
+    skip = run.config.training.nan_policy == "skip"
+    abstract_batch = run.parallel.abstract_batch(
+        run.batch_size, run.image_shape, run.resident_train is not None, stain_columns(run.config.data)
+    )
+    static = {"skip_nonfinite": skip, "task": run.task, "step_rate": step_rate(c.training, run.steps_per_epoch)}
+    static["accum_steps"] = c.training.grad_accum_steps
+    lowered = jit_train_step.lower(run.state, abstract_batch, run.dropout_key, run.resident_train, **static)
+    compiled = lowered.compile()
+    log(f"compiled the train step in {time.perf_counter() - start:.1f} s")
+    # per micro-batch: XLA's cost analysis counts a lax.scan body (one micro-batch) once, not k times
+    log(summary.summary_line(c.model.name, run.state.params, compiled, c.data.batch_size, run.parallel.num_devices))
+    return compiled
