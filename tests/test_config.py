@@ -1,4 +1,5 @@
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,23 @@ def test_a_key_missing_from_a_saved_config_counts_as_its_default_on_resume():
     assert config_differences(saved, current) == []
     current["training"]["deterministic"] = False
     assert config_differences(saved, current) == ["training.deterministic"]
+
+
+def test_the_pcam_recipe_is_valid_and_its_features_train_together(tiny_pcam, tmp_path):
+    from jaxpcam.reporting import captured_log
+    from jaxpcam.training.loop import train_and_evaluate
+
+    config = _load("pcam_recipe")
+    validate(config)
+    assert (config.model.name, config.training.scheduler) == ("resnet", "cosine")
+    assert config.data.stain_augment > 0 and config.training.ema_decay > 0 and config.training.warmup_steps > 0
+    tiny = {"data.dir": str(tiny_pcam), "data.batch_size": 32, "data.eval_batch_size": 40, "data.num_workers": 0,
+            "model.conv_features": (4, 8), "model.resnet_blocks": (1, 1), "training.epochs": 2,
+            "training.warmup_steps": 4, "training.dtype": "float32", "training.log_every_steps": 4}  # fmt: skip
+    config.update_from_flattened_dict(tiny)
+    with captured_log() as lines:
+        train_and_evaluate(config, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["train_accuracy"] <= 1 for r in records)
+    assert records[-1]["lr"] == pytest.approx(config.training.min_lr)  # cosine ends at min_lr
+    assert any("EMA weights" in line for line in lines)
