@@ -260,3 +260,16 @@ def test_start_fresh_archives_the_export_with_the_run(tmp_path):
     archive_run(tmp_path)
     assert not (tmp_path / "export").exists()
     assert [p.name for p in (tmp_path / "archive").glob("*/export/model.json")] == ["model.json"]
+
+
+def test_a_threshold_chosen_with_tta_is_not_shipped_with_the_plain_model(tiny_pcam, tmp_path):
+    workdir = tmp_path / "run"
+    train_in_process(workdir, tiny_pcam, **{"training.epochs": 1})
+    assert evaluate.main(["--workdir", str(workdir), "--tta"]) == 0  # threshold.json: tta true
+    assert export_command.main(["--workdir", str(workdir)]) == 0
+    decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
+    assert decision["threshold"] is None and "chosen with --tta" in decision["note"]
+    assert evaluate.main(["--workdir", str(workdir)]) == 0  # chosen again, without TTA
+    assert export_command.main(["--workdir", str(workdir), "--overwrite"]) == 0
+    decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
+    assert decision["threshold"] is not None and decision["tta"] is False

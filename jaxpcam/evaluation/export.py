@@ -100,9 +100,13 @@ def _decision(run: LoadedRun) -> dict:
     if not run.task.binary:
         return {"threshold": None, "rule": "argmax", "note": "multi-class: the class with the highest probability"}
     stored = run.stored_threshold()
+    command = f"python -m jaxpcam.evaluate --workdir {run.workdir} --checkpoint {run.step}"
     if stored is None:
-        command = f"python -m jaxpcam.evaluate --workdir {run.workdir} --checkpoint {run.step}"
         note = f"no threshold chosen on valid for checkpoint {run.step}: run {command} first"
+        log(f"WARNING: model.json gets no decision threshold ({note})")
+        return {"threshold": None, "note": note}
+    if stored.get("tta"):  # the exported function has no TTA: a TTA threshold does not belong to it
+        note = f"the threshold on valid was chosen with --tta, which the exported model does not do: run {command}"
         log(f"WARNING: model.json gets no decision threshold ({note})")
         return {"threshold": None, "note": note}
     return {
@@ -112,6 +116,7 @@ def _decision(run: LoadedRun) -> dict:
         "chosen_on": stored.get("chosen_on", "valid"),
         "on_valid": {k: stored.get(k) for k in ("precision", "recall", "f2")},
         "positive_when": "probability >= threshold",
+        "tta": False,  # chosen on plain probabilities, as the exported function gives them
     }
 
 
@@ -195,7 +200,7 @@ def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = No
     output = Path(output) if output is not None else workdir / "export"
     check_output(output, overwrite)
     run = load_run(workdir, checkpoint)
-    log(f"exporting {workdir} checkpoint step {run.step} ({run.config.model.name})")
+    log(f"exporting {workdir} checkpoint step {run.step} ({run.config.model.name}{run.weights_note})")
     fn = inference_function(run.apply_fn, run.params, run.normalization, run.task)
     spec, probe = image_spec(run.image_shape), probe_images(run.image_shape)
     expected = np.asarray(jax.jit(fn)(probe), np.float64)
