@@ -356,6 +356,36 @@ def test_predict_refuses_non_finite_pixels_naming_the_image(trained_run, tmp_pat
     assert not output.exists()
 
 
+@pytest.mark.parametrize(
+    ("values", "dtype", "suffix", "message"),
+    [
+        ((-300.0, -45.0), np.float32, ".npy", "image 0 holds pixel values -300..-45; the model takes 0..255"),
+        ((0.0, 1020.0), np.float32, ".h5", "image 0 holds pixel values 0..1020; the model takes 0..255"),
+        ((0, 65280), np.uint16, ".npy", "image 0 holds pixel values 0..65280; the model takes 0..255"),
+        (
+            (0.0, 1.0),
+            np.float32,
+            ".h5",
+            "images 0..3 hold floats within 0..1; the model takes 0..255 (multiply by 255)",
+        ),
+    ],
+)
+def test_predict_refuses_pixels_outside_0_255_in_every_format(trained_run, tmp_path, capsys, values, dtype, suffix,
+                                                              message):  # fmt: skip
+    one = np.linspace(*values, 96 * 96 * 3).astype(dtype).reshape(96, 96, 3)
+    images = np.stack([one] * 4)  # every image spans the whole range
+    source = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        np.save(source, images)
+    else:
+        with h5py.File(source, "w") as f:
+            f["x"] = images
+    output = tmp_path / "preds.csv"
+    assert predict.main(["--workdir", str(trained_run), "--input", str(source), "--output", str(output)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {source}: {message}"
+    assert not output.exists()
+
+
 def test_predict_refuses_an_output_folder_before_any_work(tmp_path, capsys, monkeypatch):
     from jaxpcam.evaluation import loading
 

@@ -30,10 +30,23 @@ class Input:
 
 
 def _as_uint8(block: np.ndarray, start: int, source: Path) -> np.ndarray:
-    """Pixels as training read them; NaN or inf is a data error, as in training."""
+    """Pixels as training read them (0..255). NaN or inf, values outside 0..255, or floats that
+    are all within 0..1 (images scaled to 0..1) are data errors: clipping them would predict on
+    different images without a word."""
+    if block.dtype == np.uint8:
+        return block
+    flat = block.reshape(len(block), -1)
     if block.dtype.kind == "f" and not np.isfinite(block).all():
-        image = start + int(np.argmax(~np.isfinite(block).reshape(len(block), -1).all(axis=1)))
+        image = start + int(np.argmax(~np.isfinite(flat).all(axis=1)))
         raise UserError(f"{source}: image {image} holds non-finite pixel values (NaN or inf)")
+    outside = (flat < 0).any(axis=1) | (flat > 255).any(axis=1)
+    if outside.any():
+        image = start + int(np.argmax(outside))
+        low, high = flat[outside.argmax()].min(), flat[outside.argmax()].max()
+        raise UserError(f"{source}: image {image} holds pixel values {low:g}..{high:g}; the model takes 0..255")
+    if block.dtype.kind == "f" and block.size and float(block.max()) <= 1.0:
+        raise UserError(f"{source}: images {start}..{start + len(block) - 1} hold floats within 0..1; "
+                        "the model takes 0..255 (multiply by 255)")  # fmt: skip
     return as_uint8(block)
 
 
@@ -93,8 +106,6 @@ def open_input(path: Path, expected: tuple, batch_size: int) -> Input:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as err:
             raise UserError(f"cannot read {path} as a .npy array: {err}") from None
-        if array.dtype.kind == "f" and array.size and float(np.max(array[: min(len(array), 256)])) <= 1.0:
-            log(f"WARNING: {path} holds floats in 0..1; pixels are expected in 0..255 (they are clipped as such)")
         return _array_input(array, path, expected, batch_size)
     try:
         handle = h5py.File(path, "r")
