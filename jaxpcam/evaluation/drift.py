@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 FALSE_ALARM = 0.01
-MIN_SLIDES = 10  # fewer: the between-slide spread is a rough estimate, and the message says so
+MIN_SLIDES = 10  # fewer: the between-slide spread is unknown; the message claims no probability
 LEGACY_MAX_SHIFT = 1.0
 LEGACY_MAX_OUTSIDE = 0.15
 
@@ -57,11 +57,18 @@ class DriftCheck:
                 "calibrated one)"
             )
         unit = "training slides" if self.method == "slides" else "runs of consecutive training images"
-        rough = f"; only {self.groups} {unit}: the spread is a rough estimate" if self.groups < MIN_SLIDES else ""
-        return (
+        effect = (
             f"{head} ({self.images} images; largest effect {means}, {worst['effect']:+.2f} sd of a new slide's "
-            f"{self.images}-image mean given the spread of {self.groups} {unit}; p = {self.p_value:.2g} over "
-            f"{len(self.features)} features{_rarity(self.p_value)}; warns below p = {FALSE_ALARM}{rough})"
+            f"{self.images}-image mean given the spread of {self.groups} {unit}"
+        )
+        if self.groups < MIN_SLIDES:  # the spread itself is unknown: no probability is claimed
+            return (
+                f"{effect}; only {self.groups} {unit}: too few to know how much slides differ, so an ordinary "
+                "new slide can look like this; no false-alarm rate can be given)"
+            )
+        return (
+            f"{effect}; p = {self.p_value:.2g} over {len(self.features)} features{_rarity(self.p_value)}; "
+            f"warns below p = {FALSE_ALARM})"
         )
 
 
