@@ -119,3 +119,19 @@ def test_warmup_scales_the_epoch_rate_of_the_other_schedulers():
 def test_step_rate_is_hashable_for_jit():
     _, rate = _rates([0], scheduler="cosine", warmup_steps=2)
     assert hash(rate) == hash(_rates([0], scheduler="cosine", warmup_steps=2)[1])
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_about(messages):
+    from jaxpcam.config import base_config
+    from jaxpcam.training.setup import _warn_long_warmup
+
+    t = base_config().training
+    t.epochs, t.warmup_steps = 2, 500  # the recipe's warmup on a 160-step sample run
+    _warn_long_warmup(t, 80)
+    assert messages == [
+        "WARNING: training.warmup_steps=500 is not shorter than the run (160 steps): "
+        "the rate peaks at 0.00032, never training.learning_rate=0.001"
+    ]
+    messages.clear()
+    _warn_long_warmup(t, 500)
+    assert messages == []

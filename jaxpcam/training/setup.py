@@ -67,6 +67,15 @@ class Run:
         return effective_batch_size(self.config)
 
 
+def _warn_long_warmup(t: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
+    """A warmup as long as the run never reaches training.learning_rate: legal, but never meant."""
+    total = t.epochs * steps_per_epoch
+    if t.warmup_steps >= total:
+        peak = t.learning_rate * total / t.warmup_steps
+        log(f"WARNING: training.warmup_steps={t.warmup_steps} is not shorter than the run ({total} steps): "
+            f"the rate peaks at {peak:.3g}, never training.learning_rate={t.learning_rate:g}")  # fmt: skip
+
+
 def effective_batch_size(config: ml_collections.ConfigDict) -> int:
     """Records per step (one optimizer update): data.batch_size x training.grad_accum_steps."""
     return config.data.batch_size * config.training.grad_accum_steps
@@ -139,6 +148,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         raise UserError(f"config key data.batch_size: {what} is larger than the training split ({len(train)})")
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
+    _warn_long_warmup(config.training, steps_per_epoch)
     placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 
     model = create_model(config.model, config.training.dtype)
