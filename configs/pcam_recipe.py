@@ -12,8 +12,8 @@ a 28-layer CNN 0.93; P4M-DenseNet (rotation-equivariant) 0.963; DSF-CNN 0.975; a
 with flip/rotation TTA 0.980. The seeds' MLPs reached 0.75-0.84. We have not run this recipe on
 real PCAM (no GPU and no PCAM download here): treat it as a starting point, not a result.
 
-Why each piece (the literature on PCAM, and what we measured on the built-in sample, README
-"What helps"):
+Why each piece (the literature on PCAM, and what we measured on the built-in sample: README
+"Better models: the recipe, and what helped on the sample"):
 - flips/rotations and TTA: tissue has no orientation; TTA added +0.002 test ROC-AUC on the sample.
 - stain augmentation: Tellez et al. 2019 found colour augmentation the most effective single
   measure across labs; PCAM's test slides come from other slides than train. On the sample (whose
