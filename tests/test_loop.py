@@ -12,6 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, tiny_config, train_in_process
+from jaxpcam.reporting import captured_log
 from jaxpcam.training import loop
 
 
@@ -29,8 +30,11 @@ def test_train_and_evaluate_in_process(tiny_pcam, tmp_path):
     kept = {int(p.name) for p in (workdir / "checkpoints").iterdir()}
     assert kept == {8, 16}  # the epoch ends (checkpoint.keep=2; one of them the best); mid-epoch 5, 10, 15 gone
     assert not (workdir / "run.lock").exists()
-    again = loop.train_and_evaluate(_tiny_config(tiny_pcam), workdir)  # finished: nothing to do
+    with captured_log() as lines:
+        again = loop.train_and_evaluate(_tiny_config(tiny_pcam), workdir)  # finished: nothing to do
     assert again["last"] == records[-1]
+    assert any(line.startswith("nothing to do") for line in lines)
+    assert not any("compiled the train step" in line for line in lines)  # nothing compiled for nothing
 
 
 def test_predicates():

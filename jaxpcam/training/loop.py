@@ -124,13 +124,13 @@ def _train(run: Run, stop: StopRequest):
     c, spe = run.config, run.steps_per_epoch
     state, schedule, progress = run.state, run.schedule, run.progress
     step = int(state.step)
+    if step >= run.total_steps or early_stopping.stopped(step, spe, progress, c):
+        return state  # a rerun of a finished run, or of one that stopped early: nothing to compile or do
     train_fn = compile_train_step(run)
     tally = _Tally(list(progress.epoch_losses), progress.epoch_skipped, step)
     tally.correct, tally.count = progress.epoch_correct, progress.epoch_count
     pending, unpublished = [], []
     pace, line = Pace(time.perf_counter(), step), ProgressLine(every=0.0)
-    if early_stopping.stopped(step, spe, progress, c):  # rerun of a run that stopped early: nothing to do
-        return state
     try:
         while step < run.total_steps:
             before = time.perf_counter()
