@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jaxpcam.cli import positive_int, run_command
 from jaxpcam.errors import UserError
+from jaxpcam.reporting import count
 from jaxpcam.runtime import prepare_process
 
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
         decided = "" if result.threshold is None else f" at threshold {result.threshold:.4f}"
         decided += " with TTA (mean over 8 flips/rotations)" if args.tta else ""
         made_by = f"checkpoint step {run.step}{run.weights_note}"
-        print(f"wrote {len(result.names)} predictions{decided} ({made_by}) to {args.output}")
+        print(f"wrote {count(len(result.names), 'prediction')}{decided} ({made_by}) to {args.output}")
 
     return run_command(command)
 

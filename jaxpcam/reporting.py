@@ -77,6 +77,11 @@ def captured_log() -> Iterator[list[str]]:
         LOGGER.removeHandler(handler)
 
 
+def count(n: int, noun: str) -> str:
+    """'1 epoch', '2 epochs': a number with its noun in the right number."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def format_duration(seconds: float) -> str:
     """h:mm:ss; "?" while it cannot be known yet (no pace measured)."""
     if not math.isfinite(seconds):

@@ -4,6 +4,7 @@ around the attempt. (The command and its flags are jaxpcam/sweep.py.)"""
 from pathlib import Path
 
 from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.reporting import count
 
 
 def log_sweep(message: str) -> None:
@@ -18,7 +19,7 @@ def skip_reason(status: str, finished: int, wanted: int) -> str | None:
     if status == "running":
         return "is running (a live process holds its run.lock): skipped"
     if status == "done" and finished >= wanted:
-        return f"is done: skipped ({finished} epochs)"
+        return f"is done: skipped ({count(finished, 'epoch')})"
     return None
 
 
@@ -36,7 +37,7 @@ def run_point(point, sweep_dir: Path) -> str:
         return status
     doing = "starting" if status == "not started" else f"resuming (epoch {finished} of {wanted})"
     if status == "done":  # a run that stopped early trains on only if its patience was raised
-        doing = f"done at {finished} epochs; training on to training.epochs={wanted} (unless it stopped early)"
+        doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
     write_status(point, run_dir, "running")
     try:

@@ -93,3 +93,9 @@ def test_training_progress_labels_the_window_speed_and_both_etas(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: the bar gives way, the numbers stay
     assert progress_text(at, 0.25, (8, 2.0), (10, 10.0), 32, pace, live=True).startswith("epoch 2/3 10/100 loss")
     assert "?" in progress_text(at, 0.25, (0, 0.0), (0, 0.0), 32, pace, live=False)  # no pace yet: no ETA
+
+
+def test_counts_say_their_noun_in_the_right_number():
+    from jaxpcam.reporting import count
+
+    assert [count(n, "epoch") for n in (0, 1, 2, 1234)] == ["0 epochs", "1 epoch", "2 epochs", "1,234 epochs"]

@@ -213,7 +213,7 @@ def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(t
     _recorded(run_dir, "done", trained_for=1, finished=1)
     assert run_point(_point(1), tmp_path) == "done" and trained == []
     assert run_point(_point(3), tmp_path) == "done" and trained == [3]  # the override dropped: on to 3
-    assert "done at 1 epochs; training on to training.epochs=3" in "\n".join(lines)
+    assert "done at 1 epoch; training on to training.epochs=3" in "\n".join(lines)
     assert json.loads((run_dir / STATUS_FILE).read_text())["epochs_done"] == 3
     assert run_point(_point(2), tmp_path) == "done" and trained == [3]  # fewer than it has: done
     _recorded(run_dir, "running", trained_for=5, finished=3)

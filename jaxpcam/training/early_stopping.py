@@ -9,6 +9,7 @@ raised (or set to 0): raising ``training.epochs`` alone would meet the same rule
 
 import ml_collections
 
+from jaxpcam.reporting import count
 from jaxpcam.training.checkpoint import Progress
 
 
@@ -26,7 +27,7 @@ def stop_reason(progress: Progress, epochs_done: int, config: ml_collections.Con
     else:
         best = f"best epoch {progress.best_epoch}, {c.best_metric} {progress.best_value:.4f}"
     return (
-        f"{c.best_metric} ({c.best_mode}) has not improved for {stale} epochs "
+        f"{c.best_metric} ({c.best_mode}) has not improved for {count(stale, 'epoch')} "
         f"(training.early_stopping_patience={patience}; {best})"
     )
 
@@ -53,4 +54,4 @@ def nothing_to_do(step: int, steps_per_epoch: int, progress: Progress, config: m
     done, why = step // steps_per_epoch, stopped(step, steps_per_epoch, progress, config)
     if why:
         return f"nothing to do: the run stopped early after epoch {done}: {why}; raise the patience to train on"
-    return f"nothing to do: the run has trained {done} epochs (training.epochs={config.training.epochs})"
+    return f"nothing to do: the run has trained {count(done, 'epoch')} (training.epochs={config.training.epochs})"
