@@ -63,6 +63,7 @@ def test_model_json_says_what_a_deployment_needs(run):
     threshold = json.loads((workdir / "eval" / "threshold.json").read_text())
     record = json.loads((workdir / "config.json").read_text())
     assert card["format"] == exporting.FORMAT and card["checkpoint_step"] == loaded.step
+    assert card["weights"] == "the parameters"  # no EMA in this run (an EMA run names its decay)
     assert card["input"] | {"normalization_mean": None, "normalization_std": None} == {
         **card["input"], "dtype": "uint8", "shape": [None, 96, 96, 3], "channel_order": "RGB", "value_range": [0, 255],
         "normalization_mean": None, "normalization_std": None,
@@ -273,3 +274,11 @@ def test_a_threshold_chosen_with_tta_is_not_shipped_with_the_plain_model(tiny_pc
     assert export_command.main(["--workdir", str(workdir), "--overwrite"]) == 0
     decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
     assert decision["threshold"] is not None and decision["tta"] is False
+
+
+def test_model_json_names_ema_weights(tiny_pcam, tmp_path):
+    workdir = tmp_path / "run"
+    train_in_process(workdir, tiny_pcam, **{"training.epochs": 1, "training.ema_decay": 0.9})
+    assert export_command.main(["--workdir", str(workdir)]) == 0
+    card = json.loads((workdir / "export" / "model.json").read_text())
+    assert card["weights"] == "EMA of the parameters (decay 0.9)"

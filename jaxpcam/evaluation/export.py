@@ -221,6 +221,7 @@ def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = No
         "run": str(workdir.resolve()),
         "checkpoint_step": run.step,
         "model": run.config.model.name,
+        "weights": f"EMA of the parameters (decay {run.ema_decay:g})" if run.ema_decay > 0 else "the parameters",
         "input": inputs,
         "output": outputs,
         "class_names": list(run.task.class_names),
