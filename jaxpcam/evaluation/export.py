@@ -25,9 +25,9 @@ import numpy as np
 
 from jaxpcam.errors import RunFailed, UserError
 from jaxpcam.evaluation import onnx_export
-from jaxpcam.evaluation.loading import LoadedRun, load_run
+from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
 from jaxpcam.files import json_ready
-from jaxpcam.preprocessing import Normalization, normalize
+from jaxpcam.preprocessing import Normalization
 from jaxpcam.reporting import log
 from jaxpcam.rundir import CONFIG_FILE
 from jaxpcam.task import Task
@@ -47,7 +47,7 @@ def inference_function(apply_fn, params, normalization: Normalization, task: Tas
     """
 
     def probabilities(images: jax.Array) -> jax.Array:
-        return task.probabilities(apply_fn({"params": params}, normalize(images, normalization), train=False))
+        return inference_probabilities(apply_fn, task, params, normalization, images)
 
     return probabilities
 

@@ -76,18 +76,22 @@ class LoadedRun:
         """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C); with ``tta``
         the mean of the probabilities over the 8 flips/rotations of each image (tta_mean)."""
 
-        task = self.task
         if tta:
             self.check_tta()
 
         def probs(params, norm, images):
-            return task.probabilities(self.apply_fn({"params": params}, normalize(images, norm), train=False))
+            return inference_probabilities(self.apply_fn, self.task, params, norm, images)
 
         def tta_probs(params, norm, images):
             return tta_mean(lambda x: probs(params, norm, x), images)
 
         jitted = jax.jit(tta_probs if tta else probs)
         return lambda images: jitted(self.params, self.normalization, images)
+
+
+def inference_probabilities(apply_fn, task: Task, params, norm: Normalization, images: jax.Array) -> jax.Array:
+    """uint8 images -> the task's probabilities: what evaluate, predict and the export compute."""
+    return task.probabilities(apply_fn({"params": params}, normalize(images, norm), train=False))
 
 
 def dihedral(images: jax.Array, code: int) -> jax.Array:
