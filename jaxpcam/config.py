@@ -16,6 +16,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau", "cosine")
 NORMALIZATIONS = ("fixed", "train_stats")
 DATASETS = ("pcam", "digits")
+SAMPLE_VERSIONS = (1, 2)  # data.sample_version; jaxpcam/data/sample.py
 DTYPES = ("float32", "bfloat16", "float16")
 NAN_POLICIES = ("stop", "skip")
 BEST_MODES = ("max", "min")
@@ -31,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "pcam"  # 'pcam', or 'digits' (the SMLP task)
     config.data.dir = ""  # '' = the built-in synthetic sample in PCAM format
+    config.data.sample_version = 1  # data.dir '': 1, or 2 (per-slide stain spread; test split from another lab)
     config.data.digits_file = ""  # digits HDF5 (images, labels); '' = built from scikit-learn's digits
     config.data.digits = (4, 5, 6, 7, 8, 9)  # kept digits, read as classes 0..len-1
     config.data.valid_fraction = 0.1  # digits: seeded train/valid split
@@ -183,6 +185,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
     else:
         _require(m.num_classes in (1, 2), "model.num_classes", "1 (one logit) or 2 for PCAM", m.num_classes)
+    _require(d.sample_version in SAMPLE_VERSIONS, "data.sample_version", f"one of {SAMPLE_VERSIONS}", d.sample_version)
+    _require(
+        d.sample_version == 1 or not d.dir or d.dataset != "pcam",
+        "data.sample_version",
+        f"1 when data.dir is set (it picks a version of the built-in sample; data.dir is {d.dir!r})",
+        d.sample_version,
+    )
     _require(0 <= d.stain_augment <= 1, "data.stain_augment", "a strength in [0, 1] (0 = off)", d.stain_augment)
     _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
 

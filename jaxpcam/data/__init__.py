@@ -47,12 +47,13 @@ class TrainingData:
         return self.train.read(np.array([0])).shape[1:]
 
 
-def resolve_data_dir(configured: str) -> tuple[Path, str]:
+def resolve_data_dir(configured: str, sample_version: int = 1) -> tuple[Path, str]:
     """The PCAM folder to read and a word for where it came from: 'sample' for the built-in
-    sample (the default, or a folder holding it, recognised by its files), else 'user'. The
-    caller announces a sample (``sample_notice``) once its data has passed the checks."""
+    sample (the default, in its ``sample_version``, or a folder holding it, recognised by its
+    files), else 'user'. The caller announces a sample (``sample_notice``) once its data has
+    passed the checks."""
     if not configured:
-        data_dir = ensure_sample()
+        data_dir = ensure_sample(sample_version)
     else:
         data_dir = Path(configured).expanduser()
         if not data_dir.is_dir():
@@ -115,7 +116,7 @@ def open_training_data(data_config, data_seed: int) -> TrainingData:
                 )
         _warn_single_class(train)
         return TrainingData(train, valid, [path], source, None, (cache_dir() / "stats",))
-    data_dir, source = resolve_data_dir(data_config.dir)
+    data_dir, source = resolve_data_dir(data_config.dir, data_config.sample_version)
     train, valid = open_split(data_dir, "train"), open_split(data_dir, "valid")
     if train.dtype != "uint8":
         log(f"{train.x_path.name} stores {train.dtype}: values are clipped to 0..255 and cast to uint8 on read "

@@ -7,6 +7,17 @@ its centre in the central 32x32 region, PCAM's own definition; tumour outside th
 lymphocyte clusters and a little label noise make it learnable but not trivial.
 
 Each split comes from its own slides (no slide in two splits), as in PCAM.
+
+Versions (``data.sample_version``; each has its own cache folder, and a version, once released,
+never changes):
+
+- 1: every split's slides are drawn alike: stain vectors near Ruifrok & Johnston's, brightness
+  varies per slide.
+- 2: stain varies more from slide to slide (vectors, and the amount of each stain), and the test
+  split comes from another lab: stain vectors near Macenko et al.'s reference (the defaults of
+  common stain-normalisation tools), less haematoxylin and more eosin. Train and valid come from
+  the first lab, so valid measures new slides and test a new lab, the shift that stain
+  augmentation is meant for.
 """
 
 import dataclasses
@@ -21,7 +32,7 @@ import numpy as np
 from jaxpcam.data.pcam import IMAGE_SHAPE, split_paths
 from jaxpcam.reporting import log
 
-SAMPLE_VERSION = 1
+DEFAULT_VERSION = 1  # the versions are _LABS' keys (config.SAMPLE_VERSIONS)
 SAMPLE_SIZES = {"train": 8192, "valid": 1024, "test": 1024}
 _SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2}
 _SIDE = IMAGE_SHAPE[0]
@@ -37,8 +48,33 @@ def cache_dir() -> Path:
     return Path(xdg) / "jaxpcam"
 
 
-def sample_dir() -> Path:
-    return cache_dir() / f"pcam-sample-v{SAMPLE_VERSION}"
+def sample_dir(version: int = DEFAULT_VERSION) -> Path:
+    return cache_dir() / f"pcam-sample-v{version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lab:
+    """How a lab's slides are stained: what per-slide stain vectors, stain amounts and brightness
+    vary around. Version 1 draws no amounts (``amount_sd`` None), so its slides stay as released."""
+
+    h_vector: tuple[float, float, float]  # haematoxylin optical density in R, G, B
+    e_vector: tuple[float, float, float]  # eosin
+    vector_sd: float
+    log_amounts: tuple[float, float] = (0.0, 0.0)  # log of the mean haematoxylin and eosin amounts
+    amount_sd: float | None = None  # per-slide log-normal spread of the amounts
+    log_brightness: float = 0.0
+
+
+_RUIFROK = (0.65, 0.70, 0.29), (0.07, 0.99, 0.11)  # skimage's rgb_from_hed rows
+_MACENKO = (0.5626, 0.7201, 0.4062), (0.2159, 0.8012, 0.5581)  # Macenko et al. 2009's reference
+_LABS = {
+    1: dict.fromkeys(("train", "valid", "test"), _Lab(*_RUIFROK, vector_sd=0.08)),
+    2: {
+        "train": (lab_a := _Lab(*_RUIFROK, vector_sd=0.10, amount_sd=0.2)),
+        "valid": lab_a,
+        "test": _Lab(*_MACENKO, vector_sd=0.10, log_amounts=(np.log(0.8), np.log(1.25)), amount_sd=0.2),
+    },
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,19 +88,17 @@ class _Slides:
     nuclei_rate: np.ndarray  # (S,)
 
 
-def _draw_slides(rng: np.random.Generator, count: int) -> _Slides:
-    h_ref, e_ref = np.array([0.65, 0.70, 0.29]), np.array([0.07, 0.99, 0.11])
-    h = np.abs(h_ref + rng.normal(0, 0.08, (count, 3)))
-    e = np.abs(e_ref + rng.normal(0, 0.08, (count, 3)))
+def _draw_slides(rng: np.random.Generator, count: int, lab: _Lab) -> _Slides:
+    h = np.abs(np.array(lab.h_vector) + rng.normal(0, lab.vector_sd, (count, 3)))
+    e = np.abs(np.array(lab.e_vector) + rng.normal(0, lab.vector_sd, (count, 3)))
     # A few dark (under-exposed) and bright (washed-out) slides, most near 1.
-    brightness = np.exp(rng.normal(0.0, 0.2, count)).clip(0.5, 1.35)
-    return _Slides(
-        h_stain=h / np.linalg.norm(h, axis=1, keepdims=True),
-        e_stain=e / np.linalg.norm(e, axis=1, keepdims=True),
-        brightness=brightness,
-        tissue=rng.uniform(0.5, 1.1, count),
-        nuclei_rate=rng.uniform(25, 55, count),
-    )
+    brightness = np.exp(rng.normal(lab.log_brightness, 0.2, count)).clip(0.5, 1.35)
+    tissue, nuclei_rate = rng.uniform(0.5, 1.1, count), rng.uniform(25, 55, count)
+    h, e = h / np.linalg.norm(h, axis=1, keepdims=True), e / np.linalg.norm(e, axis=1, keepdims=True)
+    if lab.amount_sd is not None:  # how much of each stain a slide took up (version 2)
+        amounts = np.exp(rng.normal(lab.log_amounts, lab.amount_sd, (count, 2)))
+        h, e = h * amounts[:, :1], e * amounts[:, 1:]
+    return _Slides(h_stain=h, e_stain=e, brightness=brightness, tissue=tissue, nuclei_rate=nuclei_rate)
 
 
 def _gaussian_filter_fft(sigma: float) -> np.ndarray:
@@ -152,7 +186,9 @@ def _render_chunk(rng: np.random.Generator, slides: _Slides, slide_ids: np.ndarr
     return np.clip(np.rint(light), 0, 255).astype(np.uint8), labels, any_tumour
 
 
-def write_sample(out_dir: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> None:
+def write_sample(
+    out_dir: Path, sizes: dict[str, int] | None = None, seed: int = 0, version: int = DEFAULT_VERSION
+) -> None:
     """Writes the six PCAM files (and the meta CSVs) for ``sizes`` into ``out_dir``.
 
     Deterministic for a given seed and numpy version. ``x`` is uint8, contiguous and
@@ -161,9 +197,9 @@ def write_sample(out_dir: Path, sizes: dict[str, int] | None = None, seed: int =
     sizes = sizes or SAMPLE_SIZES
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
-        rng = np.random.default_rng([seed, _SPLIT_SEEDS[split], SAMPLE_VERSION])
+        rng = np.random.default_rng([seed, _SPLIT_SEEDS[split], version])
         n_slides = max(2, n // 160)
-        slides = _draw_slides(rng, n_slides)
+        slides = _draw_slides(rng, n_slides, _LABS[version][split])
         slide_ids = np.sort(rng.integers(0, n_slides, n))
         x_path, y_path = split_paths(out_dir, split)
         meta = []
@@ -198,17 +234,18 @@ def is_sample(folder: Path) -> bool:
     return False
 
 
-def ensure_sample() -> Path:
+def ensure_sample(version: int = DEFAULT_VERSION) -> Path:
     """The built-in sample's folder, writing it first if absent (atomically: temp dir + rename)."""
-    target = sample_dir()
+    target = sample_dir(version)
     if (target / "COMPLETE").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    log(f"writing the built-in synthetic PCAM sample to {target} (once; set JAXPCAM_DATA_CACHE to move it)")
+    log(f"writing the built-in synthetic PCAM sample (version {version}) to {target} (once; set "
+        "JAXPCAM_DATA_CACHE to move it)")  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=target.parent))
     try:
-        write_sample(tmp)
-        (tmp / "COMPLETE").write_text(f"jaxpcam sample v{SAMPLE_VERSION}\n")
+        write_sample(tmp, version=version)
+        (tmp / "COMPLETE").write_text(f"jaxpcam sample v{version}\n")
         try:
             tmp.rename(target)
         except OSError:

@@ -24,7 +24,8 @@ def open_eval_split(
             raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
         data = open_training_data(d, make_streams(config.seed).data_seed)
         return getattr(data, split)
-    folder, source = resolve_data_dir(str(Path(data_dir).expanduser()) if data_dir else d.dir)
+    configured = str(Path(data_dir).expanduser()) if data_dir else d.dir
+    folder, source = resolve_data_dir(configured, d.get("sample_version", 1))  # a run older than the key: 1
     opened = open_split(folder, split)
     check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
     if doing and source == "sample":
