@@ -43,6 +43,7 @@ def test_shipped_configs_are_valid_and_have_the_contract_keys():
         ("training.dtype", "float64", "training.dtype"),
         ("data.stain_augment", 1.5, r"data\.stain_augment: expected a strength in \[0, 1\] \(0 = off\), got 1\.5"),
         ("data.stain_augment", -0.1, r"data\.stain_augment: expected a strength in \[0, 1\]"),
+        ("data.sample_version", 3, r"data\.sample_version: expected one of \(1, 2\), got 3"),
     ],
 )
 def test_bad_values_name_the_key(key, value, message):
@@ -51,6 +52,17 @@ def test_bad_values_name_the_key(key, value, message):
     config[section][name] = value
     with pytest.raises(UserError, match=message):
         validate(config)
+
+
+def test_a_sample_version_is_refused_beside_a_data_folder():
+    """data.sample_version picks a version of the built-in sample; with data.dir set it would be
+    silently ignored."""
+    config = base_config()
+    config.data.update(dir="/data/pcam", sample_version=2)
+    with pytest.raises(UserError, match=r"data\.sample_version: expected 1 when data\.dir is set .*'/data/pcam'"):
+        validate(config)
+    config.data.sample_version = 1
+    validate(config)
 
 
 def test_cosine_needs_min_lr_at_most_the_learning_rate():

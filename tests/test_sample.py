@@ -2,6 +2,7 @@ import hashlib
 
 import h5py
 import numpy as np
+import pytest
 
 from jaxpcam.data.pcam import SPLITS, open_split, split_paths
 from jaxpcam.data.sample import ensure_sample, write_sample
@@ -79,3 +80,66 @@ def test_the_sample_is_recognised_by_its_files_and_announced_once_its_data_passe
         ",coord_y,coord_x,tumor_patch,center_tumor_patch,wsi\n0,1,2,False,False,camelyon16_train_normal_033\n"
     )
     assert not is_sample(real) and not is_sample(tmp_path)
+
+
+def _sample_digest(folder):
+    """The pixels, labels and meta rows (not the HDF5 bytes, which h5py versions may lay out
+    differently)."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for path, key in zip(split_paths(folder, split), ("x", "y"), strict=True):
+            with h5py.File(path) as f:
+                digest.update(f[key][:].tobytes())
+        digest.update((folder / f"camelyonpatch_level_2_split_{split}_meta.csv").read_bytes())
+    return digest.hexdigest()
+
+
+V1_DIGEST = "bd360830585c6da83c648941ffb710434cb91bbb712998cc6f6e0bcda3068ab4"  # numpy 2.5.5, as released
+
+
+@pytest.mark.skipif(np.__version__ != "2.5.5", reason="the digest is of numpy 2.5.5 (constraints.txt)")
+def test_sample_version_1_never_changes(tmp_path):
+    """A released sample version stays what it was: runs and README numbers measured on it hold."""
+    write_sample(tmp_path, {"train": 40, "valid": 8, "test": 8})
+    assert _sample_digest(tmp_path) == V1_DIGEST
+
+
+def _blue_minus_red_density(folder, split):
+    """Mean optical density of blue minus red: a stain's hue, independent of brightness (which
+    adds the same density to every channel)."""
+    with h5py.File(split_paths(folder, split)[0]) as f:
+        od = -np.log(np.maximum(f["x"][:].astype(np.float64), 1) / 255)
+    return float((od[..., 2] - od[..., 0]).mean())
+
+
+def test_sample_version_2_tests_on_another_lab_and_validates_on_the_first(tmp_path):
+    from jaxpcam.config import SAMPLE_VERSIONS
+    from jaxpcam.data.sample import _LABS
+
+    assert tuple(_LABS) == SAMPLE_VERSIONS  # the config accepts exactly the versions there are
+    sizes = {"train": 320, "valid": 320, "test": 320}
+    hue = {}
+    for version in (1, 2):
+        write_sample(tmp_path / f"v{version}", sizes, version=version)
+        hue[version] = {split: _blue_minus_red_density(tmp_path / f"v{version}", split) for split in SPLITS}
+    assert hue[2]["test"] - hue[2]["train"] > 0.1  # another lab: Macenko's eosin absorbs blue
+    assert abs(hue[2]["valid"] - hue[2]["train"]) < 0.08  # new slides from the training lab
+    assert all(abs(hue[1][split] - hue[1]["train"]) < 0.08 for split in SPLITS)  # version 1: one lab
+    assert _sample_digest(tmp_path / "v1") != _sample_digest(tmp_path / "v2")
+
+
+def test_data_sample_version_picks_its_own_cache_folder_for_training_and_evaluation(tmp_path, monkeypatch):
+    import jaxpcam.data.sample as sample
+    from jaxpcam.config import base_config
+    from jaxpcam.data import open_training_data
+    from jaxpcam.evaluation.data import open_eval_split
+
+    monkeypatch.setenv("JAXPCAM_DATA_CACHE", str(tmp_path))
+    monkeypatch.setattr(sample, "SAMPLE_SIZES", {"train": 16, "valid": 8, "test": 8})
+    config = base_config()
+    config.data.sample_version = 2
+    data = open_training_data(config.data, 0)
+    assert {p.parent for p in data.files} == {tmp_path / "pcam-sample-v2"}
+    assert open_eval_split(config, "test").x_path.parent == tmp_path / "pcam-sample-v2"
+    assert (tmp_path / "pcam-sample-v2" / "COMPLETE").read_text() == "jaxpcam sample v2\n"
+    assert not (tmp_path / "pcam-sample-v1").exists()
