@@ -13,7 +13,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "error: jaxpcam needs Python >= 3.12 (JAX does); install one or pass PYTHON=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,export]'
+	@# jax2onnx apart, without its dependencies: its metadata pins orbax-checkpoint<0.11.37, which it
+	@# never imports (README, "Exporting a model"); with it the suite checks model.onnx too
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps jax2onnx
 	touch $@
 
 install: $(VENV)/.installed
