@@ -9,6 +9,10 @@ the sample's own valid and test splits (seed 0) and the valid/test splits writte
 consecutive batches of ``--size`` tiles (mostly one slide each, as predict sees one slide's
 tiles): the false-alarm rate is the share of them that warn. Detection: batches of
 ``--shift_size`` consecutive tiles with a brightness or stain change applied.
+
+``--sample_version 2`` profiles sample version 2's train split; its valid splits (the training
+lab's new slides) give the false alarms, and its test splits, stained by another lab, a
+detection rate for a real lab change (``detection_other_lab``).
 """
 
 import argparse
@@ -59,27 +63,39 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8", help="sample seeds of held-out slides (0: the sample's own)")
     p.add_argument("--size", type=int, default=20, help="tiles per held-out batch")
     p.add_argument("--shift_size", type=int, default=200, help="tiles per shifted batch")
+    p.add_argument("--sample_version", type=int, default=1, choices=(1, 2))
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    sample = ensure_sample()
+    sample = ensure_sample(args.sample_version)
     profile = intensity_profile(open_split(sample, "train"))
-    held_out = []
+    other_lab = args.sample_version == 2  # its test splits come from another lab
+    held_out, new_lab = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             folder = sample if seed == 0 else Path(tmp) / f"seed{seed}"
             if seed != 0:
-                write_sample(folder, {"valid": 1024, "test": 1024}, seed=seed)
-            held_out += [read_all(open_split(folder, split)) for split in ("valid", "test")]
+                write_sample(folder, {"valid": 1024, "test": 1024}, seed=seed, version=args.sample_version)
+            held_out.append(read_all(open_split(folder, "valid")))
+            (new_lab if other_lab else held_out).append(read_all(open_split(folder, "test")))
     small = [c for images in held_out for c in batches(images, args.size)]
     large = [c for images in held_out for c in batches(images, args.shift_size)]
+    lab = {}
+    if other_lab:
+        lab = {
+            f"detection_other_lab_{size}": warn_rate(profile, [c for x in new_lab for c in batches(x, size)])
+            for size in (args.size, args.shift_size)
+        }
     result = {
+        "sample_version": args.sample_version,
         "profile": {"spread_from": profile["spread_from"], "groups": profile["groups"]},
         "held_out_slides": 6 * len(held_out),
+        **({"other_lab_slides": 6 * len(new_lab)} if other_lab else {}),
         f"false_alarm_{args.size}": warn_rate(profile, small),
         f"batches_{args.size}": len(small),
         f"false_alarm_{args.shift_size}": warn_rate(profile, large),
         f"batches_{args.shift_size}": len(large),
         "detection": {name: warn_rate(profile, [shift(c) for c in large]) for name, shift in SHIFTS.items()},
+        **lab,
     }
     print(json.dumps(result, indent=2))
     if args.json:
