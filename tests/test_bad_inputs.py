@@ -21,8 +21,8 @@ from ml_collections import config_flags
 from conftest import run_main, tiny_overrides, train_in_process
 from jaxpcam import evaluate, predict
 from jaxpcam.cli import parse_flags
-from jaxpcam.config import _leaves as config_leaves
 from jaxpcam.config import base_config, validate
+from jaxpcam.config_checks import leaves as config_leaves
 from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
