@@ -1,9 +1,11 @@
 """What every command-line tool shares: one-line errors with exit code 2, quiet library logs,
-and absl flag parsing that reports an unknown ``--config.x`` key in one line."""
+and absl flag parsing that reports an unknown ``--config.x`` key in one line and answers
+``--help`` and ``-h`` with the usage and exit code 0, as argparse does for the other commands."""
 
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 
 from absl import flags
@@ -114,13 +116,53 @@ def _unknown_key_message(argv: list[str]) -> str | None:
     return None
 
 
+SHORT_HELP = ("-h", "--help", "-help", "-?", "--helpshort", "-helpshort")  # absl's spellings and argparse's -h
+FULL_HELP = ("--helpfull", "-helpfull")
+
+
+def help_requested(argv: list[str]) -> str | None:
+    """'short' or 'full' when the arguments (before a ``--``) ask for help, else None."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if arg in FULL_HELP:
+            return "full"
+        if arg in SHORT_HELP:
+            return "short"
+    return None
+
+
+def _flag_entry(flag: flags.Flag) -> str:
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    default = "" if flag.default in (None, False) else f" (default: {flag.default_as_str})"
+    return textwrap.fill(f"{name}: {flag.help}{default}", width=100, initial_indent="  ", subsequent_indent="      ")
+
+
+def usage_text(doc: str, flag_values: flags.FlagValues, full: bool = False) -> str:
+    """The command's docstring, then its own flags in the order it defines them (the module that
+    defines --config, or __main__); ``full`` lists every flag absl knows instead."""
+    if full:
+        listed = flag_values.get_help()
+    else:
+        module = flag_values.find_module_defining_flag("config", default=sys.argv[0])
+        entries = [_flag_entry(flag) for flag in flag_values.get_flags_for_module(module)]
+        listed = "\n".join([*entries, "", "--helpfull lists every flag, absl's own (e.g. --verbosity) included."])
+    return f"{textwrap.dedent(doc).strip()}\n\nflags:\n{listed}\n"
+
+
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """absl's parser, but a --config file that does not load (missing, a syntax error, a failing
-    import or get_config()), a bad flag value or a config key that does not exist is one line
-    and exit code 2.
+    """absl's parser, but ``--help`` or ``-h`` (and absl's ``-?``, ``--helpshort``, ``--helpfull``)
+    prints the usage (the __main__ module's docstring and the command's flags) and exits with 0
+    (absl exits with 1 and knows no ``-h``), and a --config file that does not load (missing, a
+    syntax error, a failing import or get_config()), a bad flag value or a config key that does
+    not exist is one line and exit code 2.
 
     The --config file is loaded here first: ml_collections would raise its errors as tracebacks
     from inside absl, or defer a missing file to the config's first use."""
+    wanted = help_requested(argv[1:])
+    if wanted is not None:
+        print(usage_text(sys.modules["__main__"].__doc__ or "", flag_values, full=wanted == "full"), end="")
+        sys.exit(0)
     spec = _config_argument(argv[1:]) if "config" in flag_values else None
     if spec is not None:
         try:

@@ -1,7 +1,11 @@
-"""Entry point: ``python -m jaxpcam.main --config configs/mlp.py [--workdir DIR] [--config.x=y]``.
+"""``python -m jaxpcam.main --config FILE [--config.KEY=VALUE ...] [--workdir DIR] [--start_fresh]``
 
-Parses flags and hands over to :func:`jaxpcam.training.loop.train_and_evaluate`; a user error
-or a failed run ends with one line on stderr and a non-zero exit code, not a traceback.
+Trains the model of a config file (configs/mlp.py, cnn.py, resnet.py, smlp_digits.py, or your own
+that starts from jaxpcam.config.base_config()) in --workdir, and resumes from its latest checkpoint
+when there is one (rerun the same command). Any config key is set on the command line with
+--config.KEY=VALUE, e.g. --config.training.epochs=3, --config.data.dir=/path/to/pcam or
+--config.model.hidden_units='(512, 256)'; a resumed run refuses keys that change its results.
+A mistake ends with one error: line and exit code 2, a failed run with exit code 1.
 """
 
 import sys
@@ -14,7 +18,9 @@ from ml_collections import config_flags
 from jaxpcam.cli import exit_code, parse_flags
 from jaxpcam.runtime import prepare_process
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Required: a config file (configs/*.py); --config.KEY=VALUE sets one of its keys.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<experiment_name>/seed<seed>.")
 _START_FRESH = flags.DEFINE_bool(
     "start_fresh", False, "Move an earlier run in --workdir to <workdir>/archive/<time>/ and start over."
@@ -32,6 +38,7 @@ def _drop_orbax_background_reports(record) -> bool:
 
 
 def main(argv: list[str]) -> None:
+    """Hands the parsed flags to train_and_evaluate; every ending is one line and an exit code."""
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
         sys.exit(2)

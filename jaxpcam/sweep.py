@@ -25,7 +25,9 @@ from jaxpcam.errors import UserError
 from jaxpcam.runtime import prepare_process
 from jaxpcam.sweep_run import log_sweep, run_point
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A sweep file: get_config() and get_sweep().")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Required: a sweep file (get_config() and get_sweep()); --config.KEY=VALUE sets a base key."
+)
 _LIST = flags.DEFINE_bool("list", False, "Print the points and exit.")
 _INDEX = flags.DEFINE_integer("index", None, "Run only this point (0-based), e.g. $SLURM_ARRAY_TASK_ID.")
 _ALL = flags.DEFINE_bool("all", False, "Run every point in sequence.")

@@ -18,11 +18,11 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from conftest import run_main, tiny_overrides
+from conftest import run_main, tiny_overrides, train_in_process
 from jaxpcam import evaluate, predict
 from jaxpcam.cli import parse_flags
-from jaxpcam.config import _leaves as config_leaves
 from jaxpcam.config import base_config, validate
+from jaxpcam.config_checks import leaves as config_leaves
 from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
@@ -100,10 +100,11 @@ def test_a_filter_manifest_keeping_no_image_is_refused(tiny_pcam, tmp_path):
         open_training_data(config, 0)
 
 
-def test_training_on_an_empty_valid_split_is_one_line_and_leaves_the_run_alone(trained_run, tiny_pcam, tmp_path):
+def test_training_on_an_empty_valid_split_is_one_line_and_leaves_the_run_alone(tiny_pcam, tmp_path):
     data = _copy(tiny_pcam, tmp_path / "data")
+    workdir = tmp_path / "run"
+    train_in_process(workdir, data, **{"training.epochs": 1})  # on this data.dir: another would be refused first
     _empty(data, "valid")
-    workdir = shutil.copytree(trained_run, tmp_path / "run")
     before = _tree_digest(workdir)
     overrides = tiny_overrides(data, **{"training.epochs": 2})  # would resume and train on
     result = run_main(["--config", "configs/mlp.py", f"--workdir={workdir}", *overrides])

@@ -65,6 +65,37 @@ def test_a_sample_version_is_refused_beside_a_data_folder():
     validate(config)
 
 
+# Several bad keys: validate names the first in its order (config_checks.check_config), which
+# splitting the checks by section kept: the run's name and seed, data, model, training, checkpoint.
+CHECK_ORDER = [
+    ("seed", -1),
+    ("data.batch_size", 0),
+    ("data.digits", (4, 4)),
+    ("model.num_classes", 3),  # PCAM: checked right after data.digits, before data.sample_version
+    ("data.sample_version", 3),
+    ("data.normalization", "none"),
+    ("model.name", "vit"),
+    ("model.dropout_rate", 1.0),
+    ("training.epochs", 0),
+    ("training.ema_decay", 1.0),
+    ("training.scheduler", "linear"),
+    ("training.warmup_steps", -1),
+    ("training.early_stopping_patience", -1),
+    ("training.matmul_precision", "low"),
+    ("checkpoint.keep", 0),
+    ("checkpoint.best_metric", "val_bogus"),
+]
+
+
+def test_with_several_bad_keys_the_first_in_check_order_is_named():
+    for first in range(len(CHECK_ORDER)):
+        config = base_config()
+        config.update_from_flattened_dict(dict(CHECK_ORDER[first:]))
+        key = CHECK_ORDER[first][0]
+        with pytest.raises(UserError, match=rf"^config key {key.replace('.', '[.]')}: expected "):
+            validate(config)
+
+
 def test_cosine_needs_min_lr_at_most_the_learning_rate():
     config = base_config()
     config.training.update(scheduler="cosine", learning_rate=1e-3, min_lr=1e-2)

@@ -19,7 +19,9 @@ from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.evaluate import EvalOptions, predict_split
 from jaxpcam.evaluation.loading import load_run
 from jaxpcam.models import create_model
+from jaxpcam.reporting import captured_log
 from jaxpcam.training import ema
+from jaxpcam.training.loop import train_and_evaluate
 from jaxpcam.training.state import EmaTrainState, TrainState, create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import eval_step, train_step
 
@@ -145,6 +147,23 @@ def test_ema_run_validates_saves_and_evaluates_with_the_ema_weights(tiny_pcam, t
     predictions = predict_split(run, open_eval_split(run.config, "valid"), EvalOptions())
     auc = roc_auc_score(predictions.labels, predictions.probs)
     assert auc == pytest.approx(metrics_without_timing(workdir)[-1]["val_roc_auc"], abs=1e-6)
+
+
+def test_a_resume_with_another_ema_decay_is_refused_before_any_line_about_the_run(tiny_pcam, tmp_path):
+    """Hostile tryout: the refusal came after 'validating with EMA weights (decay 0.5)', which reads
+    as the change accepted. Refused, a resume says nothing before its error line (the command prints
+    the UserError after every line logged here); accepted, it says it resumes, then what it uses."""
+    workdir = tmp_path / "run"
+    train_in_process(workdir, tiny_pcam, **{"training.ema_decay": 0.9, "training.epochs": 1})
+    changed = tiny_config(tiny_pcam, **{"training.ema_decay": 0.5, "training.epochs": 1})
+    with captured_log() as lines, pytest.raises(UserError, match=r"a different config \(training\.ema_decay\)"):
+        train_and_evaluate(changed, workdir)
+    assert lines == []  # not the data, its placement, the devices, nor the EMA weights
+    lines = train_in_process(workdir, tiny_pcam, **{"training.ema_decay": 0.9, "training.epochs": 1})
+    resuming = [i for i, line in enumerate(lines) if line.startswith("resuming from checkpoint step 8 ")]
+    ema_line = [i for i, line in enumerate(lines) if line == "validating with EMA weights (decay 0.9)"]
+    assert len(resuming) == len(ema_line) == 1 and resuming[0] < ema_line[0], lines
+    assert any("nothing to do" in line for line in lines)  # the same config: the run had finished
 
 
 def test_kill_and_resume_with_ema_and_accumulation_is_bit_identical(tiny_pcam, tmp_path):

@@ -2,6 +2,7 @@
 
 - A workdir whose config differs in a key that changes results is refused, listing the keys,
   before any checkpoint is read: a different model or optimizer is a different run, not damage.
+  Training checks this first (refuse_changed_config), before it opens the data or logs a line.
 - A checkpoint that cannot be read back as written (unreadable files, a checksum mismatch, a
   garbled small item) is moved to ``corrupt_checkpoints/`` (kept for inspection, never deleted)
   and the previous one is used.
@@ -126,6 +127,20 @@ def restore_latest(
             log(f"checkpoint {step} was written before checkpoints carried checksums: restored unverified")
         return restored
     return None
+
+
+def refuse_changed_config(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """UserError when the run in ``workdir`` was made with a config that differs in a key that
+    changes results: what restore_latest would refuse, said before the data is read or any line
+    describes the run. The newest checkpoint whose config reads back as written decides (the
+    others differ from it in resumable keys at most); a damaged one is left to restore_latest."""
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            saved = checkpoint.read_verified_json_item(manager, step, "config")
+        except integrity.DamagedCheckpoint:
+            continue
+        check_resumable(saved, config, workdir)
+        return
 
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Path) -> None:

@@ -134,11 +134,9 @@ def _start(config, workdir: Path, fresh: TrainState, manager):
     return restored.state, restored.schedule, progress, restored
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool, run_settings: dict) -> Run:
-    parallel = DataParallel.over_all_devices()
-    parallel.check_batch_size(config.data.batch_size)
-    streams = make_streams(config.seed)
-    data = open_training_data(config.data, streams.data_seed)
+def _steps_per_epoch(config: ml_collections.ConfigDict, data) -> int:
+    """Updates per epoch of the training split (a batch larger than the split is refused); logs
+    the split sizes."""
     train, valid = data.train, data.valid
     batch_size = effective_batch_size(config)  # what the stream hands each step
     steps_per_epoch = pipeline_lib.steps_per_epoch(len(train), batch_size)
@@ -149,39 +147,62 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     counts = np.bincount(train.labels).tolist()
     log(f"data {data.files[0].parent}: train {len(train)} (per class {counts}), valid {len(valid)}")
     _warn_long_warmup(config.training, steps_per_epoch)
-    placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
+    return steps_per_epoch
 
-    model = create_model(config.model, config.training.dtype)
-    norm = _normalization(config, data, data.image_shape[-1])
-    tx, ema_decay = make_optimizer(config.training), config.training.ema_decay
-    fresh = create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)
-    fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
-    log(_devices_line(parallel, config.data.batch_size))
-    for line in _weights_lines(config.training, config.data.batch_size):
-        log(line)
-    manager = _open_checkpoints(config, workdir, start_fresh)
+
+def _record_start(config, workdir: Path, data, placement, run_settings: dict, restored, progress, steps_per_epoch):
+    """Writes config.json (provenance, and a resumption's changed keys) when there is training to do."""
+    provenance = tracking.provenance(data.files, data.source)
+    provenance["data"]["filter"] = data.filter
+    provenance.update(run_settings)
+    provenance["data"]["placement"] = placement.kind
+    provenance["data"]["placement_reason"] = placement.reason
+    resumption = None
+    if restored is not None:
+        resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
+    to_train = restored is None or (
+        restored.step < config.training.epochs * steps_per_epoch
+        and not early_stopping.stopped(restored.step, steps_per_epoch, progress, config)
+    )
+    if is_primary() and to_train:
+        with io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
+            tracking.record_run_config(workdir, config, provenance, resumption)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool, run_settings: dict) -> Run:
+    # A resume opens its checkpoints first and refuses a changed config before the data is read or
+    # a line describes the run; --start_fresh archives the earlier run only once the data has opened
+    # (a mistake in data.dir leaves that run where it was).
+    manager = None if start_fresh else _open_checkpoints(config, workdir, start_fresh)
     try:
+        if manager is not None:
+            resume.refuse_changed_config(manager, config, workdir)
+        parallel = DataParallel.over_all_devices()
+        parallel.check_batch_size(config.data.batch_size)
+        streams = make_streams(config.seed)
+        data = open_training_data(config.data, streams.data_seed)
+        steps_per_epoch = _steps_per_epoch(config, data)
+        placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
+
+        model = create_model(config.model, config.training.dtype)
+        norm = _normalization(config, data, data.image_shape[-1])
+        tx, ema_decay = make_optimizer(config.training), config.training.ema_decay
+        fresh = create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)
+        fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
+        log(_devices_line(parallel, config.data.batch_size))
+        if manager is None:
+            manager = _open_checkpoints(config, workdir, start_fresh)
         state, schedule, progress, restored = _start(config, workdir, fresh, manager)
-        provenance = tracking.provenance(data.files, data.source)
-        provenance["data"]["filter"] = data.filter
-        provenance.update(run_settings)
-        provenance["data"]["placement"] = placement.kind
-        provenance["data"]["placement_reason"] = placement.reason
-        resumption = None
-        if restored is not None:
-            resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
-        to_train = restored is None or (
-            restored.step < config.training.epochs * steps_per_epoch
-            and not early_stopping.stopped(restored.step, steps_per_epoch, progress, config)
-        )
-        if is_primary() and to_train:
-            with io_errors(workdir):  # a finished run rerun (nothing to train) leaves its record as it is
-                tracking.record_run_config(workdir, config, provenance, resumption)
+        for line in _weights_lines(config.training, config.data.batch_size):  # only once the run goes ahead
+            log(line)
+        _record_start(config, workdir, data, placement, run_settings, restored, progress, steps_per_epoch)
     except BaseException:
-        manager.close()
+        if manager is not None:
+            manager.close()
         raise
+    batch_size = effective_batch_size(config)
     batches = pipeline_lib.train_dataset(
-        train,
+        data.train,
         batch_size=batch_size,
         epochs=config.training.epochs,
         data_seed=streams.data_seed,
@@ -203,13 +224,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         manager=manager,
         writer=MetricWriter(workdir, purge_step=int(state.step) + 1, enabled=is_primary()),
         batches=iter(batches),
-        valid=valid,
+        valid=data.valid,
         resident_train=resident_train,
         resident_valid=resident_valid,
         image_shape=data.image_shape,
         dropout_key=parallel.replicate(streams.dropout),
         steps_per_epoch=steps_per_epoch,
-        data_profile=intensity_profile(train),
+        data_profile=intensity_profile(data.train),
         state=state,
         schedule=schedule,
         progress=progress,
