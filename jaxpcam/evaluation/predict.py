@@ -18,7 +18,8 @@ from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.eval_dir import find_threshold
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
-from jaxpcam.evaluation.predictions_csv import write_predictions_csv
+from jaxpcam.evaluation.predictions_csv import predictions_csv
+from jaxpcam.files import write_output_text
 from jaxpcam.reporting import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -161,5 +162,8 @@ def predict_input(run: LoadedRun, source: Input, batch_size: int, tta: bool = Fa
     return PredictResult(source.names, check_finite(run, np.concatenate(probs).astype(np.float64)), threshold, drift)
 
 
-def write_predictions(path: Path, run: LoadedRun, result: PredictResult) -> None:
-    write_predictions_csv(path, run.task, result.names, result.probs, result.threshold)
+def write_predictions(path: Path, run: LoadedRun, result: PredictResult, overwrite: bool = False) -> None:
+    """The CSV, whole or not at all; an existing file only replaced with ``overwrite``
+    (FileExistsError otherwise, also for one that appeared while predicting)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_output_text(path, predictions_csv(run.task, result.names, result.probs, result.threshold), overwrite)
