@@ -88,3 +88,10 @@ def test_start_fresh_archives_the_results_of_both_settings(tmp_path):
     assert not (tmp_path / "eval").exists()
     (archived,) = (tmp_path / "archive").glob("*/eval")
     assert sorted(p.name for p in archived.iterdir()) == ["test", "test_tta", "threshold.json", "threshold_tta.json"]
+
+
+def test_a_damaged_older_file_is_left_where_it_is(tmp_path):
+    eval_dir.threshold_path(tmp_path, False).parent.mkdir()
+    eval_dir.threshold_path(tmp_path, False).write_text("[")
+    eval_dir.adopt_older_tta_files(tmp_path)
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["threshold.json"]

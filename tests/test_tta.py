@@ -173,3 +173,23 @@ def test_tta_refuses_non_square_images_and_warns_for_models_trained_without_flip
     assert any("WARNING: --tta on a model trained without data.augment" in m for m in messages)
     with pytest.raises(UserError, match="--tta needs square images; this model takes 96x64"):
         dataclasses.replace(run, data_profile={"image_shape": [96, 64, 3]}).predict_fn(tta=True)
+
+
+def test_a_damaged_threshold_stops_predict_and_evaluate_chooses_it_again(
+    tiny_run, tiny_pcam, tmp_path, messages, capsys
+):
+    threshold_file = tiny_run / "eval" / "threshold.json"
+    threshold_file.parent.mkdir(exist_ok=True)
+    threshold_file.write_text('{"value": 0.')  # e.g. a disk that filled up while someone edited it
+    test_x = tiny_pcam / "camelyonpatch_level_2_split_test_x.h5"
+    args = ["--workdir", str(tiny_run), "--input", str(test_x), "--output", str(tmp_path / "p.csv")]
+    capsys.readouterr()
+    assert predict.main(args) == 2
+    assert _one_line_error(capsys) == (
+        f"error: {threshold_file} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it"
+    )
+    messages.clear()
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test"]) == 0
+    assert f"{threshold_file} is damaged (not a JSON object): choosing the decision threshold again" in messages
+    assert json.loads(threshold_file.read_text())["tta"] is False
+    assert predict.main(args) == 0

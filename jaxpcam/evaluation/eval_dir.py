@@ -37,6 +37,14 @@ def setting_of(record: dict) -> bool:
     return bool(record.get("tta", False))
 
 
+class DamagedRecord(UserError):
+    """A threshold or metrics file that is no JSON object; evaluating again rewrites it."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it")
+        self.path = path
+
+
 def _read_json(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -45,7 +53,7 @@ def _read_json(path: Path) -> dict | None:
     except ValueError:
         record = None
     if not isinstance(record, dict):
-        raise UserError(f"{path} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it")
+        raise DamagedRecord(path)
     return record
 
 
@@ -85,7 +93,10 @@ def adopt_older_tta_files(workdir: Path) -> None:
     moves = [(threshold_path(workdir, False), threshold_path(workdir, True))]
     moves += [(results_dir(workdir, s, False), results_dir(workdir, s, True)) for s in SPLITS]
     for old, new in moves:
-        record = _read_json(old / METRICS_FILE if old.is_dir() else old)
+        try:
+            record = _read_json(old / METRICS_FILE if old.is_dir() else old)
+        except DamagedRecord:  # it says nothing about its setting: left for an evaluation to replace
+            continue
         if record is not None and setting_of(record) and not new.exists():
             old.rename(new)
             log(f"moved {old} to {new}: it was made with --tta, before TTA results had their own place")

@@ -79,8 +79,12 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     """The threshold stored for this checkpoint, rule and TTA setting, else one chosen on
     ``valid`` (computed here when evaluating another split) with this TTA setting and stored in
     that setting's own file, for predict and later evaluations; the other setting's stays."""
-    stored = run.stored_threshold(options.tta)
     path = run.threshold_path(options.tta)
+    try:
+        stored = run.stored_threshold(options.tta)
+    except eval_dir.DamagedRecord as err:
+        log(f"{err.path} is damaged (not a JSON object): choosing the decision threshold again")
+        stored = None
     wanted_target = options.target_recall if options.threshold_rule == "recall" else None
     same_rule = stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target
     if same_rule and not valid:
