@@ -134,3 +134,13 @@ def test_column_stat_counts_only_numbers():
     stat = column_stat([0.8, None, float("nan"), 0.9])
     assert stat.n == 2 and abs(stat.mean - 0.85) < 1e-12
     assert column_stat([None]).n == 0
+
+
+def test_a_damaged_evaluation_is_one_line_naming_it(tmp_path, capsys):
+    _run(tmp_path / "seed42", 42, [0.8], test_auc=0.8)
+    damaged = tmp_path / "seed42" / "eval" / "test" / "metrics.json"
+    damaged.write_text('{"split": "te')
+    assert report.main([str(tmp_path / "seed42")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {damaged} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it\n"
+    )
