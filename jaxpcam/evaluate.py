@@ -2,7 +2,8 @@
 
 Evaluates a run's checkpoint (model, config and normalization come from the checkpoint alone)
 and writes predictions, metrics, the decision threshold, slices, plots and error galleries to
-``RUN/eval/<split>/`` (see the README's "Evaluation" section).
+``RUN/eval/<split>/``, or with ``--tta`` to ``RUN/eval/<split>_tta/`` (see the README's
+"Evaluation" section).
 """
 
 import argparse
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import positive_int, run_command
+from jaxpcam.evaluation.eval_dir import results_dir
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
 from jaxpcam.metrics import confusion_cells, show
@@ -37,7 +39,8 @@ def parse_args(argv):
     p.add_argument("--data_dir", default=None, help="where the run's data lives on this machine, if not where it was")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the probabilities over the 8 flips/rotations of each "
-                   "image; the threshold is chosen on valid with the same setting")  # fmt: skip
+                   "image; the threshold is chosen on valid with the same setting and kept apart from the one without "
+                   "(eval/threshold_tta.json), results go to eval/<split>_tta/")  # fmt: skip
     args = p.parse_args(argv)
     if not 0 < args.dark_quantile < 1:
         p.error("--dark_quantile must be in (0, 1)")
@@ -82,7 +85,8 @@ def print_summary(result: dict) -> None:
     for row in result["slices"]:
         cells = [row.get(k) for k in ("count", "positives", "accuracy", "recall", "f2", "roc_auc")]
         print(f"  {row['slice'][:22]:22}" + "".join(f"{show(v, 3) if v is not None else '-':>11}" for v in cells))
-    print(f"\nWrote {Path(result['workdir']) / 'eval' / result['split']}/ (metrics.json, predictions.csv, PNGs)")
+    folder = results_dir(Path(result["workdir"]), result["split"], result["tta"])
+    print(f"\nWrote {folder}/ (metrics.json, predictions.csv, PNGs)")
 
 
 def main(argv=None) -> int:

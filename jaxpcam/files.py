@@ -3,6 +3,7 @@ never sees half of one, and a failed write (disk full, read-only, an interrupt) 
 temporary file behind. Below every other module: it imports none of them."""
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,14 +17,18 @@ from jaxpcam.errors import UserError
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, replace: bool = True) -> Iterator[Path]:
     """Yields a temporary path next to ``path`` to write (with any library); on success it
-    replaces ``path`` in one rename, on any failure it is removed and the error re-raised."""
+    replaces ``path`` in one rename (without ``replace``: FileExistsError if ``path`` exists by
+    then, and it stays as it was), on any failure it is removed and the error re-raised."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers never share one
     try:
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _place_new(tmp, path)
     except BaseException as err:
         try:
             tmp.unlink(missing_ok=True)
@@ -32,8 +37,40 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def _place_new(tmp: Path, path: Path) -> None:
+    """Moves the written ``tmp`` to ``path`` unless something is there by now: a hard link fails
+    on an existing name, in one step. Where the file system has no hard links, a check first."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network or FUSE file systems)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_output_text(path: Path, text: str, replace: bool) -> None:
+    """Writes a file the user named: whole or not at all (a temporary file, then a rename), and
+    over an existing file only with ``replace`` (else FileExistsError, the file untouched). An
+    existing device or pipe (/dev/null, a FIFO) is written into as it is, and a link to a file
+    (/dev/stdout redirected to one) replaces the file it points to: renaming over either would
+    put a regular file in its place."""
+    path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "w") as stream:
+            stream.write(text)
+        return
+    if path.is_symlink() and path.exists():
+        path = Path(os.path.realpath(path))
+    with atomic_path(path, replace) as tmp:
         tmp.write_text(text)
 
 

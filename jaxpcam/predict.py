@@ -1,7 +1,8 @@
-"""``python -m jaxpcam.predict --workdir RUN --input FILE_OR_FOLDER --output preds.csv``
+"""``python -m jaxpcam.predict --workdir RUN --input FILE_OR_FOLDER --output preds.csv [--overwrite] [--tta]``
 
 Probabilities and decisions for new patches with the run's stored normalization and decision
-threshold; warns when the input's intensity statistics drift from the training data's.
+threshold; warns when the input's intensity statistics drift from the training data's. An
+existing output file is replaced only with --overwrite, and written whole or not at all.
 """
 
 import argparse
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from jaxpcam.cli import positive_int, run_command
 from jaxpcam.errors import UserError
-from jaxpcam.reporting import count
+from jaxpcam.reporting import count, log
 from jaxpcam.runtime import prepare_process
 
 
@@ -18,7 +19,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m jaxpcam.predict", description=__doc__.split("\n\n")[1])
     p.add_argument("--workdir", required=True, type=Path, help="the run directory (holds checkpoints/)")
     p.add_argument("--input", required=True, type=Path, help="an .h5 with x, a .npy array, or a folder of PNG/JPEG")
-    p.add_argument("--output", required=True, type=Path, help="CSV to write")
+    p.add_argument("--output", required=True, type=Path, help="CSV to write (an existing file only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
     p.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's data.eval_batch_size")
     p.add_argument("--tta", action="store_true",
@@ -27,15 +29,26 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def _exists(output: Path) -> str:
+    return f"--output {output} exists: pass --overwrite to replace it, or name another file"
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuses an --output that could not be written, or that would replace a file unasked."""
+    if output.is_dir():
+        raise UserError(f"--output {output} is a folder: give the path of the CSV file to write")
+    blocking = next((p for p in output.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"--output {output}: {blocking} is a file, not a folder")
+    if output.is_file() and not overwrite:
+        raise UserError(_exists(output))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
 
     def command():
-        if args.output.is_dir():  # before any work: nothing could be written there in the end
-            raise UserError(f"--output {args.output} is a folder: give the path of the CSV file to write")
-        blocking = next((p for p in args.output.parents if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise UserError(f"--output {args.output}: {blocking} is a file, not a folder")
+        check_output(args.output, args.overwrite)  # before any work: a refusal comes at once
         from jaxpcam.evaluation.loading import load_run
         from jaxpcam.evaluation.predict import open_input, predict_input, write_predictions
 
@@ -43,7 +56,12 @@ def main(argv=None) -> int:
         batch_size = args.batch_size or run.config.data.eval_batch_size
         source = open_input(args.input, run.image_shape, batch_size)
         result = predict_input(run, source, batch_size, args.tta)
-        write_predictions(args.output, run, result)
+        if args.output.is_file():
+            log(f"replacing {args.output} (--overwrite)")
+        try:
+            write_predictions(args.output, run, result, args.overwrite)
+        except FileExistsError:  # it appeared while predicting
+            raise UserError(_exists(args.output)) from None
         if result.drift is None:
             print("no training intensity profile in this checkpoint (trained before jaxpcam recorded one): "
                   "drift check skipped", file=sys.stderr)  # fmt: skip

@@ -1,6 +1,7 @@
 """``python -m jaxpcam.report RUN_DIRS_OR_GLOBS... [--metrics a,b] [--champion METRIC]``
 
-One table across runs (e.g. seeds 42/43/44 of one config, or a sweep): each run's metrics, mean
+One table across runs (e.g. seeds 42/43/44 of one config, or a sweep): each run's metrics and
+evaluation results (test_roc_auc, and test_roc_auc_tta for an evaluation with --tta), mean
 ± std (n) per group of runs whose configs differ only in the seed, and the champion; printed to
 fit 100 columns, and written in full as Markdown and CSV.
 """
@@ -18,7 +19,9 @@ from jaxpcam.evaluation.report_text import to_terminal
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m jaxpcam.report", description=__doc__.split("\n\n")[1])
     p.add_argument("runs", nargs="+", help="run directories, globs (quoted), or folders holding runs")
-    p.add_argument("--metrics", default=None, help="comma-separated metrics.jsonl keys (default by task)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metrics.jsonl keys (default by task), or evaluation columns such as "
+                   "test_roc_auc,test_roc_auc_tta, shown first")  # fmt: skip
     p.add_argument("--at", choices=("best", "final"), default="best", help="which epoch's val_* values")
     p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first)")
     p.add_argument("--output", type=Path, default=None,

@@ -137,18 +137,110 @@ def test_predict_warns_on_drifted_input_only(tiny_run, tmp_path, capsys):
     np.save(tmp_path / "dark.npy", (images * 0.3).astype(np.uint8))
     capsys.readouterr()
     assert (
-        predict.main(["--workdir", str(tiny_run), "--input", str(tmp_path / "same.npy"), "--output", "/dev/null"]) == 0
+        predict.main(
+            ["--workdir", str(tiny_run), "--input", str(tmp_path / "same.npy"), "--output", str(tmp_path / "s")]
+        )
+        == 0
     )
     err = capsys.readouterr().err
     assert "no input drift" in err and "WARNING" not in err
     assert (
-        predict.main(["--workdir", str(tiny_run), "--input", str(tmp_path / "dark.npy"), "--output", "/dev/null"]) == 0
+        predict.main(
+            ["--workdir", str(tiny_run), "--input", str(tmp_path / "dark.npy"), "--output", str(tmp_path / "d")]
+        )
+        == 0
     )
     err = capsys.readouterr().err
     assert "WARNING: input drift: " in err and "DRIFT WARNING" not in err
     assert "only 2 training slides: too few to know how much slides differ" in err
     (warning,) = [line for line in err.splitlines() if "input drift" in line]
     assert not re.search(r"\bp = \d|about 1 in|million", warning)  # no false-alarm rate is claimed from 2 slides
+
+
+def _error_line(capsys) -> str:
+    """The command's one error line (after any log lines), with no traceback."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and [e for e in err if e.startswith("error: ")] == err[-1:], err
+    return err[-1]
+
+
+def test_predict_replaces_an_existing_file_only_with_overwrite_and_writes_whole(
+    tiny_run, tmp_path, capsys, messages, monkeypatch
+):
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((3, 96, 96, 3), np.uint8))
+    output = tmp_path / "preds.csv"
+    output.write_text("mine\n")
+    args = ["--input", str(images), "--output", str(output)]
+    capsys.readouterr()
+    # refused before any work (the run is not even looked at), the file as it was
+    assert predict.main(["--workdir", str(tmp_path / "no_run"), *args]) == 2
+    assert (
+        _error_line(capsys) == f"error: --output {output} exists: pass --overwrite to replace it, or name another file"
+    )
+    assert output.read_text() == "mine\n"
+
+    # a failure half-way through the write leaves the file as it was, and no temporary file
+    real_write_text = Path.write_text
+
+    def disk_full(self, text, *a, **k):
+        real_write_text(self, text[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    assert predict.main(["--workdir", str(tiny_run), *args, "--overwrite"]) == 2
+    monkeypatch.undo()
+    assert "No space left on device" in _error_line(capsys)
+    assert output.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "preds.csv"]
+
+    messages.clear()
+    assert predict.main(["--workdir", str(tiny_run), *args, "--overwrite"]) == 0
+    assert f"replacing {output} (--overwrite)" in messages
+    assert list(_csv(output)["name"]) == [0, 1, 2]
+
+    # a file that appears while predicting is not replaced either
+    from jaxpcam.evaluation import predict as predicting
+
+    def someone_writes(*a, **k):
+        (tmp_path / "new.csv").write_text("theirs\n")
+        return real_predict_input(*a, **k)
+
+    real_predict_input = predicting.predict_input
+    monkeypatch.setattr(predicting, "predict_input", someone_writes)
+    capsys.readouterr()
+    assert (
+        predict.main(["--workdir", str(tiny_run), "--input", str(images), "--output", str(tmp_path / "new.csv")]) == 2
+    )
+    assert "exists: pass --overwrite" in _error_line(capsys)
+    assert (tmp_path / "new.csv").read_text() == "theirs\n" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_predict_writes_into_a_pipe_as_it_is_and_through_a_link(tiny_run, tmp_path):
+    """/dev/null or a FIFO is written into, and /dev/stdout (a link) into what it points to: a
+    rename would put a regular file in their place."""
+    import os
+    import stat
+    import threading
+
+    np.save(tmp_path / "images.npy", np.zeros((2, 96, 96, 3), np.uint8))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    args = ["--workdir", str(tiny_run), "--input", str(tmp_path / "images.npy"), "--output", str(fifo)]
+    assert predict.main(args) == 0
+    reader.join(timeout=30)
+    assert received and received[0].startswith("name,probability,predicted\n0,")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+    # a link to a file: with --overwrite the file it points to is replaced, the link stays
+    (tmp_path / "target.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
+    args[-1] = str(tmp_path / "link.csv")
+    assert predict.main(args) == 2
+    assert predict.main([*args, "--overwrite"]) == 0
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "target.csv").read_text().startswith("name,")
 
 
 def _fake_run(folder, seed, aucs, losses):

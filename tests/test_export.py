@@ -264,16 +264,24 @@ def test_start_fresh_archives_the_export_with_the_run(tmp_path):
 
 
 def test_a_threshold_chosen_with_tta_is_not_shipped_with_the_plain_model(tiny_pcam, tmp_path):
-    workdir = tmp_path / "run"
+    workdir, eval_dir = tmp_path / "run", tmp_path / "run" / "eval"
     train_in_process(workdir, tiny_pcam, **{"training.epochs": 1})
-    assert evaluate.main(["--workdir", str(workdir), "--tta"]) == 0  # threshold.json: tta true
+    assert evaluate.main(["--workdir", str(workdir), "--tta"]) == 0  # eval/threshold_tta.json only
     assert export_command.main(["--workdir", str(workdir)]) == 0
     decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
     assert decision["threshold"] is None and "chosen with --tta" in decision["note"]
-    assert evaluate.main(["--workdir", str(workdir)]) == 0  # chosen again, without TTA
+    assert evaluate.main(["--workdir", str(workdir)]) == 0  # its own, without TTA; the TTA one stays
+    plain, tta = (json.loads((eval_dir / name).read_text()) for name in ("threshold.json", "threshold_tta.json"))
+    assert plain["value"] != tta["value"]
     assert export_command.main(["--workdir", str(workdir), "--overwrite"]) == 0
     decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
-    assert decision["threshold"] is not None and decision["tta"] is False
+    assert decision["threshold"] == plain["value"] and decision["tta"] is False
+
+    # a run directory from before TTA thresholds had their own file: threshold.json saying "tta": true
+    (eval_dir / "threshold_tta.json").replace(eval_dir / "threshold.json")
+    assert export_command.main(["--workdir", str(workdir), "--overwrite"]) == 0
+    decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
+    assert decision["threshold"] is None and "chosen with --tta" in decision["note"]
 
 
 def test_model_json_names_ema_weights(tiny_pcam, tmp_path):

@@ -10,9 +10,10 @@ from jaxpcam.config import base_config
 from jaxpcam.evaluation.run_groups import column_stat, comparable, group_configs
 
 
-def _run(folder, seed, aucs, test_auc=None, **changes):
+def _run(folder, seed, aucs, test_auc=None, test_auc_tta=None, **changes):
     """A run directory with a full config.json (``changes``: dotted key -> value) and one
-    metrics.jsonl line per AUC; ``test_auc`` adds an evaluation of the test split."""
+    metrics.jsonl line per AUC; ``test_auc`` adds an evaluation of the test split,
+    ``test_auc_tta`` one with --tta."""
     folder.mkdir(parents=True)
     config = base_config()
     config.update_from_flattened_dict({"seed": seed, **changes})
@@ -24,6 +25,11 @@ def _run(folder, seed, aucs, test_auc=None, **changes):
         (folder / "eval" / "test").mkdir(parents=True)
         model = {"roc_auc": test_auc, "pr_auc": 0.8, "f2": 0.7, "recall": 0.9, "precision": 0.5, "accuracy": 0.7}
         (folder / "eval" / "test" / "metrics.json").write_text(json.dumps({"split": "test", "model": model}))
+    if test_auc_tta is not None:
+        (folder / "eval" / "test_tta").mkdir(parents=True)
+        model = {"roc_auc": test_auc_tta, "pr_auc": 0.8, "f2": 0.7, "recall": 0.9, "precision": 0.5, "accuracy": 0.7}
+        record = {"split": "test", "tta": True, "model": model}
+        (folder / "eval" / "test_tta" / "metrics.json").write_text(json.dumps(record))
 
 
 def _rows(path):
@@ -85,6 +91,26 @@ def test_the_printed_table_fits_100_columns_and_the_csv_has_every_column(tmp_pat
     assert {"group", "best_epoch", "val_loss", "test_accuracy", "test_precision"} <= set(header)
 
 
+def test_tta_results_are_columns_of_their_own_next_to_those_without(tmp_path, capsys):
+    for seed, plain, tta in ((42, 0.80, 0.82), (43, 0.84, 0.87), (44, 0.82, None)):
+        _run(tmp_path / f"seed{seed}", seed, [0.8], test_auc=plain, test_auc_tta=tta)
+    assert report.main([str(tmp_path / "seed*"), "--metrics", "test_roc_auc,test_roc_auc_tta"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100
+    header = next(line.split() for line in out.splitlines() if line.strip().startswith("run "))
+    assert header[3:5] == ["test_roc_auc", "test_roc_auc_tta"]  # the columns asked for come first
+    mean_line = next(line.split() for line in out.splitlines() if line.strip().startswith("mean±std"))
+    assert mean_line[1:3] == ["0.8200±0.0200", "0.8450±0.0354"]
+    assert "(n=2)" in out.split("0.8450±0.0354")[1].split()[0]
+    seed44 = next(line.split() for line in out.splitlines() if line.strip().startswith("seed44"))
+    assert seed44[3:5] == ["0.8200", "-"]  # not evaluated with TTA: '-', not 'undefined'
+    assert "<split>_*_tta (evaluated with --tta) from RUN/eval/<split>_tta/" in " ".join(out.split())
+    header = next(csv.reader((tmp_path / "report.csv").open()))
+    assert header.index("test_pr_auc_tta") == header.index("test_pr_auc") + 1  # each next to its twin
+    means = next(r for r in _rows(tmp_path / "report.csv") if r["run"] == "mean")
+    assert float(means["test_roc_auc_tta"]) == pytest.approx(0.845)
+
+
 def test_groups_ignore_the_seed_and_paths_but_not_whether_a_path_is_given():
     def config(**changes):
         c = base_config()
@@ -108,3 +134,13 @@ def test_column_stat_counts_only_numbers():
     stat = column_stat([0.8, None, float("nan"), 0.9])
     assert stat.n == 2 and abs(stat.mean - 0.85) < 1e-12
     assert column_stat([None]).n == 0
+
+
+def test_a_damaged_evaluation_is_one_line_naming_it(tmp_path, capsys):
+    _run(tmp_path / "seed42", 42, [0.8], test_auc=0.8)
+    damaged = tmp_path / "seed42" / "eval" / "test" / "metrics.json"
+    damaged.write_text('{"split": "te')
+    assert report.main([str(tmp_path / "seed42")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {damaged} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it\n"
+    )

@@ -1,6 +1,6 @@
 """Evaluate one checkpoint on one split: predictions, metrics next to a majority baseline, the
 decision threshold (chosen on valid only), slices, plots and error galleries, written under
-``RUN/eval/<split>/`` and to TensorBoard.
+``RUN/eval/<split>/`` (``RUN/eval/<split>_tta/`` with TTA; eval_dir.py) and to TensorBoard.
 """
 
 import dataclasses
@@ -15,7 +15,7 @@ from jaxpcam import metrics as metrics_lib
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
-from jaxpcam.evaluation import plots
+from jaxpcam.evaluation import eval_dir, plots
 from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
@@ -76,29 +76,30 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
 
 
 def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None) -> dict:
-    """The stored threshold if it matches this checkpoint, rule and TTA setting, else one chosen
-    on ``valid`` (computed here when evaluating another split) with this TTA setting and stored,
-    with that setting, for predict and later evaluations."""
-    stored = run.stored_threshold()
+    """The threshold stored for this checkpoint, rule and TTA setting, else one chosen on
+    ``valid`` (computed here when evaluating another split) with this TTA setting and stored in
+    that setting's own file, for predict and later evaluations; the other setting's stays."""
+    path = run.threshold_path(options.tta)
+    try:
+        stored = run.stored_threshold(options.tta)
+    except eval_dir.DamagedRecord as err:
+        log(f"{err.path} is damaged (not a JSON object): choosing the decision threshold again")
+        stored = None
     wanted_target = options.target_recall if options.threshold_rule == "recall" else None
     same_rule = stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target
-    stored_tta = tta_words(stored.get("tta", False)) if stored else ""
-    if same_rule and stored.get("tta", False) != options.tta and not valid:
-        log(f"the stored decision threshold was chosen {stored_tta}: choosing it again on valid "
-            f"{tta_words(options.tta)}, as this evaluation uses it (replacing {run.threshold_path})")  # fmt: skip
-    elif same_rule and not valid:
-        log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, {stored_tta}, chosen on valid at step "
-            f"{run.step})")  # fmt: skip
+    if same_rule and not valid:
+        log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, {tta_words(options.tta)}, chosen on valid "
+            f"at step {run.step}) from {path}")  # fmt: skip
         return stored
     if valid is None:
-        log("choosing the decision threshold on the valid split first")
+        log(f"choosing the decision threshold on the valid split first, {tta_words(options.tta)}")
         valid = predict_split(run, open_eval_split(run.config, "valid", options.data_dir), options)
     chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
     record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step, "tta": options.tta}
-    run.threshold_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run.threshold_path, record)
-    log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid (precision {chosen.precision:.3f}, "
-        f"recall {chosen.recall:.3f}, F2 {chosen.f2:.3f}); stored in {run.threshold_path}")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+    log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid {tta_words(options.tta)} (precision "
+        f"{chosen.precision:.3f}, recall {chosen.recall:.3f}, F2 {chosen.f2:.3f}); stored in {path}")  # fmt: skip
     return record
 
 
@@ -213,6 +214,7 @@ def _replace_dir(partial: Path, final: Path) -> None:
 def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
+    eval_dir.adopt_older_tta_files(workdir)
     model = f"{run.config.model.name}{run.weights_note}"
     log(f"evaluating {workdir} checkpoint step {run.step} ({model}) on {options.split}")
     split = open_eval_split(run.config, options.split, options.data_dir, doing="evaluating on")
@@ -239,8 +241,8 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         "slice_cuts": cuts,
         "baseline_note": "majority baseline: always the class frequencies of the valid split (predicts its majority)",
     }
-    eval_root = workdir / "eval"
-    partial = eval_root / f".{options.split}.partial"
+    final = eval_dir.results_dir(workdir, options.split, options.tta)
+    eval_root, partial = final.parent, final.with_name(f".{final.name}.partial")
     try:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -257,8 +259,8 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         _write_slices_csv(partial / "slices.csv", slices)
         galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
         images = _pictures(partial, split, preds, report, threshold, cuts, galleries)
-        _to_tensorboard(partial, f"eval_{options.split}", run.step, preds, report, images)
-        _replace_dir(partial, eval_root / options.split)
+        _to_tensorboard(partial, f"eval_{final.name}", run.step, preds, report, images)
+        _replace_dir(partial, final)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were
         shutil.rmtree(partial, ignore_errors=True)
         reason = err.strerror or str(err)

@@ -99,14 +99,14 @@ def _check_artifact(blob: bytes, probe: np.ndarray, expected: np.ndarray) -> flo
 def _decision(run: LoadedRun) -> dict:
     if not run.task.binary:
         return {"threshold": None, "rule": "argmax", "note": "multi-class: the class with the highest probability"}
-    stored = run.stored_threshold()
+    stored = run.stored_threshold(tta=False)  # the exported function has no TTA: a TTA threshold is not its own
     command = f"python -m jaxpcam.evaluate --workdir {run.workdir} --checkpoint {run.step}"
     if stored is None:
-        note = f"no threshold chosen on valid for checkpoint {run.step}: run {command} first"
-        log(f"WARNING: model.json gets no decision threshold ({note})")
-        return {"threshold": None, "note": note}
-    if stored.get("tta"):  # the exported function has no TTA: a TTA threshold does not belong to it
-        note = f"the threshold on valid was chosen with --tta, which the exported model does not do: run {command}"
+        if run.stored_threshold(tta=True) is not None:
+            note = (f"only a threshold chosen with --tta (on valid) is stored for checkpoint {run.step}, and the "
+                    f"exported model does not do TTA: run {command} (without --tta) first")  # fmt: skip
+        else:
+            note = f"no threshold chosen on valid for checkpoint {run.step}: run {command} first"
         log(f"WARNING: model.json gets no decision threshold ({note})")
         return {"threshold": None, "note": note}
     return {

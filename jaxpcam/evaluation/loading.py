@@ -7,7 +7,6 @@ checkpoint's own metadata, on this host's first device).
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -20,12 +19,11 @@ from jaxpcam import best, integrity
 from jaxpcam import checkpoint_items as checkpoint
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.errors import UserError
+from jaxpcam.evaluation import eval_dir
 from jaxpcam.models import create_model
 from jaxpcam.preprocessing import Normalization, normalize
 from jaxpcam.reporting import log
 from jaxpcam.task import Task, task_for
-
-THRESHOLD_FILE = "threshold.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +50,15 @@ class LoadedRun:
         """What the model takes, as recorded at training time (PCAM's shape for older runs)."""
         return tuple((self.data_profile or {}).get("image_shape", PCAM_IMAGE_SHAPE))
 
-    @property
-    def threshold_path(self) -> Path:
-        return self.workdir / "eval" / THRESHOLD_FILE
+    def threshold_path(self, tta: bool = False) -> Path:
+        """Where evaluation stores the threshold it chose on valid with this TTA setting."""
+        return eval_dir.threshold_path(self.workdir, tta)
 
-    def stored_threshold(self) -> dict | None:
-        """The threshold evaluation chose on the validation split for this checkpoint, if any."""
-        if not self.threshold_path.is_file():
-            return None
-        stored = json.loads(self.threshold_path.read_text())
-        return stored if stored.get("checkpoint_step") == self.step else None
+    def stored_threshold(self, tta: bool = False) -> dict | None:
+        """The threshold evaluation chose on the validation split for this checkpoint with this
+        TTA setting, if any (never the other setting's)."""
+        found = eval_dir.find_threshold(self.workdir, tta, self.step)
+        return found[1] if found else None
 
     def check_tta(self) -> None:
         """--tta needs square images; on a model trained without flips/rotations it warns."""

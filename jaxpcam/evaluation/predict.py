@@ -16,8 +16,10 @@ from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
+from jaxpcam.evaluation.eval_dir import find_threshold
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
-from jaxpcam.evaluation.predictions_csv import write_predictions_csv
+from jaxpcam.evaluation.predictions_csv import predictions_csv
+from jaxpcam.files import write_output_text
 from jaxpcam.reporting import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -125,23 +127,27 @@ class PredictResult:
 
 
 def _threshold(run: LoadedRun, tta: bool) -> float | None:
-    """The stored decision threshold, refused when it was chosen with the other TTA setting (it
-    belongs to other probabilities); 0.5 with a notice when none is stored."""
+    """The decision threshold stored for this checkpoint with this TTA setting. Refused when only
+    the other setting's is stored (it belongs to other probabilities); 0.5 with a notice when
+    none is."""
     if not run.task.binary:
         return None
-    stored = run.stored_threshold()
-    if stored is None:
-        log(f"no decision threshold stored for checkpoint step {run.step} (run jaxpcam.evaluate on valid "
-            "first); deciding at 0.5")  # fmt: skip
-        return 0.5
-    if stored.get("tta", False) != tta:
-        flag = " --tta" if tta else ""
+    found = find_threshold(run.workdir, tta, run.step)
+    if found is not None:
+        path, stored = found
+        log(f"decision threshold {stored['value']:.4f}, chosen on valid {tta_words(tta)}, from {path}")
+        return stored["value"]
+    flag = " --tta" if tta else ""
+    if run.stored_threshold(not tta) is not None:
         raise UserError(
-            f"the decision threshold in {run.threshold_path} was chosen {tta_words(stored.get('tta', False))} and "
-            f"this prediction is {tta_words(tta)}: refusing to mix them; run python -m jaxpcam.evaluate --workdir "
-            f"{run.workdir}{flag} first (it chooses the threshold again), or predict {tta_words(not tta)}"
+            f"the decision threshold stored for checkpoint {run.step} was chosen {tta_words(not tta)} and this "
+            f"prediction is {tta_words(tta)}: refusing to mix them; run python -m jaxpcam.evaluate --workdir "
+            f"{run.workdir}{flag} first (it chooses one {tta_words(tta)} and keeps the other), or predict "
+            f"{tta_words(not tta)}"
         )
-    return stored["value"]
+    log(f"no decision threshold stored for checkpoint step {run.step} (run python -m jaxpcam.evaluate --workdir "
+        f"{run.workdir}{flag} first); deciding at 0.5")  # fmt: skip
+    return 0.5
 
 
 def predict_input(run: LoadedRun, source: Input, batch_size: int, tta: bool = False) -> PredictResult:
@@ -156,5 +162,8 @@ def predict_input(run: LoadedRun, source: Input, batch_size: int, tta: bool = Fa
     return PredictResult(source.names, check_finite(run, np.concatenate(probs).astype(np.float64)), threshold, drift)
 
 
-def write_predictions(path: Path, run: LoadedRun, result: PredictResult) -> None:
-    write_predictions_csv(path, run.task, result.names, result.probs, result.threshold)
+def write_predictions(path: Path, run: LoadedRun, result: PredictResult, overwrite: bool = False) -> None:
+    """The CSV, whole or not at all; an existing file only replaced with ``overwrite``
+    (FileExistsError otherwise, also for one that appeared while predicting)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_output_text(path, predictions_csv(run.task, result.names, result.probs, result.threshold), overwrite)

@@ -11,10 +11,11 @@ from jaxpcam.files import write_text_atomic
 from jaxpcam.task import Task
 
 
-def write_predictions_csv(
-    path: Path, task: Task, ids: list[str], probs: np.ndarray, threshold: float | None, labels=None, id_column="name"
-) -> None:
-    """``ids`` name the rows in column ``id_column``; ``labels`` (class indices) add a label column."""
+def predictions_csv(
+    task: Task, ids: list[str], probs: np.ndarray, threshold: float | None, labels=None, id_column="name"
+) -> str:
+    """The CSV's text. ``ids`` name the rows in column ``id_column``; ``labels`` (class indices)
+    add a label column."""
     names = task.class_names
     label_column = ["label"] if labels is not None else []
     if task.binary:
@@ -25,5 +26,11 @@ def write_predictions_csv(
         cells = ([*map(repr, p), names[int(np.argmax(p))]] for p in probs.tolist())
     shown = [str(int(y)) if task.binary else names[int(y)] for y in labels] if labels is not None else None
     rows = (",".join([i, *([shown[n]] if shown else []), *c]) for n, (i, c) in enumerate(zip(ids, cells, strict=True)))
+    return ",".join(header) + "\n" + "\n".join(rows) + "\n"
+
+
+def write_predictions_csv(
+    path: Path, task: Task, ids: list[str], probs: np.ndarray, threshold: float | None, labels=None, id_column="name"
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, ",".join(header) + "\n" + "\n".join(rows) + "\n")
+    write_text_atomic(path, predictions_csv(task, ids, probs, threshold, labels, id_column))

@@ -6,13 +6,13 @@ import csv
 import dataclasses
 import glob
 import io
-import json
 import math
 import os
 from pathlib import Path
 
 from jaxpcam import best
 from jaxpcam.errors import UserError
+from jaxpcam.evaluation.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.metrics import show
 from jaxpcam.rundir import read_metrics, read_run_config
@@ -66,11 +66,10 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
     mode = config.get("checkpoint", {}).get("best_mode", "max")
     best_epoch = best.best_record(records, best_key, mode) or records[-1]
     chosen = best_epoch if at == "best" else records[-1]
-    values = {m: chosen.get(m) for m in metrics}
-    for eval_file in sorted((path / "eval").glob("*/metrics.json")):
-        result = json.loads(eval_file.read_text())
-        for key in EVAL_MULTICLASS if multiclass else EVAL_BINARY:
-            values[f"{result['split']}_{key}"] = result["model"].get(key)
+    evaluated = evaluation_values(path, EVAL_MULTICLASS if multiclass else EVAL_BINARY)
+    # --metrics may name evaluation columns too (to show them first); a value a run lacks is '-'
+    values = {m: evaluated[m] if m in evaluated else chosen[m] for m in metrics if m in evaluated or m in chosen}
+    values.update(evaluated)
     info = {
         "experiment": config.get("experiment_name", ""),
         "model": config.get("model", {}).get("name", ""),
@@ -79,6 +78,24 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
         "best_epoch": best_epoch["epoch"],
     }
     return RunRow(str(path), info, values, config), metrics
+
+
+def eval_column(split: str, metric: str, tta: bool) -> str:
+    """'test_roc_auc', or 'test_roc_auc_tta' for an evaluation with --tta."""
+    return f"{split}_{metric}{TTA_SUFFIX if tta else ''}"
+
+
+def evaluation_values(path: Path, keys: tuple[str, ...]) -> dict[str, float | None]:
+    """The run's evaluation results (RUN/eval/<split>/ and <split>_tta/) as report columns, each
+    metric's TTA column right after its plain one."""
+    found = read_evaluations(path)
+    return {
+        eval_column(split, key, tta): (found[split, tta].get("model") or {}).get(key)
+        for split in SPLITS
+        for key in keys
+        for tta in (False, True)
+        if (split, tta) in found
+    }
 
 
 def _finite(value) -> bool:
@@ -164,7 +181,8 @@ def notes(report: Report, at: str) -> list[str]:
             )
     lines.append(
         f"Champion by {report.champion_metric} ({direction}): {report.champion.name} "
-        f"({show(report.champion.values[report.champion_metric])}). {val_note}; <split>_* from RUN/eval/<split>/."
+        f"({show(report.champion.values[report.champion_metric])}). {val_note}; <split>_* from RUN/eval/<split>/, "
+        "<split>_*_tta (evaluated with --tta) from RUN/eval/<split>_tta/."
     )
     lines.append(f"Runs are grouped by config except {IGNORED_NOTE}.")
     return lines

@@ -29,7 +29,7 @@ from jaxpcam.training.state import TrainState
 # length (more epochs continue it; fewer leave it finished; a higher early-stopping patience lets
 # a run that stopped early train on).
 RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs", "training.early_stopping_patience"}
-# eval: its threshold; export: model files made from these checkpoints
+# eval: its thresholds and results, with and without TTA; export: model files made from these checkpoints
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
 
 
