@@ -117,3 +117,20 @@ def test_checkpoint_cost_times_save_restore_and_checksums(tmp_path, capsys):
     for key in ("save_s", "restore_s", "checksum_s", "verify_s"):
         assert 0 < result[key]["min"] <= result[key]["median"] <= result[key]["max"]
     assert "of which checksums" in capsys.readouterr().out
+
+
+def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
+    """benchmarks/stain_tta.sh (the README's stain/TTA table) takes 20 minutes: here only that it
+    parses and that what it passes exists."""
+    from jaxpcam.config import base_config
+    from jaxpcam.config_files import load_config_file
+
+    script = REPO / "benchmarks" / "stain_tta.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    load_config_file(str(REPO / re.search(r"--config (\S+)", text).group(1)))
+    flat = base_config().to_dict()
+    for key in re.findall(r"--config\.([\w.]+)=", text):
+        section, name = key.split(".") if "." in key else ("", key)
+        assert name in (flat[section] if section else flat), key
+    assert re.search(r"--metrics val_roc_auc,test_roc_auc,test_roc_auc_tta", text)
