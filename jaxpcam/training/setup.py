@@ -171,9 +171,11 @@ def _record_start(config, workdir: Path, data, placement, run_settings: dict, re
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool, run_settings: dict) -> Run:
     # A resume opens its checkpoints first and refuses a changed config before the data is read or
-    # a line describes the run; --start_fresh archives the earlier run only once the data has opened
-    # (a mistake in data.dir leaves that run where it was).
-    manager = None if start_fresh else _open_checkpoints(config, workdir, start_fresh)
+    # a line describes the run; a new run opens them (creating checkpoints/) only once the data has
+    # opened, and --start_fresh archives the earlier run only then (a mistake in data.dir leaves
+    # the workdir as it was).
+    resuming = not start_fresh and (workdir / "checkpoints").is_dir()
+    manager = _open_checkpoints(config, workdir, start_fresh) if resuming else None
     try:
         if manager is not None:
             resume.refuse_changed_config(manager, config, workdir)
