@@ -1,9 +1,11 @@
-"""``python -m jaxpcam.report RUN_DIRS_OR_GLOBS... [--metrics a,b] [--champion METRIC]``
+"""``python -m jaxpcam.report RUN_DIRS_OR_GLOBS... [--metrics a,b] [--champion METRIC] [--output PREFIX]``
 
 One table across runs (e.g. seeds 42/43/44 of one config, or a sweep): each run's metrics and
 evaluation results (test_roc_auc, and test_roc_auc_tta for an evaluation with --tta), mean
 ± std (n) per group of runs whose configs differ only in the seed, and the champion; printed to
-fit 100 columns, and written in full as Markdown and CSV.
+fit 100 columns, and written in full as Markdown and CSV: ``report.md``/``.csv`` beside the runs
+(replaced by each report), or ``--output PREFIX``, whose existing files are replaced only with
+``--overwrite``.
 """
 
 import argparse
@@ -12,8 +14,10 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import run_command
+from jaxpcam.errors import UserError
 from jaxpcam.evaluation.report import build_report, find_runs, to_csv, to_markdown
 from jaxpcam.evaluation.report_text import to_terminal
+from jaxpcam.files import write_output_text
 
 
 def parse_args(argv):
@@ -26,13 +30,28 @@ def parse_args(argv):
     p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first)")
     p.add_argument("--output", type=Path, default=None,
                    help="path prefix for .md and .csv (default: <common parent of the runs>/report)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace existing --output PREFIX.md/.csv files")
     return p.parse_args(argv)
+
+
+def _outputs(prefix: Path) -> tuple[Path, Path]:
+    return Path(f"{prefix}.md"), Path(f"{prefix}.csv")
+
+
+def check_output(prefix: Path, overwrite: bool) -> None:
+    """An --output the user named replaces nothing unasked (the default report.* is the report's own)."""
+    existing = [str(p) for p in _outputs(prefix) if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"--output {prefix}: {' and '.join(existing)} exist(s): pass --overwrite to replace, or "
+                        "name another prefix")  # fmt: skip
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
 
     def command():
+        if args.output:
+            check_output(args.output, args.overwrite)  # before any work: a refusal comes at once
         runs = find_runs(args.runs)
         metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
         report = build_report(runs, metrics, args.at, args.champion)
@@ -40,8 +59,12 @@ def main(argv=None) -> int:
         common = Path(os.path.commonpath([str(r) for r in runs]))
         prefix = args.output or ((common if len(runs) > 1 else common.parent) / "report")
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{prefix}.md").write_text(markdown + "\n")
-        Path(f"{prefix}.csv").write_text(to_csv(report))
+        md, csv = _outputs(prefix)
+        try:  # each file whole or not at all; a user's file only with --overwrite
+            write_output_text(md, markdown + "\n", replace=not args.output or args.overwrite)
+            write_output_text(csv, to_csv(report), replace=not args.output or args.overwrite)
+        except FileExistsError as err:  # appeared while the report was made
+            raise UserError(f"--output {prefix}: {err.filename} exists now: pass --overwrite to replace it") from None
         print(to_terminal(report, args.at, f"{prefix}.csv (and .md)"))
 
     return run_command(command)

@@ -144,3 +144,20 @@ def test_a_damaged_evaluation_is_one_line_naming_it(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {damaged} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it\n"
     )
+
+
+def test_an_output_prefix_replaces_existing_files_only_with_overwrite(tmp_path, capsys):
+    """--output names the user's path: an existing PREFIX.md/.csv is refused in one line and left
+    as it was; --overwrite replaces both. The default report.* beside the runs is replaced."""
+    _run(tmp_path / "runs" / "seed42", 42, [0.8])
+    mine = tmp_path / "results.csv"
+    mine.write_text("my own numbers\n")
+    assert report.main([str(tmp_path / "runs"), "--output", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert f"--output {tmp_path / 'results'}: {mine} exist(s): pass --overwrite" in err and "Traceback" not in err
+    assert mine.read_text() == "my own numbers\n" and not (tmp_path / "results.md").exists()
+    assert report.main([str(tmp_path / "runs"), "--output", str(tmp_path / "results"), "--overwrite"]) == 0
+    assert mine.read_text().startswith("run,") and (tmp_path / "results.md").is_file()
+    for _ in range(2):  # the default prefix is the report's own: rewritten each time
+        assert report.main([str(tmp_path / "runs" / "seed42")]) == 0
+    assert (tmp_path / "runs" / "report.csv").is_file()
