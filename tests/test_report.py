@@ -161,3 +161,11 @@ def test_an_output_prefix_replaces_existing_files_only_with_overwrite(tmp_path, 
     for _ in range(2):  # the default prefix is the report's own: rewritten each time
         assert report.main([str(tmp_path / "runs" / "seed42")]) == 0
     assert (tmp_path / "runs" / "report.csv").is_file()
+
+
+def test_a_metrics_name_no_run_has_is_said_not_only_shown_as_dashes(tmp_path, capsys, messages):
+    _run(tmp_path / "seed42", 42, [0.8], test_auc=0.8)
+    assert report.main([str(tmp_path / "seed42"), "--metrics", "val_roc_auc,test_roc_auc,tset_roc_auc"]) == 0
+    (warning,) = [m for m in messages if "--metrics" in m]
+    assert "--metrics tset_roc_auc: no run has it" in warning and "test_roc_auc" in warning
+    assert not [m for m in messages if "--metrics val_roc_auc" in m or "--metrics test_roc_auc:" in m]

@@ -15,6 +15,7 @@ from jaxpcam.errors import UserError
 from jaxpcam.evaluation.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.metrics import show
+from jaxpcam.reporting import log
 from jaxpcam.rundir import read_metrics, read_run_config
 from jaxpcam.task import task_for
 
@@ -129,6 +130,7 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
     rows.sort(key=lambda r: order.index(r.group))  # stable: runs keep their order within a group
     columns = list(dict.fromkeys([*used, *(k for r in rows for k in r.values)]))
     stats = {g: {c: column_stat(r.values.get(c) for r in rows if r.group == g) for c in columns} for g in order}
+    _warn_missing(metrics or (), rows)
     champion_metric = champion_metric or columns[0]
     if champion_metric not in columns:
         raise UserError(f"--champion {champion_metric}: not a reported metric; there are {', '.join(columns)}")
@@ -138,6 +140,14 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
     mode = best.mode_of(champion_metric)
     champion = max(candidates, key=lambda r: best.rank(r.values[champion_metric], 0, mode))  # ties: the first
     return Report(rows, columns, stats, differing, champion, champion_metric)
+
+
+def _warn_missing(named: tuple[str, ...], rows: list[RunRow]) -> None:
+    """A --metrics name no run has (a typo, or an evaluation not run yet) is said, not just a '-' column."""
+    have = dict.fromkeys(k for r in rows for k in r.values)
+    for name in (n for n in named if n not in have):
+        log(f"WARNING: --metrics {name}: no run has it (a typo, or not evaluated yet?); the runs have "
+            f"{', '.join(have)}")  # fmt: skip
 
 
 def cell(row: RunRow, column: str) -> str:
