@@ -6,6 +6,7 @@ One row per (model, source, mode, batch size); a column per dtype found, and the
 low-precision dtype to float32 where both were measured.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -47,9 +48,9 @@ def markdown(env: dict, results: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
-    if not paths:
-        sys.exit("usage: python benchmarks/results_table.py RESULT.json [...]")
+    p = argparse.ArgumentParser(prog="python benchmarks/results_table.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="+", type=Path, help="JSON files written by throughput.py --json")
+    paths = p.parse_args(argv).results
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         sys.exit(f"results_table.py: no such file: {', '.join(missing)}")

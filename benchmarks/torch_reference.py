@@ -22,10 +22,36 @@ import sys
 import time
 from pathlib import Path
 
+
+def _parser() -> argparse.ArgumentParser:
+    """The flags; defined before torch is imported, so --help works without it."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
+    p.add_argument("--batch_sizes", "--batch-sizes", default="128,512")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--pipeline", action="store_true", help="also train end to end from --data-dir")
+    p.add_argument("--pipeline_steps", "--pipeline-steps", type=int, default=40)
+    p.add_argument("--eval_passes", "--eval-passes", type=int, default=3, help="timed passes over valid in --pipeline")
+    p.add_argument("--resident", action="store_true", help="also the data-on-device loop over --data-dir")
+    p.add_argument("--resident_batch", "--resident-batch", type=int, default=512)
+    p.add_argument(
+        "--resident_epochs", "--resident-epochs", type=int, default=3, help="timed epochs after one warm-up epoch"
+    )
+    p.add_argument("--data_dir", "--data-dir", default=None)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (eager, float32) for the compute benchmark")
+    p.add_argument("--json", type=Path, default=None)
+    return p
+
+
 try:
     import torch
     from torch import nn
 except ImportError:
+    if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+        _parser().print_help()
+        sys.exit(0)
     sys.exit("torch_reference.py needs PyTorch: pip install torch (it is not a jaxpcam dependency)")
 
 
@@ -239,23 +265,7 @@ def bench_resident(args) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
-    p.add_argument("--batch_sizes", "--batch-sizes", default="128,512")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--pipeline", action="store_true", help="also train end to end from --data-dir")
-    p.add_argument("--pipeline_steps", "--pipeline-steps", type=int, default=40)
-    p.add_argument("--eval_passes", "--eval-passes", type=int, default=3, help="timed passes over valid in --pipeline")
-    p.add_argument("--resident", action="store_true", help="also the data-on-device loop over --data-dir")
-    p.add_argument("--resident_batch", "--resident-batch", type=int, default=512)
-    p.add_argument(
-        "--resident_epochs", "--resident-epochs", type=int, default=3, help="timed epochs after one warm-up epoch"
-    )
-    p.add_argument("--data_dir", "--data-dir", default=None)
-    p.add_argument("--device", default="cpu", help="cpu, or cuda (eager, float32) for the compute benchmark")
-    p.add_argument("--json", type=Path, default=None)
+    p = _parser()
     args = p.parse_args(argv)
     results = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",") if b.strip()):

@@ -134,3 +134,14 @@ def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
         section, name = key.split(".") if "." in key else ("", key)
         assert name in (flat[section] if section else flat), key
     assert re.search(r"--metrics val_roc_auc,test_roc_auc,test_roc_auc_tta", text)
+
+
+def test_every_benchmark_answers_help_with_its_usage_and_exit_0():
+    """The README says every benchmark answers --help; torch_reference.py also without PyTorch."""
+    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    runs = {s.name: subprocess.Popen([sys.executable, str(s), "-h"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+            for s in scripts}  # fmt: skip
+    for name, run in runs.items():
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 0 and out.startswith("usage:"), name
+    assert {"results_table.py", "torch_reference.py", "throughput.py"} <= set(runs)
