@@ -164,6 +164,12 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
         print(usage_text(sys.modules["__main__"].__doc__ or "", flag_values, full=wanted == "full"), end="")
         sys.exit(0)
     spec = _config_argument(argv[1:]) if "config" in flag_values else None
+    if "config" in flag_values and spec is None:  # absl: "Unknown command line flag 'config.seed'" or "None"
+        prog = f"python -m {sys.modules['__main__'].__spec__.name}" if sys.modules["__main__"].__spec__ else argv[0]
+        example = "configs/sweep_mlp.py" if prog.endswith("sweep") else "configs/mlp.py"
+        print(f"error: --config is required: e.g. {prog} --config {example}, then --config.KEY=VALUE to "
+              "change a key (--help lists the flags)", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     if spec is not None:
         try:
             load_config_file(spec)

@@ -103,3 +103,15 @@ def test_helpfull_lists_absls_own_flags_too(capsys):
     assert ended.value.code == 0
     out = capsys.readouterr().out
     assert "--workdir" in out and "--flagfile" in out
+
+
+@pytest.mark.parametrize("argv", [["command"], ["command", "--config.seed=3"], ["command", "--workdir=runs/x"]])
+def test_a_missing_config_is_one_line_saying_how_to_give_it(argv, capsys):
+    """absl said "Unknown command line flag 'config.seed'" or "--config must have a value other
+    than None"."""
+    with pytest.raises(SystemExit) as ended:
+        parse_flags(argv, _flag_values())
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --config is required: e.g. ") and err.count("\n") == 1
+    assert "--config configs/mlp.py, then --config.KEY=VALUE" in err
