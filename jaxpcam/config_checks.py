@@ -143,7 +143,13 @@ def _check_data_source_and_images(d: ml_collections.ConfigDict) -> None:
     """The built-in sample's version, stain augmentation and normalization."""
     _require(d.sample_version in SAMPLE_VERSIONS, "data.sample_version", f"one of {SAMPLE_VERSIONS}", d.sample_version)
     _require(
-        d.sample_version == 1 or not d.dir or d.dataset != "pcam",
+        d.sample_version == 1 or d.dataset == "pcam",
+        "data.sample_version",
+        "1 for the digits task (it picks a version of the built-in PCAM sample)",
+        d.sample_version,
+    )
+    _require(
+        d.sample_version == 1 or not d.dir,
         "data.sample_version",
         f"1 when data.dir is set (it picks a version of the built-in sample; data.dir is {d.dir!r})",
         d.sample_version,

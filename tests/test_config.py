@@ -63,6 +63,10 @@ def test_a_sample_version_is_refused_beside_a_data_folder():
         validate(config)
     config.data.sample_version = 1
     validate(config)
+    config.data.update(dir="", dataset="digits", sample_version=2, digits=(4, 5, 6, 7, 8, 9))
+    config.model.num_classes = 6
+    with pytest.raises(UserError, match=r"data\.sample_version: expected 1 for the digits task"):
+        validate(config)
 
 
 # Several bad keys: validate names the first in its order (config_checks.check_config), which

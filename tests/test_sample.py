@@ -143,3 +143,24 @@ def test_data_sample_version_picks_its_own_cache_folder_for_training_and_evaluat
     assert open_eval_split(config, "test").x_path.parent == tmp_path / "pcam-sample-v2"
     assert (tmp_path / "pcam-sample-v2" / "COMPLETE").read_text() == "jaxpcam sample v2\n"
     assert not (tmp_path / "pcam-sample-v1").exists()
+
+
+def test_an_unfinished_sample_folder_holding_a_users_file_is_refused_not_deleted(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import jaxpcam.data.sample as sample
+    from jaxpcam.errors import UserError
+
+    monkeypatch.setenv("JAXPCAM_DATA_CACHE", str(tmp_path))
+    monkeypatch.setattr(sample, "SAMPLE_SIZES", {"train": 16, "valid": 8, "test": 8})
+    folder = tmp_path / "pcam-sample-v2"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match=r"pcam-sample-v2 is not a complete built-in sample and holds other files "):
+        ensure_sample(2)
+    assert (folder / "notes.txt").read_text() == "mine\n"
+    (folder / "notes.txt").unlink()
+    (folder / "camelyonpatch_level_2_split_train_x.h5").write_text("half written")  # only sample files: remade
+    assert ensure_sample(2) == folder and len(open_split(folder, "train")) == 16
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755  # a shared cache is readable by the group

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from jaxpcam.data.pcam import IMAGE_SHAPE, split_paths
+from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
 
 DEFAULT_VERSION = 1  # the versions are _LABS' keys (config.SAMPLE_VERSIONS)
@@ -234,11 +235,32 @@ def is_sample(folder: Path) -> bool:
     return False
 
 
+def _sample_files() -> set[str]:
+    names = {"COMPLETE"}
+    for split in _SPLIT_SEEDS:
+        names |= {p.name for p in split_paths(Path(), split)} | {f"camelyonpatch_level_2_split_{split}_meta.csv"}
+    return names
+
+
+def _clear_unfinished(target: Path) -> None:
+    """Removes a sample folder left without COMPLETE, if it holds nothing but sample files (they
+    are remade); a folder holding anything else is the user's: refused, never deleted."""
+    if not target.exists():
+        return
+    others = sorted(p.name for p in target.iterdir() if p.name not in _sample_files()) if target.is_dir() else []
+    if others or not target.is_dir():
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UserError(f"{target} is not a complete built-in sample and holds other files ({shown or 'a file'}): "
+                        "move them, or set JAXPCAM_DATA_CACHE to another folder")  # fmt: skip
+    shutil.rmtree(target)
+
+
 def ensure_sample(version: int = DEFAULT_VERSION) -> Path:
     """The built-in sample's folder, writing it first if absent (atomically: temp dir + rename)."""
     target = sample_dir(version)
     if (target / "COMPLETE").is_file():
         return target
+    _clear_unfinished(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     log(f"writing the built-in synthetic PCAM sample (version {version}) to {target} (once; set "
         "JAXPCAM_DATA_CACHE to move it)")  # fmt: skip
@@ -246,11 +268,12 @@ def ensure_sample(version: int = DEFAULT_VERSION) -> Path:
     try:
         write_sample(tmp, version=version)
         (tmp / "COMPLETE").write_text(f"jaxpcam sample v{version}\n")
+        tmp.chmod(0o755)  # mkdtemp's 0o700 would keep a shared cache from the group
         try:
             tmp.rename(target)
         except OSError:
             if not (target / "COMPLETE").is_file():  # another process did not win the race: retry
-                shutil.rmtree(target, ignore_errors=True)
+                _clear_unfinished(target)
                 tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
