@@ -183,6 +183,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         parallel.check_batch_size(config.data.batch_size)
         streams = make_streams(config.seed)
         data = open_training_data(config.data, streams.data_seed)
+        if manager is not None and manager.latest_step() is not None:  # a resume: moved data must be the same
+            resume.check_same_data(workdir, config.to_dict(), data.files)
         steps_per_epoch = _steps_per_epoch(config, data)
         placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 

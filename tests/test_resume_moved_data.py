@@ -1,0 +1,43 @@
+"""A run resumes from data that moved (a laptop run continued on a cluster, data staged to
+$TMPDIR) when the files are the ones it trained on, and bit-identically; other files under the
+new path are refused. The run's name is a label and may change too."""
+
+import shutil
+
+import pytest
+
+from conftest import metrics_without_timing, train_in_process
+from jaxpcam.data.sample import write_sample
+from jaxpcam.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def first_epoch(tiny_pcam, tmp_path_factory):
+    """Epoch 1 of a 2-epoch run on tiny_pcam, and the same run uninterrupted."""
+    root = tmp_path_factory.mktemp("moved")
+    train_in_process(root / "whole", tiny_pcam)
+    train_in_process(root / "half", tiny_pcam, **{"training.epochs": 1})
+    return root
+
+
+def test_moved_data_with_the_same_files_resumes_bit_identically(first_epoch, tiny_pcam, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(first_epoch / "half", workdir)
+    moved = tmp_path / "staged" / "pcam"
+    shutil.copytree(tiny_pcam, moved)
+    lines = train_in_process(workdir, moved, experiment_name="renamed")
+    assert f"data.dir {str(tiny_pcam)!r} -> {str(moved)!r}: the same files the run trained on" in "\n".join(lines)
+    assert any("resuming from checkpoint step" in line for line in lines)
+    assert metrics_without_timing(workdir) == metrics_without_timing(first_epoch / "whole")
+
+
+def test_moved_data_with_other_files_is_refused_before_training(first_epoch, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(first_epoch / "half", workdir)
+    other = tmp_path / "other"
+    write_sample(other, {"train": 256, "valid": 96, "test": 96}, seed=8)  # tiny_pcam's sizes, other tiles
+    before = (workdir / "metrics.jsonl").read_text()
+    message = r"holds a run trained on other data: data\.dir .* holds other files \(camelyonpatch_level_2_split_test_x"
+    with pytest.raises(UserError, match=message + r"\.h5, camelyonpatch_level_2_split_test_y\.h5 and 4 more differ\)"):
+        train_in_process(workdir, other)
+    assert (workdir / "metrics.jsonl").read_text() == before
