@@ -5,7 +5,8 @@ stopping on valid ROC-AUC; evaluate and predict with --tta (the 8 dihedral views
     python -m jaxpcam.main --config configs/pcam_recipe.py --config.data.dir=/path/to/pcam
     python -m jaxpcam.evaluate --workdir runs/pcam_recipe/seed42 --tta              # threshold on valid
     python -m jaxpcam.evaluate --workdir runs/pcam_recipe/seed42 --split test --tta
-    python -m jaxpcam.export --workdir runs/pcam_recipe/seed42
+    python -m jaxpcam.evaluate --workdir runs/pcam_recipe/seed42    # the plain threshold the export ships
+    python -m jaxpcam.export --workdir runs/pcam_recipe/seed42      # (the exported function has no TTA)
 
 What to compare the test ROC-AUC with (published, real PCAM test split; not measured by us):
 a 28-layer CNN 0.93; P4M-DenseNet (rotation-equivariant) 0.963; DSF-CNN 0.975; a fine-tuned ViT-S

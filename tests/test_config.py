@@ -226,3 +226,22 @@ def test_the_pcam_recipe_is_valid_and_its_features_train_together(tiny_pcam, tmp
     assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["train_accuracy"] <= 1 for r in records)
     assert records[-1]["lr"] == pytest.approx(config.training.min_lr)  # cosine ends at min_lr
     assert any("EMA weights" in line for line in lines)
+
+
+def test_the_readme_config_table_documents_every_key():
+    """README's "Config keys" table is the contract users read: every key of base_config() is in
+    its first column (``a.b`` / ``c`` and ``a.b``, ``c`` name keys of one section)."""
+    import re
+
+    from conftest import REPO
+    from jaxpcam.config_checks import leaves
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Config keys", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for row in (line for line in table.splitlines() if line.startswith("| `")):
+        names = re.findall(r"`([\w.]+)`", row.split("|")[1])
+        section = names[0].rpartition(".")[0]
+        documented |= {name if "." in name or not section else f"{section}.{name}" for name in names}
+    missing = sorted(key for key, _ in leaves(base_config()) if key not in documented)
+    assert missing == []
