@@ -5,6 +5,10 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one line, exit code 2, no traceback."""
 
 
+class ConfigChanged(UserError):
+    """A run directory holds a run made with a config that differs in a key that changes results."""
+
+
 class RunFailed(Exception):
     """Training cannot go on (e.g. a non-finite loss): printed as one line, exit code 1."""
 

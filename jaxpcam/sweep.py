@@ -10,7 +10,9 @@ its values. A finished point is skipped, an unfinished one resumes from its late
 a failed point (e.g. a diverging learning rate) is recorded and the others go on. After each
 point, SWEEP_DIR/summary.md and summary.csv are rewritten (every point, best and final metrics,
 the champion) and the point's HParams data is written for TensorBoard.
-``--config.x=y`` overrides apply to the base config of every point.
+``--config.x=y`` overrides apply to the base config of every point. A point run with another
+config (in a key that changes results, as resume judges) is refused by --index/--all in one line
+before any work and listed as 'other config': a sweep with other overrides needs its own --sweep_dir.
 """
 
 import sys
@@ -23,7 +25,7 @@ from jaxpcam import best
 from jaxpcam.cli import parse_flags
 from jaxpcam.errors import UserError
 from jaxpcam.runtime import prepare_process
-from jaxpcam.sweep_run import log_sweep, run_point
+from jaxpcam.sweep_run import log_sweep, refuse_other_configs, run_point
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Required: a sweep file (get_config() and get_sweep()); --config.KEY=VALUE sets a base key."
@@ -89,12 +91,13 @@ def main(argv: list[str]) -> None:
         if _LIST.value:
             for p in sweep_points:
                 epochs = "{}/{} ep".format(*point_epochs(p, sweep_dir / p.name))  # finished/trained for
-                print(f"{p.index:3d}  {point_status(p, sweep_dir / p.name):11}  {epochs:>9}  {sweep_dir / p.name}")
+                print(f"{p.index:3d}  {point_status(p, sweep_dir / p.name):12}  {epochs:>9}  {sweep_dir / p.name}")
             print(f"{len(sweep_points)} points in {sweep_dir}")
             return
         if _INDEX.value is not None and not 0 <= _INDEX.value < len(sweep_points):
             raise UserError(f"--index {_INDEX.value}: the sweep has points 0..{len(sweep_points) - 1}")
         todo = [] if _SUMMARY.value else sweep_points if _ALL.value else [sweep_points[_INDEX.value]]
+        refuse_other_configs(todo, sweep_dir)
         statuses.extend(run_point(p, sweep_dir) for p in todo)
         mode = best.column_mode(champion, base.checkpoint.best_metric, base.checkpoint.best_mode)
         markdown = write_summary(sweep_points, sweep_dir, champion, mode)
@@ -103,7 +106,7 @@ def main(argv: list[str]) -> None:
         log_sweep(f"summary: {sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep_dir})")
 
     code = exit_code(sweep)
-    sys.exit(code if code or "failed" not in statuses else 1)
+    sys.exit(code if code or not {"failed", "other config"} & set(statuses) else 1)
 
 
 if __name__ == "__main__":

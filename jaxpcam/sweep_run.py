@@ -3,7 +3,7 @@ around the attempt. (The command and its flags are jaxpcam/sweep.py.)"""
 
 from pathlib import Path
 
-from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.errors import ConfigChanged, RunFailed, Stopped, UserError
 from jaxpcam.reporting import count
 
 
@@ -23,13 +23,49 @@ def skip_reason(status: str, finished: int, wanted: int) -> str | None:
     return None
 
 
+def _show(keys: dict[str, list]) -> str:
+    return ", ".join(f"{k} {then!r} there, {now!r} now" for k, (then, now) in keys.items())
+
+
+def refuse_other_configs(todo, sweep_dir: Path) -> None:
+    """One UserError, before any point runs, when a point to run was run with a config that
+    differs from this command's in a key that changes results (sweep_report.other_config): its
+    folder is named by the grid values alone, so another base (--config.x=y) would land on it."""
+    from jaxpcam.evaluation.sweep_report import other_config
+
+    found = [(p, other_config(p, sweep_dir / p.name)) for p in todo]
+    found = [(p, keys) for p, keys in found if keys]
+    if not found:
+        return
+    named = ", ".join(f"{p.index} ({p.name})" for p, _ in found[:5]) + (" ..." if len(found) > 5 else "")
+    keys = {k: v for _, ks in reversed(found) for k, v in ks.items()}  # the first point's values win
+    were = "was" if len(found) == 1 else "were"
+    raise UserError(
+        f"{count(len(found), 'point')} in {sweep_dir} ({named}) {were} run with another config "
+        f"({_show(dict(sorted(keys.items())))}): pass the same --config overrides as that run, "
+        "or choose another --sweep_dir for this one"
+    )
+
+
 def run_point(point, sweep_dir: Path) -> str:
     """Trains one point (skipping it when finished); returns its status afterwards."""
-    from jaxpcam.evaluation.sweep_report import point_epochs, point_status, write_hparams, write_status
+    from jaxpcam.evaluation.sweep_report import (
+        STATUS_FILE,
+        other_config,
+        point_epochs,
+        point_status,
+        write_hparams,
+        write_status,
+    )
+    from jaxpcam.files import write_text_atomic
     from jaxpcam.training.loop import train_and_evaluate
 
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
+    if status == "other config":  # never trained on, skipped as done or summarized as this config's
+        keys = _show(other_config(point, run_dir))
+        log_sweep(f"point {point.index} ({point.name}) was run with another config ({keys}): skipped")
+        return status
     finished, wanted = point_epochs(point, run_dir)[0], point.config.training.epochs
     reason = skip_reason(status, finished, wanted)
     if reason:
@@ -39,9 +75,18 @@ def run_point(point, sweep_dir: Path) -> str:
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
+    record = run_dir / STATUS_FILE
+    before = record.read_text(errors="replace") if record.is_file() else None
     write_status(point, run_dir, "running")
     try:
         train_and_evaluate(point.config, run_dir)
+    except ConfigChanged as err:  # its checkpoints hold another config: the record stays theirs
+        if before is None:
+            record.unlink(missing_ok=True)
+        else:
+            write_text_atomic(record, before)
+        log_sweep(f"point {point.index} was run with another config: {err}")
+        return "other config"
     except (RunFailed, UserError) as err:  # one point's failure never stops the others
         write_status(point, run_dir, "failed", str(err))
         log_sweep(f"point {point.index} failed: {err}")

@@ -138,7 +138,7 @@ def _recorded(run_dir, status: str | None, trained_for: int, finished: int):
     for, ``finished`` epochs in metrics.jsonl, and its sweep_point.json (unless status is None)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = base_config()
-    config.training.epochs = trained_for
+    config.seed, config.training.epochs = 1, trained_for  # _point's values
     (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     records = [{"epoch": e + 1, "val_roc_auc": 0.6 + e / 10, "val_f2": 0.5, "val_accuracy": 0.6, "val_loss": 0.5}
                for e in range(finished)]  # fmt: skip
@@ -238,3 +238,64 @@ def test_sweeps_keep_one_epoch_end_unless_someone_chose():
     assert kept({"seed": [1, 2]}, keep=3) == 3  # the sweep file chose
     assert kept({"seed": [1, 2]}, {"checkpoint.keep": 2}) == 2  # the command line chose
     assert kept({"checkpoint.keep": [2, 4]}) == 2  # the grid chooses per point (the base is untouched)
+
+
+def test_a_point_run_with_another_base_config_is_refused_listed_and_never_skipped_as_done(tiny_pcam, tmp_path, lines):
+    from conftest import tiny_config
+    from jaxpcam.sweep_run import refuse_other_configs
+
+    def sweep(**overrides):  # the points of `--config.x=y ...` over a grid of two seeds
+        return points(tiny_config(tiny_pcam, **{"training.epochs": 1, **overrides}), {"seed": [1, 2]})
+
+    sweep_dir = tmp_path / "sweep"
+    run_dir = sweep_dir / "seed=1"
+    assert run_point(sweep()[0], sweep_dir) == "done"
+    kept = {name: (run_dir / name).read_text() for name in ("metrics.jsonl", "config.json", STATUS_FILE)}
+    stained = sweep(**{"data.stain_augment": 0.5})
+    assert point_status(stained[0], run_dir) == "other config"  # --list: not `done`
+    assert point_status(stained[1], sweep_dir / "seed=2") == "not started"  # nothing there to mistake
+    message = r"1 point in .*sweep \(0 \(seed=1\)\) was run with another config \(data.stain_augment 0.0 there, "
+    with pytest.raises(
+        UserError, match=message + r"0.5 now\): pass the same --config overrides .* another --sweep_dir"
+    ):
+        refuse_other_configs(stained, sweep_dir)  # --all and --index 0, before any work
+    refuse_other_configs(stained[1:], sweep_dir)  # --index 1: nothing was run there
+    assert run_point(stained[0], sweep_dir) == "other config"  # never skipped as done
+    assert "was run with another config (data.stain_augment 0.0 there, 0.5 now): skipped" in "\n".join(lines)
+    markdown, table, champion = summarize(stained, [run_dir, sweep_dir / "seed=2"], "best_val_roc_auc", "max")
+    assert champion is None and "Point(s) 0 were run with another config" in markdown
+    assert next(csv.DictReader(table.splitlines()))["status"] == "other config"
+    with pytest.raises(UserError, match=r"\(training.ema_decay 0.0 there, 0.9 now\)"):
+        refuse_other_configs(sweep(**{"training.ema_decay": 0.9, "training.epochs": 2}), sweep_dir)
+    longer = sweep(**{"training.epochs": 2, "data.num_workers": 1, "training.early_stopping_patience": 3})
+    refuse_other_configs(longer, sweep_dir)  # resume's rule: more epochs and neutral keys continue it
+    assert point_status(longer[0], run_dir) == "done"
+    assert {name: (run_dir / name).read_text() for name in kept} == kept
+
+    # A record from before sweep_point.json held the config, and no config.json: training's own
+    # refusal (its checkpoints hold stain 0) leaves the record as it was, not `failed` beside a `done`.
+    (run_dir / "config.json").unlink()
+    record = json.loads(kept[STATUS_FILE])
+    del record["config"]
+    (run_dir / STATUS_FILE).write_text(json.dumps(record))
+    assert point_status(stained[0], run_dir) == "done"
+    assert run_point(sweep(**{"data.stain_augment": 0.5, "training.epochs": 2})[0], sweep_dir) == "other config"
+    assert json.loads((run_dir / STATUS_FILE).read_text()) == record and point_status(stained[0], run_dir) == "done"
+    assert (run_dir / "metrics.jsonl").read_text() == kept["metrics.jsonl"]
+
+
+def test_the_sweep_command_refuses_another_base_config_in_one_line_before_any_work(tmp_path):
+    from jaxpcam.config import load_config_file
+
+    sweep_file, sweep_dir = tmp_path / "sweep_tiny.py", tmp_path / "sweep"
+    sweep_file.write_text(TINY_SWEEP.format(data=str(tmp_path / "data")))
+    point = points(load_config_file(str(sweep_file)), load_sweep(sweep_file))[0]
+    _recorded(sweep_dir / point.name, "done", trained_for=2, finished=2)  # seed 1, base_config: another config
+    listed = _sweep(sweep_file, sweep_dir, "--list")
+    assert listed.returncode == 0 and "  0  other config" in listed.stdout, listed.stdout
+    everything = _sweep(sweep_file, sweep_dir, "--all")
+    error = everything.stderr.strip().splitlines()
+    assert everything.returncode == 2 and len(error) == 1 and "Traceback" not in everything.stderr, error
+    assert "1 point in " in error[0] and "(0 (optimizer=adam,batch_size=32)) was run with another config (" in error[0]
+    assert "data.dir" in error[0] and "seed 1 there, 42 now" in error[0]
+    assert sorted(p.name for p in sweep_dir.iterdir()) == [point.name]  # no other point, no summary

@@ -48,15 +48,40 @@ def point_epochs(point: Point, run_dir: Path) -> tuple[int, int]:
     return len(records), target
 
 
+def other_config(point: Point, run_dir: Path) -> dict[str, list]:
+    """{key: [recorded, now]} for the keys that change results (those resume refuses:
+    resume.config_differences) in which the run in ``run_dir`` differs from ``point.config``:
+    its config.json (written as training starts), else, for a point with epochs or checkpoints,
+    the config its sweep_point.json recorded. Empty when they agree or nothing was recorded."""
+    from jaxpcam.training.resume import changed_keys, config_differences
+
+    try:
+        saved = read_run_config(run_dir)
+    except UserError:  # damaged: the record's config, if any
+        saved = {}
+    if not isinstance(saved, dict) or not saved:
+        results = read_metrics(run_dir) or (run_dir / "checkpoints").is_dir()
+        saved = read_record(run_dir).get("config") if results else None
+    if not isinstance(saved, dict) or not saved:
+        return {}
+    now = point.config.to_dict()
+    changed = changed_keys(saved, now)
+    return {k: changed[k] for k in config_differences(saved, now)}
+
+
 def point_status(point: Point, run_dir: Path) -> str:
-    """From what the point recorded: 'done' (every epoch it was trained for is in metrics.jsonl,
-    however many the asking command's --config.training.epochs says), 'running' (a live process
-    holds its run.lock), 'failed'/'stopped' (the last attempt's outcome), 'partial' (some epochs
-    or checkpoints, e.g. a killed 'running'), or 'not started' (its outputs are gone)."""
+    """From what the point recorded: 'other config' (run with a config that differs from
+    ``point.config`` in a key that changes results: other_config), 'done' (every epoch it was
+    trained for is in metrics.jsonl, however many the asking command's --config.training.epochs
+    says), 'running' (a live process holds its run.lock), 'failed'/'stopped' (the last attempt's
+    outcome), 'partial' (some epochs or checkpoints, e.g. a killed 'running'), or 'not started'
+    (its outputs are gone)."""
     from jaxpcam.training.workdir_lock import in_use
 
     done, target = point_epochs(point, run_dir)
     last = read_record(run_dir).get("status")
+    if other_config(point, run_dir):
+        return "running" if last == "running" and in_use(run_dir) else "other config"
     if done and done >= target:
         return "done"
     if last == "running" and in_use(run_dir):
@@ -71,6 +96,7 @@ def write_status(point: Point, run_dir: Path, status: str, error: str | None = N
     payload = {"index": point.index, "name": point.name, "values": point.hparams, "status": status, "error": error}
     payload["epochs"] = point.config.training.epochs  # what this attempt trains for
     payload["epochs_done"] = len(read_metrics(run_dir))
+    payload["config"] = point.config.to_dict()  # what this attempt runs with (other_config)
     write_json_atomic(run_dir / STATUS_FILE, payload)
 
 
@@ -135,6 +161,12 @@ def summarize(
         verdict_note = f" Done points trained for different epochs ({', '.join(map(str, lengths))}): compare with care."
     else:
         verdict_note = ""
+    others = [str(p.index) for p, status, _, _ in rows if status == "other config"]
+    if others:
+        verdict_note += (
+            f" Point(s) {', '.join(others)} were run with another config (not this sweep's results): "
+            "pass the overrides they were run with, or use another --sweep_dir."
+        )
     direction = "lowest" if champion_mode == "min" else "highest"
     verdict = (
         f"Champion by {champion_metric} ({direction}): point {champion.index}, {champion.name}"

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 
 from jaxpcam import integrity
 from jaxpcam.data.pcam import file_fingerprint
-from jaxpcam.errors import UserError
+from jaxpcam.errors import ConfigChanged, UserError
 from jaxpcam.reporting import log
 from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
 from jaxpcam.training import checkpoint
@@ -176,7 +176,7 @@ def refuse_changed_config(manager: ocp.CheckpointManager, config: ml_collections
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Path) -> None:
     differing = config_differences(saved, config.to_dict())
     if differing:
-        raise UserError(
+        raise ConfigChanged(
             f"{workdir} holds a run with a different config ({', '.join(differing)}); resume with the same "
             "values, choose another --workdir, or pass --start_fresh to archive that run and begin again"
         )
