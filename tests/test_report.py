@@ -144,6 +144,12 @@ def test_a_damaged_evaluation_is_one_line_naming_it(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {damaged} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it\n"
     )
+    damaged.write_text('{"model": "x", "tta": true}')  # JSON, but not what evaluation writes
+    assert report.main([str(tmp_path / "seed42")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {damaged} is damaged (not the record jaxpcam.evaluate writes: it has no model results); run "
+        "python -m jaxpcam.evaluate again to rewrite it\n"
+    )
 
 
 def test_an_output_prefix_replaces_existing_files_only_with_overwrite(tmp_path, capsys):

@@ -83,7 +83,7 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     try:
         stored = run.stored_threshold(options.tta)
     except eval_dir.DamagedRecord as err:
-        log(f"{err.path} is damaged (not a JSON object): choosing the decision threshold again")
+        log(f"{err.path} is damaged ({err.reason}): choosing the decision threshold again")
         stored = None
     wanted_target = options.target_recall if options.threshold_rule == "recall" else None
     same_rule = stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target
