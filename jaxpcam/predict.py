@@ -6,6 +6,7 @@ existing output file is replaced only with --overwrite, and written whole or not
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,8 +34,29 @@ def _exists(output: Path) -> str:
     return f"--output {output} exists: pass --overwrite to replace it, or name another file"
 
 
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuses an --output that could not be written, or that would replace a file unasked."""
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # also a hard link
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_not_input(output: Path, source: Path) -> None:
+    """Refuses an --output that would replace the --input file or write into the --input folder
+    (even with --overwrite: the images are the user's)."""
+    if _same_file(output, source):
+        raise UserError(f"--output {output} is the --input file: the CSV would replace the images; name another file")
+    if source.is_dir() and Path(os.path.realpath(output)).is_relative_to(os.path.realpath(source)):
+        raise UserError(f"--output {output} lies inside the --input folder {source}: name a file outside it")
+
+
+def check_output(output: Path, overwrite: bool, source: Path | None = None) -> None:
+    """Refuses an --output that could not be written, that is the input, or that would replace a
+    file unasked."""
+    if source is not None:
+        check_not_input(output, source)
     if output.is_dir():
         raise UserError(f"--output {output} is a folder: give the path of the CSV file to write")
     blocking = next((p for p in output.parents if p.exists()), None)
@@ -48,7 +70,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def command():
-        check_output(args.output, args.overwrite)  # before any work: a refusal comes at once
+        check_output(args.output, args.overwrite, args.input)  # before any work: a refusal comes at once
         from jaxpcam.evaluation.loading import load_run
         from jaxpcam.evaluation.predict import open_input, predict_input, write_predictions
 

@@ -500,3 +500,41 @@ def test_a_model_with_non_finite_outputs_is_one_line_not_a_decision():
     assert check_finite(run, np.array([0.1, 0.9])).tolist() == [0.1, 0.9]
     with pytest.raises(UserError, match=r"checkpoint 7 in run gives non-finite probabilities for 1 of 2 images"):
         check_finite(run, np.array([0.1, np.nan]))
+
+
+@pytest.mark.parametrize("kind", ["npy", "h5", "symlink", "hardlink", "folder"])
+def test_predict_never_writes_over_its_input_even_with_overwrite(tmp_path, capsys, monkeypatch, kind):
+    import os
+
+    from jaxpcam.evaluation import loading
+
+    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    images = np.zeros((2, 96, 96, 3), np.uint8)
+    if kind == "folder":
+        source = tmp_path / "imgs"
+        source.mkdir()
+        (source / "t0.png").write_bytes(b"png")
+        output = source / "t0.png"
+    elif kind == "h5":
+        source = output = tmp_path / "in.h5"
+        with h5py.File(source, "w") as f:
+            f["x"] = images
+    else:
+        source = output = tmp_path / "in.npy"
+        np.save(source, images)
+        if kind == "symlink":
+            output = tmp_path / "link.csv"
+            output.symlink_to(source)
+        elif kind == "hardlink":
+            output = tmp_path / "hard.csv"
+            os.link(source, output)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = ["--workdir", str(tmp_path / "run"), "--input", str(source), "--output", str(output), "--overwrite"]
+    assert predict.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: --output {output} ")
+    assert ("inside the --input folder" if kind == "folder" else "is the --input file") in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    if kind == "folder":  # a new file in the folder as well
+        args[5] = str(source / "sub" / "preds.csv")
+        assert predict.main(args) == 2 and "inside the --input folder" in capsys.readouterr().err
