@@ -27,7 +27,7 @@ def parse_args(argv):
                    help="comma-separated metrics.jsonl keys (default by task), or evaluation columns such as "
                    "test_roc_auc,test_roc_auc_tta, shown first")  # fmt: skip
     p.add_argument("--at", choices=("best", "final"), default="best", help="which epoch's val_* values")
-    p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first)")
+    p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first one a run has)")
     p.add_argument("--output", type=Path, default=None,
                    help="path prefix for .md and .csv (default: <common parent of the runs>/report)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace existing --output PREFIX.md/.csv files")

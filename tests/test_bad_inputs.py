@@ -500,3 +500,90 @@ def test_a_model_with_non_finite_outputs_is_one_line_not_a_decision():
     assert check_finite(run, np.array([0.1, 0.9])).tolist() == [0.1, 0.9]
     with pytest.raises(UserError, match=r"checkpoint 7 in run gives non-finite probabilities for 1 of 2 images"):
         check_finite(run, np.array([0.1, np.nan]))
+
+
+@pytest.mark.parametrize("kind", ["npy", "h5", "symlink", "hardlink", "folder"])
+def test_predict_never_writes_over_its_input_even_with_overwrite(tmp_path, capsys, monkeypatch, kind):
+    import os
+
+    from jaxpcam.evaluation import loading
+
+    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    images = np.zeros((2, 96, 96, 3), np.uint8)
+    if kind == "folder":
+        source = tmp_path / "imgs"
+        source.mkdir()
+        (source / "t0.png").write_bytes(b"png")
+        output = source / "t0.png"
+    elif kind == "h5":
+        source = output = tmp_path / "in.h5"
+        with h5py.File(source, "w") as f:
+            f["x"] = images
+    else:
+        source = output = tmp_path / "in.npy"
+        np.save(source, images)
+        if kind == "symlink":
+            output = tmp_path / "link.csv"
+            output.symlink_to(source)
+        elif kind == "hardlink":
+            output = tmp_path / "hard.csv"
+            os.link(source, output)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = ["--workdir", str(tmp_path / "run"), "--input", str(source), "--output", str(output), "--overwrite"]
+    assert predict.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: --output {output} ")
+    assert ("inside the --input folder" if kind == "folder" else "is the --input file") in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    if kind == "folder":  # a new file in the folder as well
+        args[5] = str(source / "sub" / "preds.csv")
+        assert predict.main(args) == 2 and "inside the --input folder" in capsys.readouterr().err
+
+
+def test_predict_refuses_an_output_with_a_trailing_slash_and_an_unwritable_folder_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    import os
+
+    from jaxpcam.evaluation import loading
+
+    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    np.save(tmp_path / "two.npy", np.zeros((2, 96, 96, 3), np.uint8))
+    args = ["--workdir", str(tmp_path / "run"), "--input", str(tmp_path / "two.npy"), "--output"]
+    assert predict.main([*args, f"{tmp_path / 'newdir'}/"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --output {tmp_path / 'newdir'}/ ends in a slash (a folder): give the path of the CSV file to write\n"
+    )
+    assert not (tmp_path / "newdir").exists()
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    assert predict.main([*args, str(read_only / "p.csv")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --output {read_only / 'p.csv'}: cannot write into the folder {read_only} (permission denied)\n"
+    )
+    assert predict.main([*args, str(read_only / "new" / "p.csv")]) == 2  # the folder it would be made in
+    assert "cannot write into the folder" in capsys.readouterr().err
+    assert not (read_only / "new").exists()
+
+
+def test_a_write_error_after_predicting_names_the_output_not_the_temporary_file(trained_run, tmp_path, capsys):
+    import os
+
+    from jaxpcam import files
+
+    def fail(path, text, replace):
+        raise PermissionError(1, "Operation not permitted", str(path.with_name(f".{path.name}.{os.getpid()}.1.tmp")))
+
+    output = tmp_path / "p.csv"
+    source = tmp_path / "two.npy"
+    np.save(source, np.zeros((2, 96, 96, 3), np.uint8))
+    args = ["--workdir", str(trained_run), "--input", str(source), "--output", str(output)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "write_output_text", fail)
+        patch.setattr("jaxpcam.evaluation.predict.write_output_text", fail)
+        assert predict.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: cannot write --output {output}: Operation not permitted; nothing written there"
+    assert not output.exists()

@@ -25,8 +25,8 @@ def test_each_setting_has_its_own_threshold_and_results_folder(tmp_path):
 
 
 def test_a_threshold_is_found_only_for_its_own_setting_and_checkpoint(tmp_path):
-    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.3, "checkpoint_step": 8, "tta": False})
-    _write(eval_dir.threshold_path(tmp_path, True), {"value": 0.4, "checkpoint_step": 8, "tta": True})
+    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.3, "rule": "f2", "checkpoint_step": 8, "tta": False})
+    _write(eval_dir.threshold_path(tmp_path, True), {"value": 0.4, "rule": "f2", "checkpoint_step": 8, "tta": True})
     assert eval_dir.find_threshold(tmp_path, False, 8)[1]["value"] == 0.3
     assert eval_dir.find_threshold(tmp_path, True, 8)[1]["value"] == 0.4
     assert eval_dir.find_threshold(tmp_path, True, 16) is None  # chosen for another checkpoint
@@ -34,11 +34,12 @@ def test_a_threshold_is_found_only_for_its_own_setting_and_checkpoint(tmp_path):
     # before the layout: one threshold.json saying which setting chose it
     eval_dir.threshold_path(tmp_path, True).unlink()
     assert eval_dir.find_threshold(tmp_path, True, 8) is None  # a plain threshold is never the TTA one
-    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.4, "checkpoint_step": 8, "tta": True})
+    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.4, "rule": "f2", "checkpoint_step": 8, "tta": True})
     path, record = eval_dir.find_threshold(tmp_path, True, 8)  # counts as the TTA one
     assert path == tmp_path / "eval" / "threshold.json" and record["value"] == 0.4
     assert eval_dir.find_threshold(tmp_path, False, 8) is None  # ... and a TTA one never the plain one
-    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.3, "checkpoint_step": 8})  # older still: no key
+    older = {"value": 0.3, "rule": "f2", "checkpoint_step": 8}  # older still: no tta key
+    _write(eval_dir.threshold_path(tmp_path, False), older)
     assert eval_dir.find_threshold(tmp_path, False, 8)[1]["value"] == 0.3
 
 
@@ -54,7 +55,7 @@ def test_evaluations_are_read_by_what_they_say_and_the_newer_tta_one_wins(tmp_pa
 
 
 def test_older_tta_files_move_to_their_own_place_unless_it_is_taken(tmp_path, messages):
-    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.4, "checkpoint_step": 8, "tta": True})
+    _write(eval_dir.threshold_path(tmp_path, False), {"value": 0.4, "rule": "f2", "checkpoint_step": 8, "tta": True})
     _evaluation(tmp_path, "test", "test", True, 0.82)
     _evaluation(tmp_path, "valid", "valid", True, 0.70)
     _evaluation(tmp_path, "valid_tta", "valid", True, 0.75)  # taken: the older valid/ stays
@@ -95,3 +96,33 @@ def test_a_damaged_older_file_is_left_where_it_is(tmp_path):
     eval_dir.threshold_path(tmp_path, False).write_text("[")
     eval_dir.adopt_older_tta_files(tmp_path)
     assert [p.name for p in (tmp_path / "eval").iterdir()] == ["threshold.json"]
+
+
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        ({"checkpoint_step": 8}, "its value is null"),
+        ({"value": "0.3", "rule": "f2", "checkpoint_step": 8}, 'its value is "0.3"'),
+        ({"value": float("nan"), "rule": "f2", "checkpoint_step": 8}, "its value is NaN"),
+        ({"value": 2.5, "rule": "f2", "checkpoint_step": 8}, "its value is 2.5, not a number in 0..1"),
+        ({"value": 0.3, "checkpoint_step": 8}, "its rule is null"),
+        ({"value": 0.3, "rule": "f3", "checkpoint_step": 8}, 'its rule is "f3"'),
+        ({"value": 0.3, "rule": "recall", "target_recall": 0, "checkpoint_step": 8}, "its target_recall is 0"),
+        ({"value": 0.3, "rule": "f2", "checkpoint_step": "8"}, 'its checkpoint_step is "8"'),
+        ({"value": 0.3, "rule": "f2", "checkpoint_step": 8, "tta": "no"}, "its tta is not true or false"),
+    ],
+)
+def test_a_threshold_record_that_is_json_but_not_a_threshold_is_damaged(tmp_path, record, reason):
+    _write(eval_dir.threshold_path(tmp_path, False), record)
+    with pytest.raises(eval_dir.DamagedRecord, match=r"is damaged \(not the record jaxpcam.evaluate writes: ") as err:
+        eval_dir.find_threshold(tmp_path, False, 8)
+    assert reason in str(err.value) and "run python -m jaxpcam.evaluate again" in str(err.value)
+
+
+def test_a_metrics_record_that_is_json_but_not_metrics_is_damaged(tmp_path):
+    _write(eval_dir.results_dir(tmp_path, "test", False) / "metrics.json", {"model": "x", "tta": True})
+    with pytest.raises(eval_dir.DamagedRecord, match="it has no model results"):
+        eval_dir.read_evaluations(tmp_path)
+    _write(eval_dir.results_dir(tmp_path, "test", False) / "metrics.json", {"model": {"roc_auc": "0.9"}})
+    with pytest.raises(eval_dir.DamagedRecord, match="hold values that are no numbers"):
+        eval_dir.read_evaluations(tmp_path)

@@ -281,3 +281,33 @@ def test_report_includes_evaluation_results(tiny_run, tmp_path):
     csv = _csv(tmp_path / "r.csv")
     evaluated = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())
     assert csv["test_roc_auc"][0] == pytest.approx(evaluated["model"]["roc_auc"])
+
+
+def test_evaluate_records_the_data_it_read_and_warns_on_other_data(tiny_run, tmp_path, messages):
+    own = _data_dir(tiny_run)
+    other = tmp_path / "other"
+    shutil.copytree(own, other)
+    for suffix in ("x", "y"):  # other test data: the valid files under the test names
+        shutil.copy(other / f"camelyonpatch_level_2_split_valid_{suffix}.h5",
+                    other / f"camelyonpatch_level_2_split_test_{suffix}.h5")  # fmt: skip
+    recorded = json.loads((tiny_run / "config.json").read_text())["provenance"]["data"]["files"]
+    recorded = {f["name"]: f for f in recorded}
+    test_x = "camelyonpatch_level_2_split_test_x.h5"
+
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test", "--data_dir", str(other)]) == 0
+    (warning,) = [m for m in messages if m.startswith("WARNING: evaluating on")][:1]
+    assert str(other.resolve() / test_x) in warning and recorded[test_x]["path"] in warning
+    assert recorded[test_x]["fingerprint"] in warning and "other data than the run's" in warning
+    data = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())["data"]
+    assert data["folder"] == str(other.resolve())
+    assert {f["name"] for f in data["files"]} == {test_x, test_x.replace("_x.", "_y.")}
+
+    messages.clear()  # the run's own data (also as a copy elsewhere): recorded, no warning
+    shutil.copytree(own, tmp_path / "copy")
+    assert evaluate.main(["--workdir", str(tiny_run), "--split", "test", "--data_dir", str(tmp_path / "copy")]) == 0
+    assert not [m for m in messages if "WARNING: evaluating on" in m]
+    data = json.loads((tiny_run / "eval" / "test" / "metrics.json").read_text())["data"]
+    assert data["folder"] == str((tmp_path / "copy").resolve())
+    assert {f["name"]: f["fingerprint"] for f in data["files"]} == {
+        name: recorded[name]["fingerprint"] for name in (test_x, test_x.replace("_x.", "_y."))
+    }

@@ -144,6 +144,12 @@ def test_a_damaged_evaluation_is_one_line_naming_it(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {damaged} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it\n"
     )
+    damaged.write_text('{"model": "x", "tta": true}')  # JSON, but not what evaluation writes
+    assert report.main([str(tmp_path / "seed42")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {damaged} is damaged (not the record jaxpcam.evaluate writes: it has no model results); run "
+        "python -m jaxpcam.evaluate again to rewrite it\n"
+    )
 
 
 def test_an_output_prefix_replaces_existing_files_only_with_overwrite(tmp_path, capsys):
@@ -169,3 +175,27 @@ def test_a_metrics_name_no_run_has_is_said_not_only_shown_as_dashes(tmp_path, ca
     (warning,) = [m for m in messages if "--metrics" in m]
     assert "--metrics tset_roc_auc: no run has it" in warning and "test_roc_auc" in warning
     assert not [m for m in messages if "--metrics val_roc_auc" in m or "--metrics test_roc_auc:" in m]
+
+
+def test_the_champion_defaults_to_the_first_column_some_run_has_and_tta_columns_follow_their_twins(tmp_path, capsys):
+    _run(tmp_path / "seed42", 42, [0.8], test_auc_tta=0.81)  # only TTA results
+    _run(tmp_path / "seed43", 43, [0.8], test_auc_tta=0.83)
+    assert report.main([str(tmp_path), "--metrics", "test_roc_auc,test_roc_auc_tta"]) == 0
+    assert "Champion by test_roc_auc_tta (highest): seed43" in capsys.readouterr().out
+    # an explicit --champion without values stays an error, naming the columns there are
+    assert report.main([str(tmp_path), "--metrics", "test_roc_auc,test_roc_auc_tta", "--champion", "test_roc_auc"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the warning that no run has test_roc_auc
+    assert err.startswith("error: --champion test_roc_auc: no run has a value for it; they have test_roc_auc_tta, ")
+    # plain-only and TTA-only runs: each _tta column right after its twin, whichever run comes first
+    _run(tmp_path / "seed44", 44, [0.8], test_auc=0.79)
+    assert report.main([str(tmp_path), "--metrics", "test_roc_auc,test_roc_auc_tta"]) == 0
+    head = next(csv.reader((tmp_path / "report.csv").open()))
+    evaluated = [c for c in head if c.startswith("test_")]
+    assert evaluated[:6] == [
+        "test_roc_auc",
+        "test_roc_auc_tta",
+        "test_pr_auc",
+        "test_pr_auc_tta",
+        "test_f2",
+        "test_f2_tta",
+    ]

@@ -175,21 +175,35 @@ def test_tta_refuses_non_square_images_and_warns_for_models_trained_without_flip
         dataclasses.replace(run, data_profile={"image_shape": [96, 64, 3]}).predict_fn(tta=True)
 
 
-def test_a_damaged_threshold_stops_predict_and_evaluate_chooses_it_again(
-    tiny_run, tiny_pcam, tmp_path, messages, capsys
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ('{"value": 0.', "not a JSON object"),  # e.g. a disk that filled up while someone edited it
+        ('{"checkpoint_step": 64}', "not the record jaxpcam.evaluate writes: its value is null, not a number in 0..1"),
+        ('{"value": NaN, "rule": "f2", "checkpoint_step": 64}', "not the record jaxpcam.evaluate writes: its value is"),
+    ],
+)
+def test_a_damaged_threshold_stops_predict_and_export_and_evaluate_chooses_it_again(
+    tiny_run, tiny_pcam, tmp_path, messages, capsys, content, reason
 ):
+    from jaxpcam import export
+
     threshold_file = tiny_run / "eval" / "threshold.json"
     threshold_file.parent.mkdir(exist_ok=True)
-    threshold_file.write_text('{"value": 0.')  # e.g. a disk that filled up while someone edited it
+    threshold_file.write_text(content)
     test_x = tiny_pcam / "camelyonpatch_level_2_split_test_x.h5"
     args = ["--workdir", str(tiny_run), "--input", str(test_x), "--output", str(tmp_path / "p.csv")]
     capsys.readouterr()
     assert predict.main(args) == 2
-    assert _one_line_error(capsys) == (
-        f"error: {threshold_file} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it"
-    )
+    error = _one_line_error(capsys)
+    assert error.startswith(f"error: {threshold_file} is damaged ({reason}")
+    assert error.endswith("run python -m jaxpcam.evaluate again to rewrite it")
+    assert not (tmp_path / "p.csv").exists()
+    assert export.main(["--workdir", str(tiny_run), "--output", str(tmp_path / "exported")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == error  # after its "exporting ..." line
     messages.clear()
     assert evaluate.main(["--workdir", str(tiny_run), "--split", "test"]) == 0
-    assert f"{threshold_file} is damaged (not a JSON object): choosing the decision threshold again" in messages
+    assert any(m.startswith(f"{threshold_file} is damaged ({reason}") for m in messages), messages
+    assert any(m.endswith("): choosing the decision threshold again") for m in messages)
     assert json.loads(threshold_file.read_text())["tta"] is False
     assert predict.main(args) == 0

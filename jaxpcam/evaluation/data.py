@@ -1,10 +1,13 @@
-"""The split a loaded run is evaluated on, found from the run's own config (or an override)."""
+"""The split a loaded run is evaluated on, found from the run's own config (or an override),
+and the record of which files it came from (checked against the run's config.json provenance)."""
 
+import json
 from pathlib import Path
 
 import ml_collections
 
 from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir, sample_notice
+from jaxpcam.data.pcam import file_fingerprint, split_paths
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
 from jaxpcam.seeds import make_streams
@@ -13,9 +16,16 @@ from jaxpcam.seeds import make_streams
 def open_eval_split(
     config: ml_collections.ConfigDict, split: str, data_dir: str | None = None, doing: str | None = None
 ):
-    """``split`` ('train', 'valid' or 'test') of the data the run was trained on; ``data_dir``
-    points a PCAM run at another copy of the same files (e.g. on another machine). With
-    ``doing`` (the command's first read), the built-in sample is announced."""
+    return open_eval_data(config, split, data_dir, doing)[0]
+
+
+def open_eval_data(
+    config: ml_collections.ConfigDict, split: str, data_dir: str | None = None, doing: str | None = None
+) -> tuple[object, list[Path]]:
+    """(the split, the files it is read from): ``split`` ('train', 'valid' or 'test') of the
+    data the run was trained on; ``data_dir`` points a PCAM run at another copy of the same files
+    (e.g. on another machine). With ``doing`` (the command's first read), the built-in sample is
+    announced."""
     d = ml_collections.ConfigDict(config.data.to_dict())
     if d.dataset == "digits":
         if data_dir:
@@ -23,11 +33,47 @@ def open_eval_split(
         if split == "test":
             raise UserError("digits runs have a train and a valid split only (90/10 of the digits file), no test")
         data = open_training_data(d, make_streams(config.seed).data_seed)
-        return getattr(data, split)
+        return getattr(data, split), list(data.files)
     configured = str(Path(data_dir).expanduser()) if data_dir else d.dir
     folder, source = resolve_data_dir(configured, d.get("sample_version", 1))  # a run older than the key: 1
     opened = open_split(folder, split)
     check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
     if doing and source == "sample":
         log(sample_notice(folder, doing))
-    return opened
+    return opened, [p for p in split_paths(folder, split) if p.is_file()]
+
+
+def data_record(files: list[Path]) -> dict:
+    """What metrics.json records of the data evaluated: its folder and each file's fingerprint
+    (the one config.json's provenance records for the training data)."""
+    return {
+        "folder": str(files[0].parent.resolve()) if files else None,
+        "files": [
+            {"name": p.name, "path": str(p.resolve()), "bytes": p.stat().st_size, "fingerprint": file_fingerprint(p)}
+            for p in files
+        ],
+    }
+
+
+def _recorded_files(workdir: Path) -> dict[str, list[dict]]:
+    """By file name, the data files config.json's provenance (first start and resumptions)
+    records; none when config.json is missing or not as jaxpcam writes it."""
+    try:
+        record = json.loads((Path(workdir) / "config.json").read_text())
+        starts = [record["provenance"], *(r["provenance"] for r in record.get("resumptions", []))]
+        files = [f for start in starts for f in start["data"]["files"]]
+        return {f["name"]: [g for g in files if g["name"] == f["name"]] for f in files}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def warn_if_other_data(workdir: Path, record: dict) -> None:
+    """One WARNING line per evaluated file whose fingerprint differs from every one config.json
+    records for a file of that name: other data than the run was trained and evaluated on."""
+    recorded = _recorded_files(workdir)
+    for file in record["files"]:
+        known = recorded.get(file["name"], [])
+        if known and file["fingerprint"] not in {k.get("fingerprint") for k in known}:
+            log(f"WARNING: evaluating on {file['path']} ({file['fingerprint']}), but {Path(workdir) / 'config.json'} "
+                f"records {known[-1].get('path')} ({known[-1].get('fingerprint')}): other data than the run's; "
+                "metrics.json records which")  # fmt: skip

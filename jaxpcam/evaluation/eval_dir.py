@@ -13,6 +13,7 @@ No jax here: the report reads it too.
 """
 
 import json
+import math
 from pathlib import Path
 
 from jaxpcam.errors import UserError
@@ -37,23 +38,65 @@ def setting_of(record: dict) -> bool:
     return bool(record.get("tta", False))
 
 
+THRESHOLD_RULES = ("f2", "recall")  # thresholds.RULES (no numpy/sklearn here)
+
+
 class DamagedRecord(UserError):
-    """A threshold or metrics file that is no JSON object; evaluating again rewrites it."""
+    """A threshold or metrics file that is no JSON object, or not the record evaluation writes
+    (a key missing or of the wrong kind, a threshold outside 0..1); evaluating again rewrites it."""
 
-    def __init__(self, path: Path):
-        super().__init__(f"{path} is damaged (not a JSON object); run python -m jaxpcam.evaluate again to rewrite it")
-        self.path = path
+    def __init__(self, path: Path, reason: str = "not a JSON object"):
+        super().__init__(f"{path} is damaged ({reason}); run python -m jaxpcam.evaluate again to rewrite it")
+        self.path, self.reason = path, reason
 
 
-def _read_json(path: Path) -> dict | None:
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def threshold_problem(record: dict) -> str | None:
+    """What makes ``record`` no threshold record as evaluation writes it, or None."""
+    value, rule, target = record.get("value"), record.get("rule"), record.get("target_recall")
+    if not _number(value) or not 0.0 <= value <= 1.0:
+        return f"its value is {json.dumps(value)}, not a number in 0..1"
+    if rule not in THRESHOLD_RULES:
+        return f"its rule is {json.dumps(rule)}, not one of {', '.join(THRESHOLD_RULES)}"
+    if target is not None and not (_number(target) and 0.0 < target <= 1.0):
+        return f"its target_recall is {json.dumps(target)}, not a number in (0, 1] or null"
+    step = record.get("checkpoint_step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return f"its checkpoint_step is {json.dumps(step)}, not a step number"
+    if not isinstance(record.get("tta", False), bool):
+        return "its tta is not true or false"
+    return None
+
+
+def metrics_problem(record: dict) -> str | None:
+    """What makes ``record`` no metrics.json as evaluation writes it, or None."""
+    model = record.get("model")
+    if not isinstance(model, dict):
+        return "it has no model results"
+    if any(isinstance(v, str | bool) for v in model.values()):
+        return "its model results hold values that are no numbers"
+    if not isinstance(record.get("tta", False), bool):
+        return "its tta is not true or false"
+    return None
+
+
+def _read_json(path: Path, problem=None) -> dict | None:
+    """The record in ``path`` (None if there is no file); DamagedRecord if it is no JSON object
+    or ``problem(record)`` finds something wrong with it."""
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
-    except ValueError:
+    except (ValueError, OSError):
         record = None
     if not isinstance(record, dict):
         raise DamagedRecord(path)
+    reason = problem(record) if problem else None
+    if reason:
+        raise DamagedRecord(path, f"not the record jaxpcam.evaluate writes: {reason}")
     return record
 
 
@@ -63,7 +106,7 @@ def find_threshold(workdir: Path, tta: bool, step: int) -> tuple[Path, dict] | N
     as the TTA one; a threshold is never used for the other setting."""
     candidates = [threshold_path(workdir, tta)] + ([threshold_path(workdir, False)] if tta else [])
     for path in candidates:
-        record = _read_json(path)
+        record = _read_json(path, threshold_problem)
         if record is not None and setting_of(record) == tta and record.get("checkpoint_step") == step:
             return path, record
     return None
@@ -75,7 +118,7 @@ def read_evaluations(workdir: Path) -> dict[tuple[str, bool], dict]:
     found = {}
     for split in SPLITS:
         for folder_tta in (False, True):
-            record = _read_json(results_dir(workdir, split, folder_tta) / METRICS_FILE)
+            record = _read_json(results_dir(workdir, split, folder_tta) / METRICS_FILE, metrics_problem)
             if record is None:
                 continue
             tta = setting_of(record)
@@ -94,7 +137,7 @@ def adopt_older_tta_files(workdir: Path) -> None:
     moves += [(results_dir(workdir, s, False), results_dir(workdir, s, True)) for s in SPLITS]
     for old, new in moves:
         try:
-            record = _read_json(old / METRICS_FILE if old.is_dir() else old)
+            record = _read_json(*((old / METRICS_FILE, metrics_problem) if old.is_dir() else (old, threshold_problem)))
         except DamagedRecord:  # it says nothing about its setting: left for an evaluation to replace
             continue
         if record is not None and setting_of(record) and not new.exists():

@@ -16,7 +16,7 @@ from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation import eval_dir, plots
-from jaxpcam.evaluation.data import open_eval_split
+from jaxpcam.evaluation.data import data_record, open_eval_data, open_eval_split, warn_if_other_data
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
@@ -83,7 +83,7 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     try:
         stored = run.stored_threshold(options.tta)
     except eval_dir.DamagedRecord as err:
-        log(f"{err.path} is damaged (not a JSON object): choosing the decision threshold again")
+        log(f"{err.path} is damaged ({err.reason}): choosing the decision threshold again")
         stored = None
     wanted_target = options.target_recall if options.threshold_rule == "recall" else None
     same_rule = stored and stored["rule"] == options.threshold_rule and stored["target_recall"] == wanted_target
@@ -217,7 +217,9 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     eval_dir.adopt_older_tta_files(workdir)
     model = f"{run.config.model.name}{run.weights_note}"
     log(f"evaluating {workdir} checkpoint step {run.step} ({model}) on {options.split}")
-    split = open_eval_split(run.config, options.split, options.data_dir, doing="evaluating on")
+    split, files = open_eval_data(run.config, options.split, options.data_dir, doing="evaluating on")
+    data = data_record(files)
+    warn_if_other_data(workdir, data)
     preds = predict_split(run, split, options)
     binary = run.task.binary
     threshold = None
@@ -235,6 +237,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         "checkpoint_step": run.step,
         "tta": options.tta,
         "threshold": threshold,
+        "data": data,  # the files evaluated (--data_dir may name others than the run's)
         "class_names": list(run.task.class_names),  # label i is class_names[i], also in the confusion matrix
         **report,
         "slices": slices,

@@ -128,18 +128,35 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
         dataclasses.replace(r, name=os.path.relpath(r.name, root), group=g) for r, g in zip(rows, labels, strict=True)
     ]
     rows.sort(key=lambda r: order.index(r.group))  # stable: runs keep their order within a group
-    columns = list(dict.fromkeys([*used, *(k for r in rows for k in r.values)]))
+    columns = _column_order(used, rows)
     stats = {g: {c: column_stat(r.values.get(c) for r in rows if r.group == g) for c in columns} for g in order}
     _warn_missing(metrics or (), rows)
-    champion_metric = champion_metric or columns[0]
+    valued = [c for c in columns if any(_finite(r.values.get(c)) for r in rows)]
+    if not champion_metric and not valued:
+        raise UserError(f"no run has a value for any of {', '.join(columns)}")
+    champion_metric = champion_metric or valued[0]  # the first column some run has (e.g. only TTA results)
     if champion_metric not in columns:
         raise UserError(f"--champion {champion_metric}: not a reported metric; there are {', '.join(columns)}")
     candidates = [r for r in rows if _finite(r.values.get(champion_metric))]
     if not candidates:
-        raise UserError(f"no run has a value for {champion_metric}")
+        raise UserError(f"--champion {champion_metric}: no run has a value for it; they have {', '.join(valued)}")
     mode = best.mode_of(champion_metric)
     champion = max(candidates, key=lambda r: best.rank(r.values[champion_metric], 0, mode))  # ties: the first
     return Report(rows, columns, stats, differing, champion, champion_metric)
+
+
+def _column_order(named: tuple[str, ...], rows: list[RunRow]) -> list[str]:
+    """The named columns in their order, then every evaluation column in one order for all runs
+    (by split, metric, each _tta column right after its twin), whichever run has which."""
+    found = dict.fromkeys(k for r in rows for k in r.values)
+    canonical = [
+        eval_column(split, key, tta)
+        for split in SPLITS
+        for key in dict.fromkeys(EVAL_BINARY + EVAL_MULTICLASS)
+        for tta in (False, True)
+    ]
+    rest = [c for c in canonical if c in found] + [c for c in found if c not in canonical]
+    return list(dict.fromkeys([*named, *rest]))
 
 
 def _warn_missing(named: tuple[str, ...], rows: list[RunRow]) -> None:
