@@ -64,7 +64,7 @@ def check_same_data(workdir: Path, current: dict, files: list[Path]) -> None:
         )
         names = ", ".join(differ[:2]) + (f" and {len(differ) - 2} more" if len(differ) > 2 else "")
         what = f"other files ({names} differ)" if recorded else "files config.json does not record"
-        raise UserError(f"{workdir} holds a run trained on other data: {moves} holds {what}; resume with the "
+        raise ConfigChanged(f"{workdir} holds a run trained on other data: {moves} holds {what}; resume with the "
                         "same files, choose another --workdir, or pass --start_fresh")  # fmt: skip
     log(f"{moves}: the same files the run trained on (names and fingerprints match); resuming")
 
