@@ -1,6 +1,7 @@
 """Reading a run directory (metrics.jsonl, config.json): what training, evaluation, reports and
 sweeps all need, below them all."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def read_run_config(workdir: Path) -> dict:
         return json.loads(path.read_text())["config"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is damaged (not the JSON jaxpcam writes)") from None
+
+
+def data_identity(workdir: Path) -> str:
+    """A short name for the data files the run last trained on (their names and fingerprints in
+    config.json's provenance): the same for a copy of the files elsewhere, '' when not recorded."""
+    try:
+        record = json.loads((Path(workdir) / CONFIG_FILE).read_text())
+        files = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["files"]
+        named = sorted(f"{f['name']}:{f['fingerprint']}" for f in files)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return ""
+    return hashlib.blake2b("|".join(named).encode(), digest_size=4).hexdigest()
 
 
 def flat_config(config: dict, prefix: str = "") -> dict:

@@ -199,3 +199,23 @@ def test_the_champion_defaults_to_the_first_column_some_run_has_and_tta_columns_
         "test_f2",
         "test_f2_tta",
     ]
+
+
+def _trained_on(folder, files):
+    """Adds the provenance training writes: the data files' names and fingerprints."""
+    record = json.loads((folder / "config.json").read_text())
+    entries = [{"name": name, "path": f"/x/{name}", "bytes": 1, "fingerprint": fp} for name, fp in files.items()]
+    record["provenance"] = {"data": {"source": "user", "files": entries}}
+    (folder / "config.json").write_text(json.dumps(record))
+
+
+def test_runs_on_other_data_files_are_not_averaged_together_and_the_report_says_so(tmp_path, capsys):
+    same, other = {"train_x.h5": "sampled-aa", "valid_x.h5": "sampled-bb"}, {"train_x.h5": "sampled-cc"}
+    for seed, path, files in ((42, "/data/pcam", same), (43, "/scratch/staged/pcam", same), (44, "/data/v2", other)):
+        _run(tmp_path / f"seed{seed}", seed, [0.8 + seed / 1000], **{"data.dir": path})
+        _trained_on(tmp_path / f"seed{seed}", files)
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    groups = {r["group"] for r in _rows(tmp_path / "report.csv") if r["run"].startswith("seed")}
+    assert len(groups) == 2 and all(g.startswith("data.files=") for g in groups)  # a copy of the files is no other data
+    assert "The groups differ in their data (data.files)" in out

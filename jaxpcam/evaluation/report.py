@@ -16,7 +16,7 @@ from jaxpcam.evaluation.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.metrics import show
 from jaxpcam.reporting import log
-from jaxpcam.rundir import read_metrics, read_run_config
+from jaxpcam.rundir import data_identity, read_metrics, read_run_config
 from jaxpcam.task import task_for
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
@@ -54,6 +54,7 @@ class RunRow:
     values: dict[str, float]
     config: dict = dataclasses.field(default_factory=dict, repr=False)  # config.json's config
     group: str = ""  # run_groups.group_configs' label
+    data: str = ""  # rundir.data_identity: which data files it trained on
 
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
@@ -78,7 +79,18 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
         "epochs": len(records),
         "best_epoch": best_epoch["epoch"],
     }
-    return RunRow(str(path), info, values, config), metrics
+    return RunRow(str(path), info, values, config, data=data_identity(path)), metrics
+
+
+DATA_KEYS = ("data.files", "data.sample_version", "data.dataset", "data.digits", "data.valid_fraction")
+
+
+def _grouped_config(row: RunRow) -> dict:
+    """The config a run is grouped by: its own, plus which data files it trained on (data.dir is
+    compared only as given or not, so runs on other data under another path would mix)."""
+    if not row.config or not row.data:
+        return row.config
+    return {**row.config, "data": {**row.config.get("data", {}), "files": row.data}}
 
 
 def eval_column(split: str, metric: str, tta: bool) -> str:
@@ -122,7 +134,7 @@ def build_report(runs: list[Path], metrics: tuple[str, ...] | None, at: str, cha
         row, used = read_run(path, metrics, at)
         rows.append(row)
     root = Path(os.path.commonpath([r.name for r in rows])) if len(rows) > 1 else Path(rows[0].name).parent
-    labels, differing = group_configs([r.config for r in rows])
+    labels, differing = group_configs([_grouped_config(r) for r in rows])
     order = list(dict.fromkeys(labels))
     rows = [
         dataclasses.replace(r, name=os.path.relpath(r.name, root), group=g) for r, g in zip(rows, labels, strict=True)
@@ -206,6 +218,10 @@ def notes(report: Report, at: str) -> list[str]:
             lines.append(
                 f"Best group by mean {report.champion_metric}: {group[0]} ({show(group[1].mean)}, n={group[1].n})."
             )
+        data_keys = [k for k in report.differing if k in DATA_KEYS]
+        if data_keys:
+            lines.append(f"The groups differ in their data ({', '.join(data_keys)}): their values come from different "
+                         "splits, so a better mean need not mean a better model.")  # fmt: skip
     lines.append(
         f"Champion by {report.champion_metric} ({direction}): {report.champion.name} "
         f"({show(report.champion.values[report.champion_metric])}). {val_note}; <split>_* from RUN/eval/<split>/, "
@@ -215,7 +231,10 @@ def notes(report: Report, at: str) -> list[str]:
     return lines
 
 
-IGNORED_NOTE = "seed, experiment_name, data paths (only whether one is set) and keys that do not change results"
+IGNORED_NOTE = (
+    "seed, experiment_name, data paths (runs on the same files are one group: data.files) and keys that do not "
+    "change results"
+)
 _INFO = ("model", "seed", "epochs", "best_epoch")
 
 
