@@ -46,11 +46,12 @@ def read_run_config(workdir: Path) -> dict:
 
 def data_identity(workdir: Path) -> str:
     """A short name for the data files the run last trained on (their names and fingerprints in
-    config.json's provenance): the same for a copy of the files elsewhere, '' when not recorded."""
+    config.json's provenance; a PCAM test split is not trained on): the same for a copy of the
+    files elsewhere, '' when not recorded."""
     try:
         record = json.loads((Path(workdir) / CONFIG_FILE).read_text())
         files = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["files"]
-        named = sorted(f"{f['name']}:{f['fingerprint']}" for f in files)
+        named = sorted(f"{f['name']}:{f['fingerprint']}" for f in files if "_split_test_" not in f["name"])
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return ""
     return hashlib.blake2b("|".join(named).encode(), digest_size=4).hexdigest()

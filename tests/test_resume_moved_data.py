@@ -1,6 +1,7 @@
 """A run resumes from data that moved (a laptop run continued on a cluster, data staged to
-$TMPDIR) when the files are the ones it trained on, and bit-identically; other files under the
-new path are refused. The run's name is a label and may change too."""
+$TMPDIR) when the training files are the ones it trained on, and bit-identically; other files
+under the new path are refused, and so is a move config.json cannot vouch for. The run's name is
+a label and may change too."""
 
 import shutil
 
@@ -20,24 +21,44 @@ def first_epoch(tiny_pcam, tmp_path_factory):
     return root
 
 
-def test_moved_data_with_the_same_files_resumes_bit_identically(first_epoch, tiny_pcam, tmp_path):
+def _half(first_epoch, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(first_epoch / "half", workdir)
+    return workdir
+
+
+def test_moved_data_with_the_same_files_resumes_bit_identically(first_epoch, tiny_pcam, tmp_path):
+    workdir = _half(first_epoch, tmp_path)
     moved = tmp_path / "staged" / "pcam"
     shutil.copytree(tiny_pcam, moved)
+    for name in ("camelyonpatch_level_2_split_test_x.h5", "camelyonpatch_level_2_split_test_y.h5"):
+        (moved / name).unlink()  # staged without the test split, which training never reads
     lines = train_in_process(workdir, moved, experiment_name="renamed")
-    assert f"data.dir {str(tiny_pcam)!r} -> {str(moved)!r}: the same files the run trained on" in "\n".join(lines)
+    assert f"data.dir {str(tiny_pcam)!r} -> {str(moved)!r}: the same training files" in "\n".join(lines)
     assert any("resuming from checkpoint step" in line for line in lines)
     assert metrics_without_timing(workdir) == metrics_without_timing(first_epoch / "whole")
 
 
 def test_moved_data_with_other_files_is_refused_before_training(first_epoch, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(first_epoch / "half", workdir)
+    workdir = _half(first_epoch, tmp_path)
     other = tmp_path / "other"
     write_sample(other, {"train": 256, "valid": 96, "test": 96}, seed=8)  # tiny_pcam's sizes, other tiles
     before = (workdir / "metrics.jsonl").read_text()
-    message = r"holds a run trained on other data: data\.dir .* holds other files \(camelyonpatch_level_2_split_test_x"
-    with pytest.raises(UserError, match=message + r"\.h5, camelyonpatch_level_2_split_test_y\.h5 and 4 more differ\)"):
+    message = r"holds a run trained on data elsewhere \(data\.dir .*\): other files are there \(camelyonpatch_level"
+    with pytest.raises(
+        UserError, match=message + r"_2_split_train_x\.h5, camelyonpatch_level_2_split_train_y\.h5 and 2"
+    ):
         train_in_process(workdir, other)
     assert (workdir / "metrics.jsonl").read_text() == before
+
+
+def test_without_config_json_a_run_resumes_where_its_data_was_and_a_move_is_refused(first_epoch, tiny_pcam, tmp_path):
+    """config.json vouches for moved files; without it the data may not move, but the run still resumes."""
+    workdir = _half(first_epoch, tmp_path)
+    (workdir / "config.json").unlink()
+    moved = tmp_path / "copy"
+    shutil.copytree(tiny_pcam, moved)
+    with pytest.raises(UserError, match=r"config\.json, which records the files the run trained on, is missing"):
+        train_in_process(workdir, moved)
+    train_in_process(workdir, tiny_pcam)
+    assert metrics_without_timing(workdir) == metrics_without_timing(first_epoch / "whole")

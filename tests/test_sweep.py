@@ -297,5 +297,25 @@ def test_the_sweep_command_refuses_another_base_config_in_one_line_before_any_wo
     error = everything.stderr.strip().splitlines()
     assert everything.returncode == 2 and len(error) == 1 and "Traceback" not in everything.stderr, error
     assert "1 point in " in error[0] and "(0 (optimizer=adam,batch_size=32)) was run with another config (" in error[0]
-    assert "seed 1 there, 42 now" in error[0] and "data.dir" not in error[0]  # moved data is checked by its files
+    assert "seed 1 there, 42 now" in error[0] and "data.dir" in error[0]  # a record without the files it used
     assert sorted(p.name for p in sweep_dir.iterdir()) == [point.name]  # no other point, no summary
+
+
+def test_a_point_is_judged_by_the_files_its_data_dir_names(tiny_pcam, tmp_path):
+    """Another data.dir holding the same training files (a staged copy) is the same config;
+    one holding other files is another config, never skipped as done."""
+    import shutil
+
+    from conftest import tiny_config
+    from jaxpcam.data.sample import write_sample
+
+    def sweep(data):
+        return points(tiny_config(data, **{"training.epochs": 1}), {"seed": [1]})
+
+    sweep_dir = tmp_path / "sweep"
+    assert run_point(sweep(tiny_pcam)[0], sweep_dir) == "done"
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(tiny_pcam, copy)
+    write_sample(other, {"train": 256, "valid": 96}, seed=8)
+    assert point_status(sweep(copy)[0], sweep_dir / "seed=1") == "done"
+    assert point_status(sweep(other)[0], sweep_dir / "seed=1") == "other config"

@@ -63,10 +63,15 @@ def resolve_data_dir(configured: str, sample_version: int = 1) -> tuple[Path, st
     return data_dir, "sample" if is_sample(data_dir) else "user"
 
 
+def digits_cache_path(digits) -> Path:
+    """Where the digits file built from scikit-learn's digits for ``digits`` is cached."""
+    return cache_dir() / f"digits-{''.join(map(str, digits))}-sklearn.h5"
+
+
 def _digits_file(d) -> tuple[Path, str]:
     if d.digits_file:
         return Path(d.digits_file).expanduser(), "digits:user"
-    path = cache_dir() / f"digits-{''.join(map(str, d.digits))}-sklearn.h5"
+    path = digits_cache_path(d.digits)
     if not path.is_file():
         log(f"writing digits {tuple(d.digits)} from scikit-learn's bundled digits to {path}")
         create_digits_h5(path, tuple(d.digits))
@@ -151,6 +156,7 @@ def hold_in_memory(data: TrainingData) -> None:
 __all__ = [
     "TrainingData",
     "check_split",
+    "digits_cache_path",
     "hold_in_memory",
     "is_sample",
     "open_split",

@@ -90,7 +90,8 @@ def _grouped_config(row: RunRow) -> dict:
     compared only as given or not, so runs on other data under another path would mix)."""
     if not row.config or not row.data:
         return row.config
-    return {**row.config, "data": {**row.config.get("data", {}), "files": row.data}}
+    # the files decide, not where they are: the built-in sample and a copy of it are one data set
+    return {**row.config, "data": {**row.config.get("data", {}), "dir": "", "digits_file": "", "files": row.data}}
 
 
 def eval_column(split: str, metric: str, tta: bool) -> str:

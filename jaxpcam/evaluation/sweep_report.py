@@ -53,6 +53,7 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
     resume.config_differences) in which the run in ``run_dir`` differs from ``point.config``:
     its config.json (written as training starts), else, for a point with epochs or checkpoints,
     the config its sweep_point.json recorded. Empty when they agree or nothing was recorded."""
+    from jaxpcam.training import moved_data
     from jaxpcam.training.resume import changed_keys, config_differences
 
     try:
@@ -66,7 +67,11 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
         return {}
     now = point.config.to_dict()
     changed = changed_keys(saved, now)
-    return {k: changed[k] for k in config_differences(saved, now)}
+    differing = {k: changed[k] for k in config_differences(saved, now)}
+    moved = moved_data.moved_paths(saved, now)  # another data path: the same files, or another config
+    if moved and moved_data.problem(run_dir, moved, moved_data.files_named_by(now["data"])):
+        differing.update(moved)
+    return differing
 
 
 def point_status(point: Point, run_dir: Path) -> str:

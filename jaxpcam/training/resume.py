@@ -10,7 +10,6 @@
 """
 
 import datetime
-import json
 import shutil
 from pathlib import Path
 
@@ -19,11 +18,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxpcam import integrity
-from jaxpcam.data.pcam import file_fingerprint
 from jaxpcam.errors import ConfigChanged, UserError
 from jaxpcam.reporting import log
 from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
 from jaxpcam.training import checkpoint
+from jaxpcam.training.moved_data import DATA_PATH_KEYS  # judged by their files: moved_data.check
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
@@ -31,9 +30,6 @@ from jaxpcam.training.state import TrainState
 # length (more epochs continue it; fewer leave it finished; a higher early-stopping patience lets
 # a run that stopped early train on).
 RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs", "training.early_stopping_patience", "experiment_name"}
-# Where the data is may change (a laptop run moved to a cluster, data staged to $TMPDIR), as long as
-# the files are those the run trained on: check_same_data compares their fingerprints.
-DATA_PATH_KEYS = ("data.dir", "data.digits_file")
 # eval: its thresholds and results, with and without TTA; export: model files made from these checkpoints
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
 
@@ -42,31 +38,6 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
     (a run made before the key existed) counts as having its default value."""
     return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k not in DATA_PATH_KEYS]
-
-
-def check_same_data(workdir: Path, current: dict, files: list[Path]) -> None:
-    """After a resumed run's data opened: if a DATA_PATH_KEYS path changed, its files must be the
-    ones config.json recorded at the run's latest start (same names and fingerprints)."""
-    try:
-        record = json.loads((workdir / "config.json").read_text())
-        changed = {k: v for k, v in changed_keys(record["config"], current).items() if k in DATA_PATH_KEYS}
-        latest = (record.get("resumptions") or [record])[-1]["provenance"]
-        recorded = {f["name"]: f["fingerprint"] for f in latest["data"]["files"]}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        changed, recorded = {k: ["?", "?"] for k in DATA_PATH_KEYS}, None  # unknown: refused below if moved
-    if not changed:
-        return
-    moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-    found = {p.name: file_fingerprint(p) for p in files}
-    if recorded != found:
-        differ = (
-            sorted(n for n in recorded.keys() | found.keys() if recorded.get(n) != found.get(n)) if recorded else []
-        )
-        names = ", ".join(differ[:2]) + (f" and {len(differ) - 2} more" if len(differ) > 2 else "")
-        what = f"other files ({names} differ)" if recorded else "files config.json does not record"
-        raise ConfigChanged(f"{workdir} holds a run trained on other data: {moves} holds {what}; resume with the "
-                        "same files, choose another --workdir, or pass --start_fresh")  # fmt: skip
-    log(f"{moves}: the same files the run trained on (names and fingerprints match); resuming")
 
 
 def changed_keys(saved: dict, current: dict) -> dict[str, list]:
@@ -159,18 +130,22 @@ def restore_latest(
     return None
 
 
-def refuse_changed_config(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict, workdir: Path) -> None:
+def refuse_changed_config(
+    manager: ocp.CheckpointManager, config: ml_collections.ConfigDict, workdir: Path
+) -> dict | None:
     """UserError when the run in ``workdir`` was made with a config that differs in a key that
     changes results: what restore_latest would refuse, said before the data is read or any line
     describes the run. The newest checkpoint whose config reads back as written decides (the
-    others differ from it in resumable keys at most); a damaged one is left to restore_latest."""
+    others differ from it in resumable keys at most); a damaged one is left to restore_latest.
+    Returns that config (None: no checkpoint to judge by), for moved_data.check once data opened."""
     for step in sorted(manager.all_steps(), reverse=True):
         try:
             saved = checkpoint.read_verified_json_item(manager, step, "config")
         except integrity.DamagedCheckpoint:
             continue
         check_resumable(saved, config, workdir)
-        return
+        return saved
+    return None
 
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Path) -> None:

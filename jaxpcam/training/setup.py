@@ -18,7 +18,7 @@ from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
 from jaxpcam.reporting import MetricWriter, log
 from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
+from jaxpcam.training import checkpoint, early_stopping, moved_data, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data, stain_columns
@@ -177,14 +177,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
     resuming = not start_fresh and (workdir / "checkpoints").is_dir()
     manager = _open_checkpoints(config, workdir, start_fresh) if resuming else None
     try:
-        if manager is not None:
-            resume.refuse_changed_config(manager, config, workdir)
+        saved = resume.refuse_changed_config(manager, config, workdir) if manager is not None else None
         parallel = DataParallel.over_all_devices()
         parallel.check_batch_size(config.data.batch_size)
         streams = make_streams(config.seed)
         data = open_training_data(config.data, streams.data_seed)
-        if manager is not None and manager.latest_step() is not None:  # a resume: moved data must be the same
-            resume.check_same_data(workdir, config.to_dict(), data.files)
+        if saved is not None:  # a resume: moved data must be the files it trained on
+            moved_data.check(workdir, saved, config.to_dict(), data.files)
         steps_per_epoch = _steps_per_epoch(config, data)
         placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 

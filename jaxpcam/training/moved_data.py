@@ -1,0 +1,85 @@
+"""Resuming a run whose data moved (a laptop run continued on a cluster, data staged to $TMPDIR):
+``data.dir`` or ``data.digits_file`` may name another place when it holds the files the run
+trained on, judged by the sampled fingerprints config.json's provenance records (size and 64
+blocks of 64 KiB per file: a different file is caught, a few changed bytes are not).
+
+Only the files training reads count: PCAM's train and valid files by name (so the two cannot
+swap), a digits file by its content alone (a renamed copy is the same)."""
+
+import json
+from pathlib import Path
+
+from jaxpcam.data.pcam import file_fingerprint, split_paths
+from jaxpcam.errors import ConfigChanged
+from jaxpcam.reporting import log
+
+DATA_PATH_KEYS = ("data.dir", "data.digits_file")
+_TRAINING_SPLITS = ("train", "valid")
+
+
+def _training_files(named: dict[str, str]) -> dict[str, str]:
+    """{file name: fingerprint} -> the training files' {key: fingerprint} (no test split)."""
+    pcam = {p.name for split in _TRAINING_SPLITS for p in split_paths(Path(), split)}
+    if not any(name.startswith("camelyonpatch_") for name in named):  # the digits file: one, any name
+        return {"the data file": next(iter(named.values()))} if len(named) == 1 else dict(named)
+    return {name: fp for name, fp in named.items() if name in pcam}
+
+
+def recorded_files(workdir: Path) -> dict[str, str] | None:
+    """The training files of the run's latest start, as config.json recorded them; None if unknown."""
+    try:
+        record = json.loads((Path(workdir) / "config.json").read_text())
+        files = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["files"]
+        return _training_files({f["name"]: f["fingerprint"] for f in files}) or None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def files_now(files: list[Path]) -> dict[str, str]:
+    return _training_files({p.name: file_fingerprint(p) for p in files if p.is_file()})
+
+
+def files_named_by(data: dict) -> list[Path]:
+    """The training files a config's ``data`` section names, found without writing or opening
+    any (a sweep judges its points by them before any work); missing ones are left out."""
+    from jaxpcam.data import digits_cache_path
+    from jaxpcam.data.sample import sample_dir
+
+    if data.get("dataset", "pcam") == "digits":
+        path = Path(data["digits_file"]).expanduser() if data.get("digits_file") else digits_cache_path(data["digits"])
+        return [path] if path.is_file() else []
+    folder = Path(data["dir"]).expanduser() if data.get("dir") else sample_dir(data.get("sample_version", 1))
+    return [p for split in _TRAINING_SPLITS for p in split_paths(folder, split) if p.is_file()]
+
+
+def moved_paths(saved: dict, current: dict) -> dict[str, list]:
+    """{key: [before, now]} for the data paths that changed (a saved config lacking one: '')."""
+    from jaxpcam.rundir import flat_config
+
+    before, now = flat_config(saved), flat_config(current)
+    return {k: [before.get(k, ""), now.get(k, "")] for k in DATA_PATH_KEYS if before.get(k, "") != now.get(k, "")}
+
+
+def problem(workdir: Path, moved: dict[str, list], files: list[Path]) -> str | None:
+    """Why the data under the moved paths cannot be the run's (None: the same files)."""
+    recorded = recorded_files(workdir)
+    if recorded is None:
+        return "config.json, which records the files the run trained on, is missing or unreadable"
+    found = files_now(files)
+    differ = sorted(k for k in recorded.keys() | found.keys() if recorded.get(k) != found.get(k))
+    if not differ:
+        return None
+    return f"other files are there ({', '.join(differ[:2])}{f' and {len(differ) - 2} more' if len(differ) > 2 else ''})"
+
+
+def check(workdir: Path, saved: dict, current: dict, files: list[Path]) -> None:
+    """After a resumed run's data opened: a moved data path must hold the files it trained on."""
+    moved = moved_paths(saved, current)
+    if not moved:
+        return
+    moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in moved.items())
+    reason = problem(workdir, moved, files)
+    if reason:
+        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): {reason}; resume with "
+                            "the same files, choose another --workdir, or pass --start_fresh")  # fmt: skip
+    log(f"{moves}: the same training files the run trained on (names and fingerprints match); resuming")
