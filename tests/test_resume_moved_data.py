@@ -62,3 +62,36 @@ def test_without_config_json_a_run_resumes_where_its_data_was_and_a_move_is_refu
         train_in_process(workdir, moved)
     train_in_process(workdir, tiny_pcam)
     assert metrics_without_timing(workdir) == metrics_without_timing(first_epoch / "whole")
+
+
+def test_which_files_count_a_renamed_digits_file_yes_swapped_pcam_splits_no(tmp_path):
+    import json
+
+    from jaxpcam.data.pcam import file_fingerprint
+    from jaxpcam.training import moved_data
+
+    def record(workdir, files):
+        workdir.mkdir(parents=True)
+        entries = [{"name": p.name, "fingerprint": file_fingerprint(p)} for p in files]
+        (workdir / "config.json").write_text(json.dumps({"config": {}, "provenance": {"data": {"files": entries}}}))
+        return workdir
+
+    digits = tmp_path / "digits.h5"
+    digits.write_bytes(b"digits" * 100)
+    renamed = tmp_path / "elsewhere" / "renamed.h5"
+    renamed.parent.mkdir()
+    renamed.write_bytes(digits.read_bytes())
+    run = record(tmp_path / "digits_run", [digits])
+    assert moved_data.problem(run, {"data.digits_file": ["a", "b"]}, [renamed]) is None
+    pcam = tmp_path / "pcam"
+    write_sample(pcam, {"train": 16, "valid": 8, "test": 8})
+    files = sorted(pcam.glob("*.h5"))
+    run = record(tmp_path / "pcam_run", files)
+    staged = [p for p in files if "_test_" not in p.name]
+    assert moved_data.problem(run, {"data.dir": ["a", "b"]}, staged) is None  # the test split stays behind
+    swapped = tmp_path / "swapped"
+    shutil.copytree(pcam, swapped)
+    for a, b in (("train_x", "valid_x"), ("train_y", "valid_y")):
+        first, second = (swapped / f"camelyonpatch_level_2_split_{n}.h5" for n in (a, b))
+        first.rename(tmp_path / "tmp.h5"), second.rename(first), (tmp_path / "tmp.h5").rename(second)
+    assert "other files are there" in moved_data.problem(run, {"data.dir": ["a", "b"]}, sorted(swapped.glob("*.h5")))
