@@ -52,7 +52,9 @@ def test_data_on_the_device_trains_on_exactly_the_host_pipelines_stream(twin_run
     host = {"data.placement": "host", "training.deterministic": False, "data.num_workers": 2}
     log = _train(tmp_path / "host", tiny_pcam, **host)
     assert "data.placement=host" in log.stderr and "copied to 1 device" not in log.stderr
-    assert "leaked shared_memory" not in log.stderr  # the resource tracker's report at exit
+    # The resource tracker's report at exit; seen once in ~60 runs under a loaded suite (a Grain
+    # shutdown race not reproduced since): the whole log says which batch it was.
+    assert "leaked shared_memory" not in log.stderr, log.stderr[-6000:]
     assert metrics_without_timing(tmp_path / "host") == metrics_without_timing(root / "a")
     prov = json.loads((tmp_path / "host" / "config.json").read_text())["provenance"]
     assert prov["data"]["placement"] == "host" and prov["deterministic_gpu_ops"] is False
