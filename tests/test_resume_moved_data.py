@@ -95,3 +95,29 @@ def test_which_files_count_a_renamed_digits_file_yes_swapped_pcam_splits_no(tmp_
         first, second = (swapped / f"camelyonpatch_level_2_split_{n}.h5" for n in (a, b))
         first.rename(tmp_path / "tmp.h5"), second.rename(first), (tmp_path / "tmp.h5").rename(second)
     assert "other files are there" in moved_data.problem(run, {"data.dir": ["a", "b"]}, sorted(swapped.glob("*.h5")))
+
+
+def test_the_same_data_dir_holding_other_files_is_refused_and_the_same_files_resume(
+    first_epoch, tiny_pcam, tmp_path, monkeypatch
+):
+    """A relative data.dir names a folder where the command runs: from another folder (or with the
+    files replaced in place) the same name holds other data, which a resume used silently before."""
+    from pathlib import Path
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(tiny_pcam, here / "pcam")
+    there.mkdir()
+    write_sample(there / "pcam", {"train": 256, "valid": 96, "test": 96}, seed=8)  # tiny_pcam's sizes, other tiles
+    workdir = tmp_path / "run"
+    monkeypatch.chdir(here)
+    train_in_process(workdir, Path("pcam"), **{"training.epochs": 1})
+    before = (workdir / "metrics.jsonl").read_text()
+    monkeypatch.chdir(there)
+    message = r"trained on other files than pcam holds now \(camelyonpatch_level_2_split_train_x\.h5, .* and 2 more\)"
+    with pytest.raises(UserError, match=message):
+        train_in_process(workdir, Path("pcam"))
+    assert (workdir / "metrics.jsonl").read_text() == before
+    shutil.rmtree(there / "pcam")
+    shutil.copytree(tiny_pcam, there / "pcam")  # the files it trained on, under the same name
+    train_in_process(workdir, Path("pcam"))
+    assert metrics_without_timing(workdir) == metrics_without_timing(first_epoch / "whole")

@@ -65,17 +65,32 @@ def problem(workdir: Path, moved: dict[str, list], files: list[Path]) -> str | N
     recorded = recorded_files(workdir)
     if recorded is None:
         return "config.json, which records the files the run trained on, is missing or unreadable"
-    found = files_now(files)
+    differ = _differing(recorded, files_now(files))
+    return f"other files are there ({differ})" if differ else None
+
+
+def _differing(recorded: dict[str, str], found: dict[str, str]) -> str:
+    """The training files whose fingerprints differ, named ('' when none)."""
     differ = sorted(k for k in recorded.keys() | found.keys() if recorded.get(k) != found.get(k))
-    if not differ:
-        return None
-    return f"other files are there ({', '.join(differ[:2])}{f' and {len(differ) - 2} more' if len(differ) > 2 else ''})"
+    return f"{', '.join(differ[:2])}{f' and {len(differ) - 2} more' if len(differ) > 2 else ''}"
 
 
 def check(workdir: Path, saved: dict, current: dict, files: list[Path]) -> None:
-    """After a resumed run's data opened: a moved data path must hold the files it trained on."""
+    """After a resumed run's data opened: a moved data path must hold the files it trained on,
+    and so must an unmoved one when config.json records them (the same relative ``data.dir`` from
+    another folder, or files replaced in place, are other data under the same name)."""
     moved = moved_paths(saved, current)
     if not moved:
+        recorded = recorded_files(workdir)
+        if recorded is not None and (differ := _differing(recorded, files_now(files))):
+            data = current["data"]
+            place = (
+                data.get("digits_file") if data.get("dataset") == "digits" else data.get("dir")
+            ) or "the built-in data"
+            raise ConfigChanged(
+                f"{workdir} holds a run trained on other files than {place} holds now ({differ}): resume with "
+                "the files it trained on, choose another --workdir, or pass --start_fresh"
+            )
         return
     moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in moved.items())
     reason = problem(workdir, moved, files)
