@@ -311,3 +311,28 @@ def test_evaluate_records_the_data_it_read_and_warns_on_other_data(tiny_run, tmp
     assert {f["name"]: f["fingerprint"] for f in data["files"]} == {
         name: recorded[name]["fingerprint"] for name in (test_x, test_x.replace("_x.", "_y."))
     }
+
+
+def test_a_relative_data_dir_is_found_from_another_folder_through_config_json(
+    tiny_pcam, tmp_path, monkeypatch, messages, capsys
+):
+    """data.dir 'pcam', trained from one folder, evaluated from another: read where the run read it
+    (config.json records the absolute folder); without that record, one line naming --data_dir."""
+    here = tmp_path / "project"
+    shutil.copytree(tiny_pcam, here / "pcam")
+    monkeypatch.chdir(here)
+    workdir = (here / "runs" / "run").absolute()
+    train_in_process(workdir, Path("pcam"), **{"training.epochs": 1})
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main(["--workdir", str(workdir)]) == 0
+    assert any(f"data.dir 'pcam' is relative and no folder from here; reading {here / 'pcam'}" in m for m in messages)
+    data = json.loads((workdir / "eval" / "valid" / "metrics.json").read_text())["data"]
+    assert data["folder"] == str((here / "pcam").resolve())
+
+    record = json.loads((workdir / "config.json").read_text())
+    del record["provenance"]["data"]["dir"]  # a run from before the record, or a hand-edited one
+    (workdir / "config.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert evaluate.main(["--workdir", str(workdir)]) == 2
+    line = _error_line(capsys)
+    assert f"data.dir: pcam is relative and is not a folder from {tmp_path}" in line and "--data_dir" in line

@@ -43,6 +43,27 @@ def open_eval_data(
     return opened, [p for p in split_paths(folder, split) if p.is_file()]
 
 
+def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str | None) -> str | None:
+    """The ``data_dir`` override an evaluation uses: ``--data_dir`` if given; else, for a relative
+    ``data.dir`` that is no folder from here (it was relative to where training ran), the absolute
+    folder config.json's provenance records for it; else None (the run's data.dir as it is)."""
+    d = config.data
+    if data_dir or d.dataset == "digits" or not d.dir:
+        return data_dir
+    configured = Path(d.dir).expanduser()
+    if configured.is_absolute() or configured.is_dir():
+        return None
+    try:
+        recorded = json.loads((Path(workdir) / "config.json").read_text())["provenance"]["data"]["dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if isinstance(recorded, str) and Path(recorded).is_dir():
+        log(f"data.dir {d.dir!r} is relative and no folder from here; reading {recorded}, where the run read it")
+        return recorded
+    raise UserError(f"config key data.dir: {d.dir} is relative and is not a folder from {Path.cwd()}: run this "
+                    "from the folder the run was trained from, or pass --data_dir")  # fmt: skip
+
+
 def data_record(files: list[Path]) -> dict:
     """What metrics.json records of the data evaluated: its folder and each file's fingerprint
     (the one config.json's provenance records for the training data)."""

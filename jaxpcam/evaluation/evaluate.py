@@ -16,7 +16,13 @@ from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
 from jaxpcam.evaluation import eval_dir, plots
-from jaxpcam.evaluation.data import data_record, open_eval_data, open_eval_split, warn_if_other_data
+from jaxpcam.evaluation.data import (
+    data_dir_for,
+    data_record,
+    open_eval_data,
+    open_eval_split,
+    warn_if_other_data,
+)
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
@@ -214,6 +220,7 @@ def _replace_dir(partial: Path, final: Path) -> None:
 def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
+    options = dataclasses.replace(options, data_dir=data_dir_for(workdir, run.config, options.data_dir))
     eval_dir.adopt_older_tta_files(workdir)
     model = f"{run.config.model.name}{run.weights_note}"
     log(f"evaluating {workdir} checkpoint step {run.step} ({model}) on {options.split}")

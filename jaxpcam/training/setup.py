@@ -154,6 +154,8 @@ def _record_start(config, workdir: Path, data, placement, run_settings: dict, re
     """Writes config.json (provenance, and a resumption's changed keys) when there is training to do."""
     provenance = tracking.provenance(data.files, data.source)
     provenance["data"]["filter"] = data.filter
+    if config.data.dir:  # absolute: evaluate finds a relative data.dir from any folder (evaluation.data)
+        provenance["data"]["dir"] = str(Path(config.data.dir).expanduser().absolute())
     provenance.update(run_settings)
     provenance["data"]["placement"] = placement.kind
     provenance["data"]["placement_reason"] = placement.reason
