@@ -54,8 +54,9 @@ def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str
     if configured.is_absolute() or configured.is_dir():
         return None
     try:
-        recorded = json.loads((Path(workdir) / "config.json").read_text())["provenance"]["data"]["dir"]
-    except (OSError, ValueError, KeyError, TypeError):
+        record = json.loads((Path(workdir) / "config.json").read_text())
+        recorded = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["dir"]  # the checkpoint's start
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         recorded = None
     if isinstance(recorded, str) and Path(recorded).is_dir():
         log(f"data.dir {d.dir!r} is relative and no folder from here; reading {recorded}, where the run read it")
