@@ -303,19 +303,25 @@ def test_the_sweep_command_refuses_another_base_config_in_one_line_before_any_wo
 
 def test_a_point_is_judged_by_the_files_its_data_dir_names(tiny_pcam, tmp_path):
     """Another data.dir holding the same training files (a staged copy) is the same config;
-    one holding other files is another config, never skipped as done."""
+    one holding other files, or the same data.dir with its files replaced, is another config."""
     import shutil
 
     from conftest import tiny_config
     from jaxpcam.data.sample import write_sample
+    from jaxpcam.sweep_run import refuse_other_configs
 
     def sweep(data):
         return points(tiny_config(data, **{"training.epochs": 1}), {"seed": [1]})
 
     sweep_dir = tmp_path / "sweep"
-    assert run_point(sweep(tiny_pcam)[0], sweep_dir) == "done"
     copy, other = tmp_path / "copy", tmp_path / "other"
     shutil.copytree(tiny_pcam, copy)
+    assert run_point(sweep(copy)[0], sweep_dir) == "done"
     write_sample(other, {"train": 256, "valid": 96}, seed=8)
-    assert point_status(sweep(copy)[0], sweep_dir / "seed=1") == "done"
+    assert point_status(sweep(tiny_pcam)[0], sweep_dir / "seed=1") == "done"
     assert point_status(sweep(other)[0], sweep_dir / "seed=1") == "other config"
+    shutil.rmtree(copy)  # the same data.dir, its files replaced in place
+    shutil.copytree(other, copy)
+    assert point_status(sweep(copy)[0], sweep_dir / "seed=1") == "other config"
+    with pytest.raises(UserError, match=r"data\.dir '.*copy' there, '.*copy with other files \(camelyonpatch_level_2"):
+        refuse_other_configs(sweep(copy), sweep_dir)

@@ -69,8 +69,13 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
     changed = changed_keys(saved, now)
     differing = {k: changed[k] for k in config_differences(saved, now)}
     moved = moved_data.moved_paths(saved, now)  # another data path: the same files, or another config
-    if moved and moved_data.problem(run_dir, moved, moved_data.files_named_by(now["data"])):
+    files = moved_data.files_named_by(now["data"])
+    if moved and moved_data.problem(run_dir, moved, files):
         differing.update(moved)
+    elif not moved and files and (differ := moved_data.replaced(run_dir, files)):  # the same path, other files
+        key = "data.digits_file" if now["data"].get("dataset") == "digits" else "data.dir"
+        place = now["data"].get(key.split(".")[1]) or "the built-in data"
+        differing[key] = [place, f"{place} with other files ({differ})"]
     return differing
 
 

@@ -69,6 +69,13 @@ def problem(workdir: Path, moved: dict[str, list], files: list[Path]) -> str | N
     return f"other files are there ({differ})" if differ else None
 
 
+def replaced(workdir: Path, files: list[Path]) -> str:
+    """The training files under an unmoved path that differ from config.json's record, named
+    ('' when the same, or when nothing is recorded)."""
+    recorded = recorded_files(workdir)
+    return _differing(recorded, files_now(files)) if recorded is not None else ""
+
+
 def _differing(recorded: dict[str, str], found: dict[str, str]) -> str:
     """The training files whose fingerprints differ, named ('' when none)."""
     differ = sorted(k for k in recorded.keys() | found.keys() if recorded.get(k) != found.get(k))
@@ -81,8 +88,7 @@ def check(workdir: Path, saved: dict, current: dict, files: list[Path]) -> None:
     another folder, or files replaced in place, are other data under the same name)."""
     moved = moved_paths(saved, current)
     if not moved:
-        recorded = recorded_files(workdir)
-        if recorded is not None and (differ := _differing(recorded, files_now(files))):
+        if differ := replaced(workdir, files):
             data = current["data"]
             place = (
                 data.get("digits_file") if data.get("dataset") == "digits" else data.get("dir")
