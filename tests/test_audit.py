@@ -96,6 +96,30 @@ def test_filter_trains_on_the_clean_manifest_and_records_it(planted, audited, tm
     assert info["kept"] == 152 and info["dropped"] == 8 and len(info["manifest_blake2b"]) == 32
 
 
+def test_a_resume_with_another_manifest_is_refused(planted, audited, tmp_path):
+    """Another list of clean images is another training set (before: resumed on it, epoch 2 shorter)."""
+    import shutil
+
+    from jaxpcam.errors import UserError
+
+    audit_dir = tmp_path / "audit"
+    shutil.copytree(audited[1], audit_dir)
+    workdir, filtered = tmp_path / "run", {"data.filter": True, "data.audit_dir": str(audit_dir)}
+    train_in_process(workdir, planted, **filtered, **{"training.epochs": 1})
+    manifest = audit_dir / "manifest_train.json"
+    kept = manifest.read_text()
+    edited = json.loads(kept)
+    edited["kept"], edited["dropped"] = edited["kept"][:100], edited["dropped"] + len(edited["kept"]) - 100
+    manifest.write_text(json.dumps(edited))
+    before = (workdir / "metrics.jsonl").read_text()
+    with pytest.raises(UserError, match=r"trained with another data\.filter manifest: .*manifest_train\.json changed"):
+        train_in_process(workdir, planted, **filtered)
+    assert (workdir / "metrics.jsonl").read_text() == before
+    manifest.write_text(kept)
+    train_in_process(workdir, planted, **filtered)
+    assert [r["epoch"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+
+
 def test_filter_without_an_audit_is_a_clear_error(tiny_pcam, tmp_path):
     args = tiny_overrides(tiny_pcam, **{"data.filter": True})
     result = run_main(["--config", "configs/mlp.py", f"--workdir={tmp_path / 'run'}", *args])

@@ -25,14 +25,33 @@ def _training_files(named: dict[str, str]) -> dict[str, str]:
     return {name: fp for name, fp in named.items() if name in pcam}
 
 
+def _recorded_data(workdir: Path) -> dict | None:
+    """config.json's record of the data of the run's latest start; None if unknown."""
+    try:
+        record = json.loads((Path(workdir) / "config.json").read_text())
+        data = (record.get("resumptions") or [record])[-1]["provenance"]["data"]
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
 def recorded_files(workdir: Path) -> dict[str, str] | None:
     """The training files of the run's latest start, as config.json recorded them; None if unknown."""
     try:
-        record = json.loads((Path(workdir) / "config.json").read_text())
-        files = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["files"]
+        files = (_recorded_data(workdir) or {})["files"]
         return _training_files({f["name"]: f["fingerprint"] for f in files}) or None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
+
+
+def _other_manifest(workdir: Path, data_filter: dict | None) -> str:
+    """How the data.filter manifest differs from the one the run trained with ('' if the same or unknown):
+    another list of clean images is another training set."""
+    then = ((_recorded_data(workdir) or {}).get("filter") or {}).get("manifest_blake2b")
+    now = (data_filter or {}).get("manifest_blake2b")
+    if then and now and then != now:
+        return f"{data_filter['manifest']} changed since (blake2b {then} then, {now} now)"
+    return ""
 
 
 def files_now(files: list[Path]) -> dict[str, str]:
@@ -82,25 +101,37 @@ def _differing(recorded: dict[str, str], found: dict[str, str]) -> str:
     return f"{', '.join(differ[:2])}{f' and {len(differ) - 2} more' if len(differ) > 2 else ''}"
 
 
-def check(workdir: Path, saved: dict, current: dict, files: list[Path]) -> None:
+_ADVICE = "resume with the files it trained on, choose another --workdir, or pass --start_fresh"
+
+
+def check(workdir: Path, saved: dict, current: dict, files: list[Path], data_filter: dict | None = None) -> None:
     """After a resumed run's data opened: a moved data path must hold the files it trained on,
     and so must an unmoved one when config.json records them (the same relative ``data.dir`` from
-    another folder, or files replaced in place, are other data under the same name)."""
+    another folder, or files replaced in place, are other data under the same name); a
+    ``data.filter`` manifest must be the one it trained with."""
+    if manifest := _other_manifest(workdir, data_filter):
+        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: {manifest}; "
+                            "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
     moved = moved_paths(saved, current)
     if not moved:
-        if differ := replaced(workdir, files):
-            data = current["data"]
-            place = (
-                data.get("digits_file") if data.get("dataset") == "digits" else data.get("dir")
-            ) or "the built-in data"
-            raise ConfigChanged(
-                f"{workdir} holds a run trained on other files than {place} holds now ({differ}): resume with "
-                "the files it trained on, choose another --workdir, or pass --start_fresh"
-            )
+        if recorded_files(workdir) is None:
+            log(f"WARNING: {Path(workdir) / 'config.json'} does not record the files the run trained on (missing or "
+                "unreadable): the data could not be checked against them")  # fmt: skip
+        elif differ := replaced(workdir, files):
+            raise ConfigChanged(f"{workdir} holds a run trained on other files than {_place(current['data'])} "
+                                f"holds now ({differ} differ from config.json's record): {_ADVICE}")  # fmt: skip
         return
     moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in moved.items())
     reason = problem(workdir, moved, files)
     if reason:
-        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): {reason}; resume with "
-                            "the same files, choose another --workdir, or pass --start_fresh")  # fmt: skip
-    log(f"{moves}: the same training files the run trained on (names and fingerprints match); resuming")
+        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): {reason}; {_ADVICE}")
+    log(f"{moves}: the same training files the run trained on (fingerprints as config.json records); resuming")
+
+
+def _place(data: dict) -> str:
+    """The data path a config names, absolute where it was given relative to the current folder."""
+    given = data.get("digits_file") if data.get("dataset") == "digits" else data.get("dir")
+    if not given:
+        return "the built-in data"
+    path = Path(given).expanduser()
+    return given if path.is_absolute() else f"{given} ({path.absolute()})"

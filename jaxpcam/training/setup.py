@@ -185,7 +185,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         streams = make_streams(config.seed)
         data = open_training_data(config.data, streams.data_seed)
         if saved is not None:  # a resume: moved data must be the files it trained on
-            moved_data.check(workdir, saved, config.to_dict(), data.files)
+            moved_data.check(workdir, saved, config.to_dict(), data.files, data.filter)
         steps_per_epoch = _steps_per_epoch(config, data)
         placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
 
