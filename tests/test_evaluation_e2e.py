@@ -313,26 +313,32 @@ def test_evaluate_records_the_data_it_read_and_warns_on_other_data(tiny_run, tmp
     }
 
 
-def test_a_relative_data_dir_is_found_from_another_folder_through_config_json(
-    tiny_pcam, tmp_path, monkeypatch, messages, capsys
-):
-    """data.dir 'pcam', trained from one folder, evaluated from another: read where the run read it
-    (config.json records the absolute folder); without that record, one line naming --data_dir."""
+def test_a_relative_data_dir_is_read_where_training_read_it(tiny_pcam, tmp_path, monkeypatch, messages, capsys):
+    """data.dir 'pcam', trained from one folder, evaluated from another (which has its own 'pcam'
+    with other tiles): read where the run read it, as config.json records; with that folder gone,
+    one line naming --data_dir."""
+    from jaxpcam.data.sample import write_sample
+
     here = tmp_path / "project"
     shutil.copytree(tiny_pcam, here / "pcam")
+    write_sample(tmp_path / "pcam", {"train": 256, "valid": 96, "test": 96}, seed=8)  # same name, other data
     monkeypatch.chdir(here)
     workdir = (here / "runs" / "run").absolute()
     train_in_process(workdir, Path("pcam"), **{"training.epochs": 1})
     monkeypatch.chdir(tmp_path)
     assert evaluate.main(["--workdir", str(workdir)]) == 0
-    assert any(f"data.dir 'pcam' is relative and no folder from here; reading {here / 'pcam'}" in m for m in messages)
+    assert any(f"data.dir 'pcam' is relative: reading {here / 'pcam'}, where the run read it" in m for m in messages)
+    assert not [m for m in messages if m.startswith("WARNING")]
     data = json.loads((workdir / "eval" / "valid" / "metrics.json").read_text())["data"]
     assert data["folder"] == str((here / "pcam").resolve())
 
-    record = json.loads((workdir / "config.json").read_text())
-    del record["provenance"]["data"]["dir"]  # a run from before the record, or a hand-edited one
-    (workdir / "config.json").write_text(json.dumps(record))
+    (here / "pcam").rename(here / "moved")
+    messages.clear()  # that folder gone: 'pcam' from here, checked against the recorded fingerprints
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0
+    assert [m for m in messages if m.startswith("WARNING: evaluating on") and "other data than the run's" in m]
+    monkeypatch.chdir(here)  # no 'pcam' here either
     capsys.readouterr()
-    assert evaluate.main(["--workdir", str(workdir)]) == 2
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2
     line = _error_line(capsys)
-    assert f"data.dir: pcam is relative and is not a folder from {tmp_path}" in line and "--data_dir" in line
+    assert f"data.dir: pcam is relative and {here / 'pcam'}, where the run read it, is no folder now" in line
+    assert "--data_dir" in line

@@ -44,25 +44,27 @@ def open_eval_data(
 
 
 def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str | None) -> str | None:
-    """The ``data_dir`` override an evaluation uses: ``--data_dir`` if given; else, for a relative
-    ``data.dir`` that is no folder from here (it was relative to where training ran), the absolute
-    folder config.json's provenance records for it; else None (the run's data.dir as it is)."""
+    """The ``data_dir`` override an evaluation uses: ``--data_dir`` if given; for a relative
+    ``data.dir`` (relative to where training ran) the absolute folder config.json's provenance
+    records for it, wherever this runs (a folder of that name here may hold other data); else
+    None (the run's data.dir as it is)."""
     d = config.data
-    if data_dir or d.dataset == "digits" or not d.dir:
+    if data_dir or d.dataset == "digits" or not d.dir or Path(d.dir).expanduser().is_absolute():
         return data_dir
-    configured = Path(d.dir).expanduser()
-    if configured.is_absolute() or configured.is_dir():
-        return None
     try:
         record = json.loads((Path(workdir) / "config.json").read_text())
         recorded = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["dir"]  # the checkpoint's start
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         recorded = None
-    if isinstance(recorded, str) and Path(recorded).is_dir():
-        log(f"data.dir {d.dir!r} is relative and no folder from here; reading {recorded}, where the run read it")
+    recorded = recorded if isinstance(recorded, str) else None
+    if recorded and Path(recorded).is_dir():
+        if Path(recorded).resolve() != Path(d.dir).resolve():
+            log(f"data.dir {d.dir!r} is relative: reading {recorded}, where the run read it (config.json)")
         return recorded
-    raise UserError(f"config key data.dir: {d.dir} is relative and is not a folder from {Path.cwd()}: run this "
-                    "from the folder the run was trained from, or pass --data_dir")  # fmt: skip
+    if Path(d.dir).is_dir():
+        return None  # no record, or its folder gone (a run copied elsewhere with its data): from here
+    where = f"{recorded}, where the run read it, is no folder now" if recorded else f"it is no folder from {Path.cwd()}"
+    raise UserError(f"config key data.dir: {d.dir} is relative and {where}: pass --data_dir")
 
 
 def data_record(files: list[Path]) -> dict:

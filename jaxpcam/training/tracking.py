@@ -56,7 +56,12 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
         "data": {
             "source": data_source,
             "files": [
-                {"name": p.name, "path": str(p), "bytes": p.stat().st_size, "fingerprint": file_fingerprint(p)}
+                {
+                    "name": p.name,
+                    "path": str(p.absolute()),
+                    "bytes": p.stat().st_size,
+                    "fingerprint": file_fingerprint(p),
+                }
                 for p in data_files
             ],
         },
