@@ -342,3 +342,32 @@ def test_a_relative_data_dir_is_read_where_training_read_it(tiny_pcam, tmp_path,
     line = _error_line(capsys)
     assert f"data.dir: pcam is relative and {here / 'pcam'}, where the run read it, is no folder now" in line
     assert "--data_dir" in line
+
+
+def test_a_threshold_chosen_on_other_valid_data_warns_wherever_it_is_used(tiny_run, tmp_path, messages):
+    """evaluate --data_dir at other valid data chooses a threshold for those files: evaluate on
+    test, predict and export say so when they use it (before: silently), until valid is evaluated
+    on the run's data again."""
+    from jaxpcam import export
+    from jaxpcam.data.sample import write_sample
+
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    other = tmp_path / "other"
+    write_sample(other, {"train": 16, "valid": 96, "test": 16}, seed=8)
+    assert evaluate.main(["--workdir", str(workdir), "--data_dir", str(other)]) == 0
+    recorded = json.loads((workdir / "eval" / "threshold.json").read_text())["data"]
+    assert recorded["folder"] == str(other.resolve())
+    warning = "WARNING: the decision threshold in "
+    messages.clear()
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((2, 96, 96, 3), np.uint8))
+    assert predict.main(["--workdir", str(workdir), "--input", str(images), "--output", str(tmp_path / "p.csv")]) == 0
+    assert export.main(["--workdir", str(workdir), "--output", str(tmp_path / "export")]) == 0
+    found = [m for m in messages if m.startswith(warning)]
+    assert len(found) == 3 and all(f"chosen on other valid data than the run's ({other.resolve()})" in m for m in found)
+    assert evaluate.main(["--workdir", str(workdir)]) == 0  # the run's own valid data again
+    messages.clear()
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0
+    assert not [m for m in messages if m.startswith(warning)]

@@ -101,3 +101,17 @@ def warn_if_other_data(workdir: Path, record: dict) -> None:
             log(f"WARNING: evaluating on {file['path']} ({file['fingerprint']}), but {Path(workdir) / 'config.json'} "
                 f"records {known[-1].get('path')} ({known[-1].get('fingerprint')}): other data than the run's; "
                 "metrics.json records which")  # fmt: skip
+
+
+def warn_if_threshold_on_other_data(workdir: Path, path: Path, stored: dict) -> None:
+    """One WARNING when the stored decision threshold was chosen on valid files other than the
+    run's (``evaluate --data_dir`` at other data): its value belongs to those files. A threshold
+    from before thresholds recorded their data is taken as it is."""
+    recorded = _recorded_files(workdir)
+    data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
+    used = [f for f in data.get("files") or [] if isinstance(f, dict)]
+    other = [f for f in used if recorded.get(f.get("name")) and
+             f.get("fingerprint") not in {k.get("fingerprint") for k in recorded[f.get("name")]}]  # fmt: skip
+    if other:
+        log(f"WARNING: the decision threshold in {path} was chosen on other valid data than the run's "
+            f"({data.get('folder')}): evaluate the valid split on the run's data to choose it again")  # fmt: skip

@@ -22,6 +22,7 @@ from jaxpcam.evaluation.data import (
     open_eval_data,
     open_eval_split,
     warn_if_other_data,
+    warn_if_threshold_on_other_data,
 )
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
@@ -81,7 +82,7 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     )
 
 
-def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None) -> dict:
+def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None, valid_data: dict | None) -> dict:
     """The threshold stored for this checkpoint, rule and TTA setting, else one chosen on
     ``valid`` (computed here when evaluating another split) with this TTA setting and stored in
     that setting's own file, for predict and later evaluations; the other setting's stays."""
@@ -96,12 +97,15 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     if same_rule and not valid:
         log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, {tta_words(options.tta)}, chosen on valid "
             f"at step {run.step}) from {path}")  # fmt: skip
+        warn_if_threshold_on_other_data(run.workdir, path, stored)
         return stored
     if valid is None:
         log(f"choosing the decision threshold on the valid split first, {tta_words(options.tta)}")
-        valid = predict_split(run, open_eval_split(run.config, "valid", options.data_dir), options)
+        split, files = open_eval_data(run.config, "valid", options.data_dir)
+        valid, valid_data = predict_split(run, split, options), data_record(files)
     chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
     record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step, "tta": options.tta}
+    record["data"] = valid_data  # the valid files it was chosen on (warn_if_threshold_on_other_data)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
     log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid {tta_words(options.tta)} (precision "
@@ -231,7 +235,8 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     binary = run.task.binary
     threshold = None
     if binary:
-        threshold = _threshold_for(run, options, preds if options.split == "valid" else None)
+        on_valid = options.split == "valid"
+        threshold = _threshold_for(run, options, preds if on_valid else None, data if on_valid else None)
     if options.split == "valid":
         reference = preds.labels
     else:

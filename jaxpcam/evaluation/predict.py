@@ -15,6 +15,7 @@ import numpy as np
 from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.errors import UserError
+from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.eval_dir import find_threshold
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
@@ -136,6 +137,7 @@ def _threshold(run: LoadedRun, tta: bool) -> float | None:
     if found is not None:
         path, stored = found
         log(f"decision threshold {stored['value']:.4f}, chosen on valid {tta_words(tta)}, from {path}")
+        warn_if_threshold_on_other_data(run.workdir, path, stored)
         return stored["value"]
     flag = " --tta" if tta else ""
     if run.stored_threshold(not tta) is not None:
