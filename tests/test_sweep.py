@@ -323,5 +323,8 @@ def test_a_point_is_judged_by_the_files_its_data_dir_names(tiny_pcam, tmp_path):
     shutil.rmtree(copy)  # the same data.dir, its files replaced in place
     shutil.copytree(other, copy)
     assert point_status(sweep(copy)[0], sweep_dir / "seed=1") == "other config"
-    with pytest.raises(UserError, match=r"data\.dir '.*copy' there, '.*copy with other files \(camelyonpatch_level_2"):
+    with pytest.raises(
+        UserError,
+        match=r"data\.dir '.*copy' there, '.*copy with other files \(camelyonpatch_level_2.*: restore the files it",
+    ):
         refuse_other_configs(sweep(copy), sweep_dir)
