@@ -40,8 +40,9 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     named = ", ".join(f"{p.index} ({p.name})" for p, _ in found[:5]) + (" ..." if len(found) > 5 else "")
     keys = {k: v for _, ks in reversed(found) for k, v in ks.items()}  # the first point's values win
     were = "was" if len(found) == 1 else "were"
-    replaced = any(" with other files (" in str(now) for _, now in keys.values())  # sweep_report.other_config
-    advice = "restore the files it was run on" if replaced else "pass the same --config overrides as that run"
+    replaced = any(" with other " in str(now) for _, now in keys.values())  # files or manifest: other_config
+    it = "it was" if len(found) == 1 else "they were"
+    advice = f"restore the files {it} run on" if replaced else f"pass the same --config overrides as {it} run with"
     raise UserError(
         f"{count(len(found), 'point')} in {sweep_dir} ({named}) {were} run with another config "
         f"({_show(dict(sorted(keys.items())))}): {advice}, or choose another --sweep_dir for this one"

@@ -97,7 +97,8 @@ def test_filter_trains_on_the_clean_manifest_and_records_it(planted, audited, tm
 
 
 def test_a_resume_with_another_manifest_is_refused(planted, audited, tmp_path):
-    """Another list of clean images is another training set (before: resumed on it, epoch 2 shorter)."""
+    """Another list of clean images is another training set (before: resumed on it, epoch 2 shorter);
+    the same list in other bytes (a re-audit of the same files from elsewhere) is the same."""
     import shutil
 
     from jaxpcam.errors import UserError
@@ -112,10 +113,12 @@ def test_a_resume_with_another_manifest_is_refused(planted, audited, tmp_path):
     edited["kept"], edited["dropped"] = edited["kept"][:100], edited["dropped"] + len(edited["kept"]) - 100
     manifest.write_text(json.dumps(edited))
     before = (workdir / "metrics.jsonl").read_text()
-    with pytest.raises(UserError, match=r"trained with another data\.filter manifest: .*manifest_train\.json changed"):
+    with pytest.raises(UserError, match=r"another data\.filter manifest: .*manifest_train\.json keeps other images"):
         train_in_process(workdir, planted, **filtered)
     assert (workdir / "metrics.jsonl").read_text() == before
-    manifest.write_text(kept)
+    same = json.loads(kept)  # the same images kept, audited again from elsewhere: the same manifest
+    same["data_dir"] = "/somewhere/else"
+    manifest.write_text(json.dumps(same, indent=4))
     train_in_process(workdir, planted, **filtered)
     assert [r["epoch"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
 

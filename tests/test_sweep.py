@@ -328,3 +328,30 @@ def test_a_point_is_judged_by_the_files_its_data_dir_names(tiny_pcam, tmp_path):
         match=r"data\.dir '.*copy' there, '.*copy with other files \(camelyonpatch_level_2.*: restore the files it",
     ):
         refuse_other_configs(sweep(copy), sweep_dir)
+
+
+def test_a_point_whose_manifest_keeps_other_images_is_another_config(tiny_pcam, tmp_path):
+    """data.filter trains on the audit's manifest: one that keeps other images since is another
+    training set, refused up front like replaced files (before: ranked beside the others)."""
+    import shutil
+
+    from conftest import tiny_config
+    from jaxpcam import audit as audit_cli
+    from jaxpcam.sweep_run import refuse_other_configs
+
+    data = tmp_path / "pcam"
+    shutil.copytree(tiny_pcam, data)
+    assert audit_cli.main([str(data)]) == 0
+    grid = points(tiny_config(data, **{"training.epochs": 1, "data.filter": True}), {"seed": [1]})
+    sweep_dir = tmp_path / "sweep"
+    assert run_point(grid[0], sweep_dir) == "done"
+    manifest = data / "jaxpcam-audit" / "manifest_train.json"
+    record = json.loads(manifest.read_text())
+    record["kept"] = record["kept"][:200]
+    manifest.write_text(json.dumps(record))
+    assert point_status(grid[0], sweep_dir / "seed=1") == "other config"
+    with pytest.raises(
+        UserError,
+        match=r"data\.filter 'manifest_train\.json as trained' there, .* with other images.*: restore the files",
+    ):
+        refuse_other_configs(grid, sweep_dir)

@@ -43,7 +43,22 @@ def apply_manifest(train: PcamSplit, path: Path) -> tuple[FilteredSplit, dict]:
     info = {
         "manifest": str(path),
         "manifest_blake2b": hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        "kept_blake2b": kept_digest(kept),
         "kept": len(kept),
         "dropped": int(manifest["dropped"]),
     }
     return FilteredSplit(train, kept), info
+
+
+def kept_digest(kept) -> str:
+    """What identifies the training set a manifest gives: its kept indices (not its bytes, which
+    hold the folder as the audit was given it: a re-audit from elsewhere is the same manifest)."""
+    return hashlib.blake2b(np.asarray(kept, np.int64).tobytes(), digest_size=16).hexdigest()
+
+
+def manifest_kept_digest(path: Path) -> str | None:
+    """kept_digest of the manifest in ``path``, None if it is missing or unreadable."""
+    try:
+        return kept_digest(json.loads(Path(path).read_text())["kept"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

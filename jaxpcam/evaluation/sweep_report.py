@@ -53,6 +53,7 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
     resume.config_differences) in which the run in ``run_dir`` differs from ``point.config``:
     its config.json (written as training starts), else, for a point with epochs or checkpoints,
     the config its sweep_point.json recorded. Empty when they agree or nothing was recorded."""
+    from jaxpcam.data.manifest import manifest_kept_digest
     from jaxpcam.training import moved_data
     from jaxpcam.training.resume import changed_keys, config_differences
 
@@ -76,6 +77,9 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
         key = "data.digits_file" if now["data"].get("dataset") == "digits" else "data.dir"
         place = now["data"].get(key.split(".")[1]) or "the built-in data"
         differing[key] = [place, f"{place} with other files ({differ})"]
+    manifest = moved_data.manifest_named_by(now["data"])
+    if manifest and moved_data.other_manifest(run_dir, manifest_kept_digest(manifest)):
+        differing["data.filter"] = [f"{manifest.name} as trained", f"{manifest} with other images kept"]
     return differing
 
 

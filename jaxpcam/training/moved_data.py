@@ -44,14 +44,22 @@ def recorded_files(workdir: Path) -> dict[str, str] | None:
         return None
 
 
-def _other_manifest(workdir: Path, data_filter: dict | None) -> str:
-    """How the data.filter manifest differs from the one the run trained with ('' if the same or unknown):
-    another list of clean images is another training set."""
-    then = ((_recorded_data(workdir) or {}).get("filter") or {}).get("manifest_blake2b")
-    now = (data_filter or {}).get("manifest_blake2b")
-    if then and now and then != now:
-        return f"{data_filter['manifest']} changed since (blake2b {then} then, {now} now)"
-    return ""
+def other_manifest(workdir: Path, kept_now: str | None) -> bool:
+    """Whether the data.filter manifest keeps other images than the run trained on (by the kept
+    indices' digest config.json records; unknown for runs from before that record: False)."""
+    then = ((_recorded_data(workdir) or {}).get("filter") or {}).get("kept_blake2b")
+    return bool(then and kept_now and then != kept_now)
+
+
+def manifest_named_by(data: dict) -> Path | None:
+    """The data.filter manifest a config's ``data`` section names (None when filter is off)."""
+    from jaxpcam.data.sample import sample_dir
+
+    if not data.get("filter"):
+        return None
+    folder = Path(data["dir"]).expanduser() if data.get("dir") else sample_dir(data.get("sample_version", 1))
+    audit = Path(data["audit_dir"]).expanduser() if data.get("audit_dir") else folder / "jaxpcam-audit"
+    return audit / "manifest_train.json"
 
 
 def files_now(files: list[Path]) -> dict[str, str]:
@@ -109,8 +117,9 @@ def check(workdir: Path, saved: dict, current: dict, files: list[Path], data_fil
     and so must an unmoved one when config.json records them (the same relative ``data.dir`` from
     another folder, or files replaced in place, are other data under the same name); a
     ``data.filter`` manifest must be the one it trained with."""
-    if manifest := _other_manifest(workdir, data_filter):
-        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: {manifest}; "
+    if data_filter and other_manifest(workdir, data_filter.get("kept_blake2b")):
+        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
+                            f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
                             "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
     moved = moved_paths(saved, current)
     if not moved:
