@@ -343,6 +343,15 @@ def test_a_relative_data_dir_is_read_where_training_read_it(tiny_pcam, tmp_path,
     assert f"data.dir: pcam is relative and {here / 'pcam'}, where the run read it, is no folder now" in line
     assert "--data_dir" in line
 
+    (workdir / "config.json").unlink()  # nothing recorded: 'pcam' from here, and the log says unchecked
+    monkeypatch.chdir(tmp_path)
+    messages.clear()
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0
+    assert [m for m in messages if m.startswith("WARNING: ") and f"reading data.dir 'pcam' from {tmp_path}" in m]
+    monkeypatch.chdir(here)
+    assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2
+    assert f"data.dir: pcam is relative and it is no folder from {here}: pass --data_dir" in _error_line(capsys)
+
 
 def test_a_threshold_chosen_on_other_valid_data_warns_wherever_it_is_used(tiny_run, tmp_path, messages):
     """evaluate --data_dir at other valid data chooses a threshold for those files: evaluate on
@@ -367,6 +376,13 @@ def test_a_threshold_chosen_on_other_valid_data_warns_wherever_it_is_used(tiny_r
     assert export.main(["--workdir", str(workdir), "--output", str(tmp_path / "export")]) == 0
     found = [m for m in messages if m.startswith(warning)]
     assert len(found) == 3 and all(f"chosen on other valid data than the run's ({other.resolve()})" in m for m in found)
+    assert json.loads((tmp_path / "export" / "model.json").read_text())["decision"]["chosen_on_other_data"] is True
+    for damaged in (5, {"files": 5}, {"files": [{"name": ["a"], "fingerprint": 1}]}, {"files": [{"name": "x"}]}):
+        stored = json.loads((workdir / "eval" / "threshold.json").read_text())
+        (workdir / "eval" / "threshold.json").write_text(json.dumps({**stored, "data": damaged}))
+        messages.clear()  # a record not as evaluate writes it: taken as the run's own, no traceback
+        assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0
+        assert not [m for m in messages if m.startswith(warning)]
     assert evaluate.main(["--workdir", str(workdir)]) == 0  # the run's own valid data again
     messages.clear()
     assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 0

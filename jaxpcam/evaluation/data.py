@@ -61,8 +61,11 @@ def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str
         if Path(recorded).resolve() != Path(d.dir).resolve():
             log(f"data.dir {d.dir!r} is relative: reading {recorded}, where the run read it (config.json)")
         return recorded
-    if Path(d.dir).is_dir():
-        return None  # no record, or its folder gone (a run copied elsewhere with its data): from here
+    if Path(d.dir).is_dir():  # no record, or its folder gone (a run copied elsewhere with its data): from here
+        if not recorded and not _recorded_files(workdir):
+            log(f"WARNING: {Path(workdir) / 'config.json'} does not record the run's data: reading data.dir "
+                f"{d.dir!r} from {Path.cwd()}, unchecked")  # fmt: skip
+        return None
     where = f"{recorded}, where the run read it, is no folder now" if recorded else f"it is no folder from {Path.cwd()}"
     raise UserError(f"config key data.dir: {d.dir} is relative and {where}: pass --data_dir")
 
@@ -103,15 +106,27 @@ def warn_if_other_data(workdir: Path, record: dict) -> None:
                 "metrics.json records which")  # fmt: skip
 
 
-def warn_if_threshold_on_other_data(workdir: Path, path: Path, stored: dict) -> None:
-    """One WARNING when the stored decision threshold was chosen on valid files other than the
-    run's (``evaluate --data_dir`` at other data): its value belongs to those files. A threshold
-    from before thresholds recorded their data is taken as it is."""
+def threshold_on_other_data(workdir: Path, stored: dict) -> bool:
+    """Whether the stored decision threshold was chosen on valid files other than the run's
+    (``evaluate --data_dir`` at other data): its value belongs to those files. A threshold from
+    before thresholds recorded their data, or with a record not as evaluate writes it, counts as
+    the run's own."""
     recorded = _recorded_files(workdir)
-    data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
-    used = [f for f in data.get("files") or [] if isinstance(f, dict)]
-    other = [f for f in used if recorded.get(f.get("name")) and
-             f.get("fingerprint") not in {k.get("fingerprint") for k in recorded[f.get("name")]}]  # fmt: skip
-    if other:
-        log(f"WARNING: the decision threshold in {path} was chosen on other valid data than the run's "
-            f"({data.get('folder')}): evaluate the valid split on the run's data to choose it again")  # fmt: skip
+    data = stored.get("data")
+    files = data.get("files") if isinstance(data, dict) else None
+    for f in files if isinstance(files, list) else []:
+        name, fingerprint = (f.get("name"), f.get("fingerprint")) if isinstance(f, dict) else (None, None)
+        if not isinstance(name, str) or not isinstance(fingerprint, str) or not recorded.get(name):
+            continue
+        if fingerprint not in {k.get("fingerprint") for k in recorded[name]}:
+            return True
+    return False
+
+
+def warn_if_threshold_on_other_data(workdir: Path, path: Path, stored: dict, tta: bool) -> None:
+    if threshold_on_other_data(workdir, stored):
+        folder = stored["data"].get("folder")
+        where = f" ({folder})" if isinstance(folder, str) else ""
+        again = "evaluate the valid split" + (" with --tta" if tta else "")
+        log(f"WARNING: the decision threshold in {path} was chosen on other valid data than the run's{where}: "
+            f"{again} on the run's data to choose it again")  # fmt: skip

@@ -97,7 +97,7 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     if same_rule and not valid:
         log(f"decision threshold {stored['value']:.4f} ({stored['rule']}, {tta_words(options.tta)}, chosen on valid "
             f"at step {run.step}) from {path}")  # fmt: skip
-        warn_if_threshold_on_other_data(run.workdir, path, stored)
+        warn_if_threshold_on_other_data(run.workdir, path, stored, options.tta)
         return stored
     if valid is None:
         log(f"choosing the decision threshold on the valid split first, {tta_words(options.tta)}")

@@ -137,7 +137,7 @@ def _threshold(run: LoadedRun, tta: bool) -> float | None:
     if found is not None:
         path, stored = found
         log(f"decision threshold {stored['value']:.4f}, chosen on valid {tta_words(tta)}, from {path}")
-        warn_if_threshold_on_other_data(run.workdir, path, stored)
+        warn_if_threshold_on_other_data(run.workdir, path, stored, tta)
         return stored["value"]
     flag = " --tta" if tta else ""
     if run.stored_threshold(not tta) is not None:
