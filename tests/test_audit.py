@@ -146,3 +146,18 @@ def test_convert_rewrites_float32_as_chunked_compressed_uint8(planted, tmp_path,
 def test_audit_of_a_folder_without_pcam_files_is_a_clear_error(tmp_path, capsys):
     assert audit_cli.main([str(tmp_path)]) == 2
     assert "no camelyonpatch_level_2_split_train" in capsys.readouterr().err
+
+
+def test_the_audit_folder_may_move_with_the_images_its_manifest_keeps(planted, audited, tmp_path):
+    """data.audit_dir staged elsewhere with the data (before: refused as a changed config)."""
+    import shutil
+
+    first, staged = tmp_path / "audit", tmp_path / "staged" / "audit"
+    shutil.copytree(audited[1], first)
+    workdir = tmp_path / "run"
+    train_in_process(workdir, planted, **{"data.filter": True, "data.audit_dir": str(first), "training.epochs": 1})
+    shutil.copytree(first, staged)
+    shutil.rmtree(first)
+    lines = train_in_process(workdir, planted, **{"data.filter": True, "data.audit_dir": str(staged)})
+    assert any(f"data.audit_dir {str(first)!r} -> {str(staged)!r}: its manifest keeps the images" in m for m in lines)
+    assert [r["epoch"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())] == [1, 2]

@@ -14,6 +14,7 @@ from jaxpcam.errors import ConfigChanged
 from jaxpcam.reporting import log
 
 DATA_PATH_KEYS = ("data.dir", "data.digits_file")
+MOVABLE_KEYS = (*DATA_PATH_KEYS, "data.audit_dir")  # the audit folder: judged by the images its manifest keeps
 _TRAINING_SPLITS = ("train", "valid")
 
 
@@ -117,10 +118,7 @@ def check(workdir: Path, saved: dict, current: dict, files: list[Path], data_fil
     and so must an unmoved one when config.json records them (the same relative ``data.dir`` from
     another folder, or files replaced in place, are other data under the same name); a
     ``data.filter`` manifest must be the one it trained with."""
-    if data_filter and other_manifest(workdir, data_filter.get("kept_blake2b")):
-        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
-                            f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
-                            "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
+    _check_manifest(workdir, saved, current, data_filter)
     moved = moved_paths(saved, current)
     if not moved:
         if recorded_files(workdir) is None:
@@ -144,3 +142,23 @@ def _place(data: dict) -> str:
         return "the built-in data"
     path = Path(given).expanduser()
     return given if path.is_absolute() else f"{given} ({path.absolute()})"
+
+
+def _check_manifest(workdir: Path, saved: dict, current: dict, data_filter: dict | None) -> None:
+    """The data.filter manifest must keep the images the run trained on; ``data.audit_dir`` may
+    name another folder (staged with the data) when config.json can vouch for that."""
+    from jaxpcam.rundir import flat_config
+
+    before, now = (flat_config(c).get("data.audit_dir", "") for c in (saved, current))
+    moved = f"data.audit_dir {before!r} -> {now!r}" if before != now else ""
+    if data_filter and other_manifest(workdir, data_filter.get("kept_blake2b")):
+        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
+                            f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
+                            "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
+    if not moved:
+        return
+    if data_filter and not ((_recorded_data(workdir) or {}).get("filter") or {}).get("kept_blake2b"):
+        raise ConfigChanged(f"{workdir}: {moved}, but config.json does not record the images the run's manifest "
+                            f"kept; resume with data.audit_dir={before!r}, or pass --start_fresh")  # fmt: skip
+    kept = "its manifest keeps the images the run trained on" if data_filter else "unused (data.filter is off)"
+    log(f"{moved}: {kept}; resuming")

@@ -22,7 +22,7 @@ from jaxpcam.errors import ConfigChanged, UserError
 from jaxpcam.reporting import log
 from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
 from jaxpcam.training import checkpoint
-from jaxpcam.training.moved_data import DATA_PATH_KEYS  # judged by their files: moved_data.check
+from jaxpcam.training.moved_data import MOVABLE_KEYS  # judged by their files: moved_data.check
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
@@ -37,7 +37,7 @@ RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
     (a run made before the key existed) counts as having its default value."""
-    return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k not in DATA_PATH_KEYS]
+    return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k not in MOVABLE_KEYS]
 
 
 def changed_keys(saved: dict, current: dict) -> dict[str, list]:
