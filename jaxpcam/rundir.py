@@ -44,15 +44,25 @@ def read_run_config(workdir: Path) -> dict:
         raise UserError(f"{path} is damaged (not the JSON jaxpcam writes)") from None
 
 
+def latest_data_record(workdir: Path) -> dict:
+    """config.json's provenance record of the data of the run's latest start (the start its
+    latest checkpoints come from): files, filter, dir; {} when missing or not as jaxpcam writes it."""
+    try:
+        record = json.loads((Path(workdir) / CONFIG_FILE).read_text())
+        data = (record.get("resumptions") or [record])[-1]["provenance"]["data"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def data_identity(workdir: Path) -> str:
     """A short name for the data files the run last trained on (their names and fingerprints in
     config.json's provenance; a PCAM test split is not trained on): the same for a copy of the
     files elsewhere, '' when not recorded."""
     try:
-        record = json.loads((Path(workdir) / CONFIG_FILE).read_text())
-        files = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["files"]
+        files = latest_data_record(workdir)["files"]
         named = sorted(f"{f['name']}:{f['fingerprint']}" for f in files if "_split_test_" not in f["name"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return ""
     return hashlib.blake2b("|".join(named).encode(), digest_size=4).hexdigest()
 

@@ -10,6 +10,7 @@ from jaxpcam.data import check_split, open_split, open_training_data, resolve_da
 from jaxpcam.data.pcam import file_fingerprint, split_paths
 from jaxpcam.errors import UserError
 from jaxpcam.reporting import log
+from jaxpcam.rundir import latest_data_record
 from jaxpcam.seeds import make_streams
 
 
@@ -51,11 +52,7 @@ def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str
     d = config.data
     if data_dir or d.dataset == "digits" or not d.dir or Path(d.dir).expanduser().is_absolute():
         return data_dir
-    try:
-        record = json.loads((Path(workdir) / "config.json").read_text())
-        recorded = (record.get("resumptions") or [record])[-1]["provenance"]["data"]["dir"]  # the checkpoint's start
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        recorded = None
+    recorded = latest_data_record(workdir).get("dir")  # the start the checkpoint config comes from
     recorded = recorded if isinstance(recorded, str) else None
     if recorded and Path(recorded).is_dir():
         if Path(recorded).resolve() != Path(d.dir).resolve():
@@ -123,10 +120,12 @@ def threshold_on_other_data(workdir: Path, stored: dict) -> bool:
     return False
 
 
-def warn_if_threshold_on_other_data(workdir: Path, path: Path, stored: dict, tta: bool) -> None:
-    if threshold_on_other_data(workdir, stored):
+def warn_if_threshold_on_other_data(workdir: Path, path: Path, stored: dict, tta: bool) -> bool:
+    """threshold_on_other_data, said in one WARNING line when true."""
+    if other := threshold_on_other_data(workdir, stored):
         folder = stored["data"].get("folder")
         where = f" ({folder})" if isinstance(folder, str) else ""
         again = "evaluate the valid split" + (" with --tta" if tta else "")
         log(f"WARNING: the decision threshold in {path} was chosen on other valid data than the run's{where}: "
             f"{again} on the run's data to choose it again")  # fmt: skip
+    return other

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxpcam.errors import RunFailed, UserError
 from jaxpcam.evaluation import onnx_export
-from jaxpcam.evaluation.data import threshold_on_other_data, warn_if_threshold_on_other_data
+from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
 from jaxpcam.files import json_ready
 from jaxpcam.preprocessing import Normalization
@@ -110,7 +110,7 @@ def _decision(run: LoadedRun) -> dict:
             note = f"no threshold chosen on valid for checkpoint {run.step}: run {command} first"
         log(f"WARNING: model.json gets no decision threshold ({note})")
         return {"threshold": None, "note": note}
-    warn_if_threshold_on_other_data(run.workdir, run.threshold_path(tta=False), stored, tta=False)
+    on_other_data = warn_if_threshold_on_other_data(run.workdir, run.threshold_path(tta=False), stored, tta=False)
     return {
         "threshold": stored["value"],
         "rule": stored["rule"],  # f2: maximise F2 on valid; recall: highest threshold reaching target_recall
@@ -119,7 +119,7 @@ def _decision(run: LoadedRun) -> dict:
         "on_valid": {k: stored.get(k) for k in ("precision", "recall", "f2")},
         "positive_when": "probability >= threshold",
         "tta": False,  # chosen on plain probabilities, as the exported function gives them
-        "chosen_on_other_data": threshold_on_other_data(run.workdir, stored),  # evaluate --data_dir elsewhere
+        "chosen_on_other_data": on_other_data,  # evaluate --data_dir elsewhere
     }
 
 

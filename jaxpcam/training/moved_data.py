@@ -6,12 +6,12 @@ blocks of 64 KiB per file: a different file is caught, a few changed bytes are n
 Only the files training reads count: PCAM's train and valid files by name (so the two cannot
 swap), a digits file by its content alone (a renamed copy is the same)."""
 
-import json
 from pathlib import Path
 
 from jaxpcam.data.pcam import file_fingerprint, split_paths
 from jaxpcam.errors import ConfigChanged
 from jaxpcam.reporting import log
+from jaxpcam.rundir import flat_config, latest_data_record
 
 DATA_PATH_KEYS = ("data.dir", "data.digits_file")
 MOVABLE_KEYS = (*DATA_PATH_KEYS, "data.audit_dir")  # the audit folder: judged by the images its manifest keeps
@@ -26,30 +26,30 @@ def _training_files(named: dict[str, str]) -> dict[str, str]:
     return {name: fp for name, fp in named.items() if name in pcam}
 
 
-def _recorded_data(workdir: Path) -> dict | None:
-    """config.json's record of the data of the run's latest start; None if unknown."""
-    try:
-        record = json.loads((Path(workdir) / "config.json").read_text())
-        data = (record.get("resumptions") or [record])[-1]["provenance"]["data"]
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
-
-
 def recorded_files(workdir: Path) -> dict[str, str] | None:
     """The training files of the run's latest start, as config.json recorded them; None if unknown."""
     try:
-        files = (_recorded_data(workdir) or {})["files"]
+        files = latest_data_record(workdir)["files"]
         return _training_files({f["name"]: f["fingerprint"] for f in files}) or None
     except (KeyError, TypeError, AttributeError):
         return None
 
 
+def _recorded_kept(workdir: Path) -> str | None:
+    """The digest of the images the run's data.filter manifest kept, as config.json recorded it
+    (None for runs without a filter or from before that record)."""
+    recorded = latest_data_record(workdir).get("filter")
+    return recorded.get("kept_blake2b") if isinstance(recorded, dict) else None
+
+
 def other_manifest(workdir: Path, kept_now: str | None) -> bool:
     """Whether the data.filter manifest keeps other images than the run trained on (by the kept
     indices' digest config.json records; unknown for runs from before that record: False)."""
-    then = ((_recorded_data(workdir) or {}).get("filter") or {}).get("kept_blake2b")
-    return bool(then and kept_now and then != kept_now)
+    return _kept_differs(_recorded_kept(workdir), kept_now)
+
+
+def _kept_differs(then: str | None, now: str | None) -> bool:
+    return bool(then and now and then != now)
 
 
 def manifest_named_by(data: dict) -> Path | None:
@@ -82,8 +82,6 @@ def files_named_by(data: dict) -> list[Path]:
 
 def moved_paths(saved: dict, current: dict) -> dict[str, list]:
     """{key: [before, now]} for the data paths that changed (a saved config lacking one: '')."""
-    from jaxpcam.rundir import flat_config
-
     before, now = flat_config(saved), flat_config(current)
     return {k: [before.get(k, ""), now.get(k, "")] for k in DATA_PATH_KEYS if before.get(k, "") != now.get(k, "")}
 
@@ -121,10 +119,11 @@ def check(workdir: Path, saved: dict, current: dict, files: list[Path], data_fil
     _check_manifest(workdir, saved, current, data_filter)
     moved = moved_paths(saved, current)
     if not moved:
-        if recorded_files(workdir) is None:
+        recorded = recorded_files(workdir)
+        if recorded is None:
             log(f"WARNING: {Path(workdir) / 'config.json'} does not record the files the run trained on (missing or "
                 "unreadable): the data could not be checked against them")  # fmt: skip
-        elif differ := replaced(workdir, files):
+        elif differ := _differing(recorded, files_now(files)):
             raise ConfigChanged(f"{workdir} holds a run trained on other files than {_place(current['data'])} "
                                 f"holds now ({differ} differ from config.json's record): {_ADVICE}")  # fmt: skip
         return
@@ -147,17 +146,16 @@ def _place(data: dict) -> str:
 def _check_manifest(workdir: Path, saved: dict, current: dict, data_filter: dict | None) -> None:
     """The data.filter manifest must keep the images the run trained on; ``data.audit_dir`` may
     name another folder (staged with the data) when config.json can vouch for that."""
-    from jaxpcam.rundir import flat_config
-
     before, now = (flat_config(c).get("data.audit_dir", "") for c in (saved, current))
     moved = f"data.audit_dir {before!r} -> {now!r}" if before != now else ""
-    if data_filter and other_manifest(workdir, data_filter.get("kept_blake2b")):
+    then = _recorded_kept(workdir) if data_filter else None  # the manifest matters only with data.filter
+    if data_filter and _kept_differs(then, data_filter.get("kept_blake2b")):
         raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
                             f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
                             "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
     if not moved:
         return
-    if data_filter and not ((_recorded_data(workdir) or {}).get("filter") or {}).get("kept_blake2b"):
+    if data_filter and not then:
         raise ConfigChanged(f"{workdir}: {moved}, but config.json does not record the images the run's manifest "
                             f"kept; resume with data.audit_dir={before!r}, or pass --start_fresh")  # fmt: skip
     kept = "its manifest keeps the images the run trained on" if data_filter else "unused (data.filter is off)"
