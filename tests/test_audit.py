@@ -161,3 +161,27 @@ def test_the_audit_folder_may_move_with_the_images_its_manifest_keeps(planted, a
     lines = train_in_process(workdir, planted, **{"data.filter": True, "data.audit_dir": str(staged)})
     assert any(f"data.audit_dir {str(first)!r} -> {str(staged)!r}: its manifest keeps the images" in m for m in lines)
     assert [r["epoch"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+
+
+def test_a_moved_audit_folder_unused_resumes_and_one_config_json_cannot_vouch_for_is_refused(
+    planted, audited, tmp_path
+):
+    import shutil
+
+    from jaxpcam.errors import UserError
+
+    unfiltered = tmp_path / "unfiltered"  # data.filter off: data.audit_dir is not read
+    train_in_process(unfiltered, planted, **{"data.audit_dir": str(tmp_path / "a"), "training.epochs": 1})
+    lines = train_in_process(unfiltered, planted, **{"data.audit_dir": str(tmp_path / "b")})
+    assert any("data.audit_dir" in m and "unused (data.filter is off); resuming" in m for m in lines)
+
+    first, staged = tmp_path / "audit", tmp_path / "staged"
+    shutil.copytree(audited[1], first)
+    shutil.copytree(audited[1], staged)
+    workdir = tmp_path / "run"
+    train_in_process(workdir, planted, **{"data.filter": True, "data.audit_dir": str(first), "training.epochs": 1})
+    record = json.loads((workdir / "config.json").read_text())
+    del record["provenance"]["data"]["filter"]["kept_blake2b"]  # a run from before that record
+    (workdir / "config.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"config\.json does not record the images the run's manifest kept"):
+        train_in_process(workdir, planted, **{"data.filter": True, "data.audit_dir": str(staged)})

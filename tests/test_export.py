@@ -71,6 +71,7 @@ def test_model_json_says_what_a_deployment_needs(run):
     assert card["input"]["normalization_mean"] == pytest.approx(np.asarray(loaded.normalization.mean).tolist())
     assert card["output"]["shape"] == [None] and card["class_names"] == ["no tumour", "tumour"]
     assert card["decision"]["threshold"] == threshold["value"] and card["decision"]["rule"] == threshold["rule"]
+    assert card["decision"]["chosen_on_other_data"] is False  # chosen on the run's own valid split
     assert card["training_data_profile"] == loaded.data_profile and loaded.data_profile
     assert card["config"] == json.loads(json.dumps(loaded.config.to_dict()))
     assert card["provenance"] == record["provenance"] and card["resumptions"] == record["resumptions"]
