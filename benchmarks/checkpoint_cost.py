@@ -15,11 +15,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxpcam import integrity
-from jaxpcam.config import base_config, load_config_file
+from jaxpcam.config import base_config
+from jaxpcam.config.files import load_config_file
+from jaxpcam.core.runtime import prepare_process
 from jaxpcam.data.pcam import IMAGE_SHAPE
 from jaxpcam.models import create_model
-from jaxpcam.runtime import prepare_process
+from jaxpcam.run import integrity
 from jaxpcam.training import checkpoint
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import count_params, create_train_state, fixed_normalization, make_optimizer

@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 
 from jaxpcam.config import base_config
+from jaxpcam.core.runtime import prepare_process
 from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.runtime import prepare_process
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 

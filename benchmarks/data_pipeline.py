@@ -17,10 +17,10 @@ from pathlib import Path
 
 import jax
 
+from jaxpcam.core.reporting import log
+from jaxpcam.core.runtime import prepare_process
 from jaxpcam.data import open_split, resolve_data_dir, sample_notice
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.reporting import log
-from jaxpcam.runtime import prepare_process
 from jaxpcam.training.state import fixed_normalization, normalize
 
 

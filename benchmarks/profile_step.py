@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jaxpcam.runtime import prepare_process  # no JAX import: XLA_FLAGS can still change
+from jaxpcam.core.runtime import prepare_process  # no JAX import: XLA_FLAGS can still change
 
 RUNTIME_EVENTS = ("ThunkExecutor", "SlinkyThreadPool", "PjitFunction", "$")
 

@@ -31,10 +31,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxpcam.config import DTYPES, MATMUL_PRECISIONS, base_config, load_config_file
+from jaxpcam.config import base_config
+from jaxpcam.config.checks import DTYPES, MATMUL_PRECISIONS
+from jaxpcam.config.files import load_config_file
+from jaxpcam.core.runtime import apply_run_settings, prepare_process
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.models import MODELS, create_model
-from jaxpcam.runtime import apply_run_settings, prepare_process
 from jaxpcam.training.placement import place_split
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
@@ -89,8 +91,8 @@ def synthetic_batch(key, batch_size: int) -> dict:
 
 
 def _open_split(data_dir: str | None, train: bool):
+    from jaxpcam.core.reporting import log
     from jaxpcam.data import open_split, resolve_data_dir, sample_notice
-    from jaxpcam.reporting import log
 
     data_dir, source = resolve_data_dir(data_dir or "")
     if source == "sample":

@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 
 from jaxpcam.cli import exit_code
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import SPLITS, as_uint8, open_split, split_paths
-from jaxpcam.errors import UserError
 
 _MONTAGE_TILES = 64
 

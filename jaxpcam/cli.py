@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from absl import flags
 
-from jaxpcam.config import load_config_file
-from jaxpcam.errors import RunFailed, Stopped, UserError
+from jaxpcam.config.files import load_config_file
+from jaxpcam.core.errors import RunFailed, Stopped, UserError
 
 
 def quiet_libraries() -> None:

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import positive_int, run_command
-from jaxpcam.evaluation.eval_dir import results_dir
+from jaxpcam.core.metrics import confusion_cells, show
+from jaxpcam.core.runtime import prepare_process
 from jaxpcam.evaluation.slices import IntensitySlicing
 from jaxpcam.evaluation.thresholds import RULES
-from jaxpcam.metrics import confusion_cells, show
-from jaxpcam.runtime import prepare_process
+from jaxpcam.run.eval_dir import results_dir
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
 _SHOWN_MULTI = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "log_loss")

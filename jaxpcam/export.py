@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import run_command
-from jaxpcam.runtime import prepare_process
+from jaxpcam.core.runtime import prepare_process
 
 
 def parse_args(argv):

@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxpcam.cli import exit_code, parse_flags
-from jaxpcam.runtime import prepare_process
+from jaxpcam.core.runtime import prepare_process
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Required: a config file (configs/*.py); --config.KEY=VALUE sets one of its keys.", lock_config=True

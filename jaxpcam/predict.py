@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import positive_int, run_command
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import count, log
-from jaxpcam.runtime import prepare_process
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import count, log
+from jaxpcam.core.runtime import prepare_process
 
 
 def parse_args(argv):

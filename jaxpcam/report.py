@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from jaxpcam.cli import run_command
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import write_output_text
 from jaxpcam.evaluation.report import build_report, find_runs, to_csv, to_markdown
 from jaxpcam.evaluation.report_text import to_terminal
-from jaxpcam.files import write_output_text
 
 
 def parse_args(argv):

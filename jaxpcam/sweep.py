@@ -21,11 +21,11 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxpcam import best
 from jaxpcam.cli import parse_flags
-from jaxpcam.errors import UserError
-from jaxpcam.runtime import prepare_process
-from jaxpcam.sweep_run import log_sweep, refuse_other_configs, run_point
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.runtime import prepare_process
+from jaxpcam.run import best
+from jaxpcam.sweeps.runner import log_sweep, refuse_other_configs, run_point
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Required: a sweep file (get_config() and get_sweep()); --config.KEY=VALUE sets a base key."
@@ -42,8 +42,8 @@ flags.mark_flags_as_required(["config"])
 
 
 def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) -> str:
-    from jaxpcam.evaluation.sweep_report import summarize
-    from jaxpcam.files import write_json_atomic, write_text_atomic
+    from jaxpcam.core.files import write_json_atomic, write_text_atomic
+    from jaxpcam.sweeps.status import summarize
 
     markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def _keep_less(base, grid, overrides: dict) -> None:
     """Sweeps keep less by default: each point keeps its newest checkpoint, its latest epoch end
     and its best (checkpoint.keep=1), unless the sweep file, its grid or the command line chose."""
     from jaxpcam.config import base_config
-    from jaxpcam.grid import expand
+    from jaxpcam.sweeps.grid import expand
 
     named = "checkpoint.keep" in overrides or any("checkpoint.keep" in p for p in expand(grid))
     if not named and base.checkpoint.keep == base_config().checkpoint.keep:
@@ -72,8 +72,8 @@ def main(argv: list[str]) -> None:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
         sys.exit(2)
     from jaxpcam.cli import exit_code, quiet_libraries
-    from jaxpcam.evaluation.sweep_report import point_epochs, point_status
-    from jaxpcam.grid import load_sweep, points
+    from jaxpcam.sweeps.grid import load_sweep, points
+    from jaxpcam.sweeps.status import point_epochs, point_status
 
     quiet_libraries()
     statuses = []

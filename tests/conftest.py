@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from jaxpcam.core.runtime import prepare_process
 from jaxpcam.data.sample import write_sample
-from jaxpcam.runtime import prepare_process
 
 prepare_process(restart=False)  # the test process is set up as a command's would be
 
@@ -39,7 +39,7 @@ def tiny_overrides(data_dir: Path, **extra) -> list[str]:
 
 def tiny_config(data_dir: Path, **extra):
     """configs/mlp.py with the values of ``tiny_overrides``, as a ConfigDict (typed values)."""
-    from jaxpcam.config import load_config_file
+    from jaxpcam.config.files import load_config_file
 
     config = load_config_file(str(REPO / "configs" / "mlp.py"))
     values = {
@@ -59,7 +59,7 @@ def train_in_process(workdir: Path, data_dir: Path, **extra) -> list[str]:
     """Trains like ``python -m jaxpcam.main`` with ``tiny_overrides`` but in this process (no
     interpreter start, JAX import or recompile of the same step); returns the log lines.
     Subprocesses stay for what needs a process: exit codes, signals, kills, stderr."""
-    from jaxpcam.reporting import captured_log
+    from jaxpcam.core.reporting import captured_log
     from jaxpcam.training.loop import train_and_evaluate
 
     with captured_log() as lines:
@@ -114,8 +114,8 @@ def tiny_state():
 
 @pytest.fixture
 def messages():
-    """The log lines of the test (jaxpcam.reporting.captured_log)."""
-    from jaxpcam.reporting import captured_log
+    """The log lines of the test (jaxpcam.core.reporting.captured_log)."""
+    from jaxpcam.core.reporting import captured_log
 
     with captured_log() as lines:
         yield lines

@@ -101,7 +101,7 @@ def test_a_resume_with_another_manifest_is_refused(planted, audited, tmp_path):
     the same list in other bytes (a re-audit of the same files from elsewhere) is the same."""
     import shutil
 
-    from jaxpcam.errors import UserError
+    from jaxpcam.core.errors import UserError
 
     audit_dir = tmp_path / "audit"
     shutil.copytree(audited[1], audit_dir)
@@ -168,7 +168,7 @@ def test_a_moved_audit_folder_unused_resumes_and_one_config_json_cannot_vouch_fo
 ):
     import shutil
 
-    from jaxpcam.errors import UserError
+    from jaxpcam.core.errors import UserError
 
     unfiltered = tmp_path / "unfiltered"  # data.filter off: data.audit_dir is not read
     train_in_process(unfiltered, planted, **{"data.audit_dir": str(tmp_path / "a"), "training.epochs": 1})

@@ -21,15 +21,16 @@ from ml_collections import config_flags
 from conftest import run_main, tiny_overrides, train_in_process
 from jaxpcam import evaluate, predict
 from jaxpcam.cli import parse_flags
-from jaxpcam.config import base_config, validate
-from jaxpcam.config_checks import leaves as config_leaves
+from jaxpcam.config import base_config
+from jaxpcam.config.checks import leaves as config_leaves
+from jaxpcam.config.checks import validate
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import write_text_atomic
+from jaxpcam.core.task import task_for
 from jaxpcam.data import check_split, open_split, open_training_data, stats
 from jaxpcam.data.audit import audit
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
-from jaxpcam.errors import UserError
-from jaxpcam.files import write_text_atomic
-from jaxpcam.grid import load_sweep
-from jaxpcam.task import task_for
+from jaxpcam.sweeps.grid import load_sweep
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -442,7 +443,7 @@ def test_a_single_class_training_split_is_warned_about(tiny_pcam, tmp_path, mess
 
 
 def test_a_config_file_with_an_unknown_key_or_a_missing_value_is_refused(tmp_path):
-    from jaxpcam.config import load_config_file
+    from jaxpcam.config.files import load_config_file
 
     typo = tmp_path / "typo.py"
     typo.write_text(
@@ -571,7 +572,7 @@ def test_predict_refuses_an_output_with_a_trailing_slash_and_an_unwritable_folde
 def test_a_write_error_after_predicting_names_the_output_not_the_temporary_file(trained_run, tmp_path, capsys):
     import os
 
-    from jaxpcam import files
+    from jaxpcam.core import files
 
     def fail(path, text, replace):
         raise PermissionError(1, "Operation not permitted", str(path.with_name(f".{path.name}.{os.getpid()}.1.tmp")))

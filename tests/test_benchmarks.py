@@ -123,7 +123,7 @@ def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
     """benchmarks/stain_tta.sh (the README's stain/TTA table) takes 20 minutes: here only that it
     parses and that what it passes exists."""
     from jaxpcam.config import base_config
-    from jaxpcam.config_files import load_config_file
+    from jaxpcam.config.files import load_config_file
 
     script = REPO / "benchmarks" / "stain_tta.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 
 from conftest import tiny_state
-from jaxpcam import best
 from jaxpcam.config import base_config
+from jaxpcam.run import best
 from jaxpcam.training import checkpoint
 from jaxpcam.training.schedules import ScheduleState
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_main, tiny_overrides
-from jaxpcam.config import base_config, validate
-from jaxpcam.errors import UserError
+from jaxpcam.config import base_config
+from jaxpcam.config.checks import validate
+from jaxpcam.core.errors import UserError
 
 
 def _load(name):
@@ -209,7 +210,7 @@ def test_a_key_missing_from_a_saved_config_counts_as_its_default_on_resume():
 
 
 def test_the_pcam_recipe_is_valid_and_its_features_train_together(tiny_pcam, tmp_path):
-    from jaxpcam.reporting import captured_log
+    from jaxpcam.core.reporting import captured_log
     from jaxpcam.training.loop import train_and_evaluate
 
     config = _load("pcam_recipe")
@@ -234,7 +235,7 @@ def test_the_readme_config_table_documents_every_key():
     import re
 
     from conftest import REPO
-    from jaxpcam.config_checks import leaves
+    from jaxpcam.config.checks import leaves
 
     readme = (REPO / "README.md").read_text()
     table = readme.split("## Config keys", 1)[1].split("\n## ", 1)[0]

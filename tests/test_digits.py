@@ -8,8 +8,8 @@ from sklearn import metrics as skm
 
 from conftest import run_main
 from jaxpcam import evaluate
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.digits import create_digits_h5, load_mnist_idx, open_digits
-from jaxpcam.errors import UserError
 
 
 def _write_idx(path, array, magic, gz):

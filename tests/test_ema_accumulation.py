@@ -13,13 +13,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import metrics_without_timing, run_main, tiny_config, tiny_overrides, train_in_process
-from jaxpcam.config import base_config, validate
-from jaxpcam.errors import UserError
+from jaxpcam.config import base_config
+from jaxpcam.config.checks import validate
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import captured_log
 from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.evaluate import EvalOptions, predict_split
 from jaxpcam.evaluation.loading import load_run
 from jaxpcam.models import create_model
-from jaxpcam.reporting import captured_log
 from jaxpcam.training import ema
 from jaxpcam.training.loop import train_and_evaluate
 from jaxpcam.training.state import EmaTrainState, TrainState, create_train_state, fixed_normalization, make_optimizer

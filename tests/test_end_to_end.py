@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, run_main, tiny_overrides, train_in_process
-from jaxpcam.runtime import HUGEPAGE_TUNABLE, hugepage_environment, read_thp_setting, with_cpu_defaults
+from jaxpcam.core.runtime import HUGEPAGE_TUNABLE, hugepage_environment, read_thp_setting, with_cpu_defaults
 
 
 def _train(workdir: Path, data: Path, **extra):

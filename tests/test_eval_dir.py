@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from jaxpcam.errors import UserError
-from jaxpcam.evaluation import eval_dir
+from jaxpcam.core.errors import UserError
+from jaxpcam.run import eval_dir
 
 
 def _write(path, record):

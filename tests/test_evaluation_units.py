@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.metrics import binary_report, confusion_cells, majority_baseline, multiclass_report, show
+from jaxpcam.core.task import PCAM_CLASS_NAMES
 from jaxpcam.data.profile import group_spread
 from jaxpcam.data.stats import image_features
-from jaxpcam.errors import UserError
 from jaxpcam.evaluate import confusion_lines
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.drift import FALSE_ALARM, check_drift
 from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
-from jaxpcam.metrics import binary_report, confusion_cells, majority_baseline, multiclass_report, show
-from jaxpcam.task import PCAM_CLASS_NAMES
 
 
 def test_binary_report_agrees_with_scikit_learn_on_random_predictions():

@@ -20,10 +20,10 @@ import pytest
 from conftest import train_in_process
 from jaxpcam import evaluate
 from jaxpcam import export as export_command
+from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
+from jaxpcam.data.normalization import Normalization
 from jaxpcam.evaluation import export as exporting
 from jaxpcam.evaluation.loading import load_run
-from jaxpcam.preprocessing import Normalization
-from jaxpcam.task import PCAM_ONE_LOGIT, Task
 
 HAVE_ONNX = all(importlib.util.find_spec(name) is not None for name in ("jax2onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(
@@ -45,7 +45,7 @@ def run(tiny_pcam, tmp_path_factory):
     train_in_process(workdir, tiny_pcam)
     mp = pytest.MonkeyPatch()
     mp.setitem(sys.modules, "jax2onnx", None)  # import jax2onnx now raises ImportError
-    from jaxpcam.reporting import captured_log
+    from jaxpcam.core.reporting import captured_log
 
     with captured_log() as before_lines:
         assert export_command.main(["--workdir", str(workdir), "--output", str(workdir / "before_eval")]) == 0

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import jaxpcam.data.gz as gz
+from jaxpcam.core.errors import UserError
 from jaxpcam.data import open_split, resolve_data_dir
-from jaxpcam.errors import UserError
 
 
 def _gzipped_copy(src, dst, keep_plain=()):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import train_in_process
-from jaxpcam.errors import RunFailed, UserError
-from jaxpcam.training import tracking, workdir_lock
+from jaxpcam.core.errors import RunFailed, UserError
+from jaxpcam.run import lock as workdir_lock
+from jaxpcam.training import tracking
 
 
 @pytest.fixture(scope="module")

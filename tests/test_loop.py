@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import metrics_without_timing, tiny_config, train_in_process
-from jaxpcam.reporting import captured_log
+from jaxpcam.core.reporting import captured_log
 from jaxpcam.training import loop
 
 
@@ -81,7 +81,7 @@ def _stop_at_step(monkeypatch, at: int):
 
 
 def test_cosine_warmup_resume_is_bit_exact_and_logs_the_rates_used(tiny_pcam, tmp_path, monkeypatch):
-    from jaxpcam.errors import Stopped
+    from jaxpcam.core.errors import Stopped
     from jaxpcam.training.schedules import step_rate
 
     overrides = {"training.scheduler": "cosine", "training.warmup_steps": 6, "training.min_lr": 1e-5}

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from jaxpcam.metrics import binary_metrics, multiclass_metrics
+from jaxpcam.core.metrics import binary_metrics, multiclass_metrics
 
 
 def test_binary_metrics_on_a_constructed_case():

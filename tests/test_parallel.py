@@ -17,9 +17,9 @@ import portpicker
 import pytest
 
 from conftest import REPO, metrics_without_timing, run_main, tiny_overrides
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.pcam import open_split
 from jaxpcam.data.pipeline import LoadBatch, ProcessRows
-from jaxpcam.errors import UserError
 from jaxpcam.training.parallel import DataParallel
 
 RTOL = 1e-5

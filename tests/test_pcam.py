@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.pcam import open_split, split_paths
-from jaxpcam.errors import UserError
 
 
 def _write(tmp_path, x, y, split="train"):

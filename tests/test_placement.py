@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from jaxpcam.core.errors import UserError
 from jaxpcam.data import open_split
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.pcam import read_all
-from jaxpcam.errors import UserError
 from jaxpcam.training.placement import (
     ResidentSplit,
     choose_placement,

@@ -3,7 +3,7 @@
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from jaxpcam.reporting import MetricWriter, captured_log, format_duration, log
+from jaxpcam.core.reporting import MetricWriter, captured_log, format_duration, log
 
 
 def test_metric_writer_writes_scalars_images_pr_curves_and_hparams(tmp_path):
@@ -46,7 +46,7 @@ def test_a_failed_write_in_the_writer_thread_is_raised_on_close(tmp_path):
 
 
 def test_progress_in_a_log_file_is_plain_lines_not_carriage_returns(capsys, messages):
-    from jaxpcam.reporting import ProgressLine
+    from jaxpcam.core.reporting import ProgressLine
 
     line = ProgressLine(every=3600.0)  # stderr is captured here: not a terminal
     for done in (1, 2, 3):
@@ -64,7 +64,7 @@ def test_the_audit_progress_in_a_log_file_has_no_carriage_returns(tiny_pcam, tmp
 
 
 def test_a_live_progress_line_is_redrawn_in_place_and_a_log_line_wipes_it_first(capsys):
-    from jaxpcam.reporting import ProgressLine
+    from jaxpcam.core.reporting import ProgressLine
 
     line = ProgressLine(live=True)  # as on a terminal
     line.show("step 1/2")
@@ -96,6 +96,6 @@ def test_training_progress_labels_the_window_speed_and_both_etas(monkeypatch):
 
 
 def test_counts_say_their_noun_in_the_right_number():
-    from jaxpcam.reporting import count
+    from jaxpcam.core.reporting import count
 
     assert [count(n, "epoch") for n in (0, 1, 2, 1234)] == ["0 epochs", "1 epoch", "2 epochs", "1,234 epochs"]

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from conftest import metrics_without_timing, train_in_process
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.sample import write_sample
-from jaxpcam.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_which_files_count_a_renamed_digits_file_yes_swapped_pcam_splits_no(tmp_
     import json
 
     from jaxpcam.data.pcam import file_fingerprint
-    from jaxpcam.training import moved_data
+    from jaxpcam.run import data_identity as moved_data
 
     def record(workdir, files):
         workdir.mkdir(parents=True)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from jaxpcam.config import base_config
-from jaxpcam.errors import UserError
-from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.runtime import (
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.runtime import (
     CPU_MULTI_OUTPUT_FUSION,
     GPU_DETERMINISM_FLAG,
     HUGEPAGE_TUNABLE,
@@ -25,6 +24,7 @@ from jaxpcam.runtime import (
     with_gpu_determinism,
     xla_flag_value,
 )
+from jaxpcam.models.cnn import max_pool_2x2
 
 
 def test_cpu_defaults_are_added_next_to_the_users_flags():
@@ -145,7 +145,7 @@ def test_settings_xla_can_no_longer_take_are_refused_and_precision_is_applied(mo
 
 
 def test_a_users_own_determinism_flag_wins_over_the_config(monkeypatch):
-    import jaxpcam.runtime as runtime
+    import jaxpcam.core.runtime as runtime
 
     monkeypatch.setattr(runtime, "USER_XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
@@ -162,7 +162,7 @@ def test_importing_jaxpcam_changes_nothing_in_the_process():
         "import os\n"
         "import jaxpcam.training.loop, jaxpcam.evaluation.evaluate, jaxpcam.data.pcam\n"
         "print(os.environ.get('XLA_FLAGS'), os.environ.get('JAXPCAM_ADDED_XLA_FLAGS'))\n"
-        "from jaxpcam.runtime import prepare_process\n"
+        "from jaxpcam.core.runtime import prepare_process\n"
         "prepare_process(restart=False)\n"
         "print('--xla_gpu_deterministic_ops=true' in os.environ.get('XLA_FLAGS', ''))\n"
     )

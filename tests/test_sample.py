@@ -113,7 +113,7 @@ def _blue_minus_red_density(folder, split):
 
 
 def test_sample_version_2_tests_on_another_lab_and_validates_on_the_first(tmp_path):
-    from jaxpcam.config import SAMPLE_VERSIONS
+    from jaxpcam.config.checks import SAMPLE_VERSIONS
     from jaxpcam.data.sample import _LABS
 
     assert tuple(_LABS) == SAMPLE_VERSIONS  # the config accepts exactly the versions there are
@@ -150,7 +150,7 @@ def test_an_unfinished_sample_folder_holding_a_users_file_is_refused_not_deleted
     import stat
 
     import jaxpcam.data.sample as sample
-    from jaxpcam.errors import UserError
+    from jaxpcam.core.errors import UserError
 
     monkeypatch.setenv("JAXPCAM_DATA_CACHE", str(tmp_path))
     monkeypatch.setattr(sample, "SAMPLE_SIZES", {"train": 16, "valid": 8, "test": 8})

@@ -5,8 +5,8 @@ import optax
 import pytest
 
 from jaxpcam.config import base_config
+from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.models import create_model
-from jaxpcam.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer, make_streams
 from jaxpcam.training.steps import eval_step, jit_train_step, train_step
 

@@ -13,11 +13,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import REPO, command
 from jaxpcam.config import base_config
-from jaxpcam.errors import UserError
-from jaxpcam.evaluation.sweep_report import STATUS_FILE, point_epochs, point_status, summarize
-from jaxpcam.grid import expand, load_sweep, points, with_values
-from jaxpcam.sweep_run import run_point
-from jaxpcam.training import workdir_lock
+from jaxpcam.core.errors import UserError
+from jaxpcam.run import lock as workdir_lock
+from jaxpcam.sweeps.grid import expand, load_sweep, points, with_values
+from jaxpcam.sweeps.runner import run_point
+from jaxpcam.sweeps.status import STATUS_FILE, point_epochs, point_status, summarize
 
 
 def test_the_seeds_grid_has_18_valid_points_first_key_slowest():
@@ -198,7 +198,7 @@ def test_a_running_record_is_running_only_while_its_lock_lives(tmp_path):
 
 
 def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(tmp_path, monkeypatch, lines):
-    import jaxpcam.evaluation.sweep_report
+    import jaxpcam.sweeps.status
     import jaxpcam.training.loop
 
     trained = []
@@ -208,7 +208,7 @@ def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(t
         _recorded(run_dir, None, trained_for=config.training.epochs, finished=config.training.epochs)
 
     monkeypatch.setattr(jaxpcam.training.loop, "train_and_evaluate", train)
-    monkeypatch.setattr(jaxpcam.evaluation.sweep_report, "write_hparams", lambda point, run_dir: None)
+    monkeypatch.setattr(jaxpcam.sweeps.status, "write_hparams", lambda point, run_dir: None)
     run_dir = tmp_path / "seed=1"
     _recorded(run_dir, "done", trained_for=1, finished=1)
     assert run_point(_point(1), tmp_path) == "done" and trained == []
@@ -242,7 +242,7 @@ def test_sweeps_keep_one_epoch_end_unless_someone_chose():
 
 def test_a_point_run_with_another_base_config_is_refused_listed_and_never_skipped_as_done(tiny_pcam, tmp_path, lines):
     from conftest import tiny_config
-    from jaxpcam.sweep_run import refuse_other_configs
+    from jaxpcam.sweeps.runner import refuse_other_configs
 
     def sweep(**overrides):  # the points of `--config.x=y ...` over a grid of two seeds
         return points(tiny_config(tiny_pcam, **{"training.epochs": 1, **overrides}), {"seed": [1, 2]})
@@ -285,7 +285,7 @@ def test_a_point_run_with_another_base_config_is_refused_listed_and_never_skippe
 
 
 def test_the_sweep_command_refuses_another_base_config_in_one_line_before_any_work(tmp_path):
-    from jaxpcam.config import load_config_file
+    from jaxpcam.config.files import load_config_file
 
     sweep_file, sweep_dir = tmp_path / "sweep_tiny.py", tmp_path / "sweep"
     sweep_file.write_text(TINY_SWEEP.format(data=str(tmp_path / "data")))
@@ -308,7 +308,7 @@ def test_a_point_is_judged_by_the_files_its_data_dir_names(tiny_pcam, tmp_path):
 
     from conftest import tiny_config
     from jaxpcam.data.sample import write_sample
-    from jaxpcam.sweep_run import refuse_other_configs
+    from jaxpcam.sweeps.runner import refuse_other_configs
 
     def sweep(data):
         return points(tiny_config(data, **{"training.epochs": 1}), {"seed": [1]})
@@ -337,7 +337,7 @@ def test_a_point_whose_manifest_keeps_other_images_is_another_config(tiny_pcam, 
 
     from conftest import tiny_config
     from jaxpcam import audit as audit_cli
-    from jaxpcam.sweep_run import refuse_other_configs
+    from jaxpcam.sweeps.runner import refuse_other_configs
 
     data = tmp_path / "pcam"
     shutil.copytree(tiny_pcam, data)

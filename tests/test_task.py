@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxpcam.config import base_config
-from jaxpcam.task import task_for
+from jaxpcam.core.task import task_for
 
 
 def _config(dataset="pcam", num_classes=1):

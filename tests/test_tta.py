@@ -162,7 +162,7 @@ def test_a_tta_threshold_from_before_the_layout_is_used_only_with_tta(tiny_run, 
 def test_tta_refuses_non_square_images_and_warns_for_models_trained_without_flips(tiny_run, messages):
     import dataclasses
 
-    from jaxpcam.errors import UserError
+    from jaxpcam.core.errors import UserError
 
     run = load_run(tiny_run)
     run.check_tta()

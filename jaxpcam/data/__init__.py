@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
 from jaxpcam.data.digits import create_digits_h5, open_digits
 from jaxpcam.data.gz import decompress_missing
 from jaxpcam.data.manifest import apply_manifest
 from jaxpcam.data.pcam import SPLITS, data_files, file_fingerprint, open_split, split_paths
 from jaxpcam.data.sample import cache_dir, ensure_sample, is_sample
 from jaxpcam.data.stats import cached_nonfinite_count
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
 
 
 def sample_notice(folder: Path, doing: str) -> str:

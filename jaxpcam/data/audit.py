@@ -28,9 +28,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import ProgressLine
 from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, as_uint8, file_fingerprint, split_paths
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import ProgressLine
 
 EMPTY_STD = 2.0
 OUTLIER_Z = 5.0  # clean synthetic tissue peaks at |z| = 3.0 over 8,192 images

@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jaxpcam.errors import UserError
-from jaxpcam.files import atomic_path
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import atomic_path
 
 DEFAULT_DIGITS = (4, 5, 6, 7, 8, 9)
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049

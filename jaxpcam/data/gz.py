@@ -8,8 +8,8 @@ import time
 import zlib
 from pathlib import Path
 
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import ProgressLine, log
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import ProgressLine, log
 
 _BLOCK = 8 << 20
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.core.errors import UserError
 from jaxpcam.data.pcam import PcamSplit, file_fingerprint
-from jaxpcam.errors import UserError
 
 
 @dataclasses.dataclass

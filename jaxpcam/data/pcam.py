@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
 
 IMAGE_SHAPE = (96, 96, 3)
 _FINGERPRINT_BLOCKS, _BLOCK = 64, 1 << 16

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.core.reporting import log
 from jaxpcam.data.stats import image_features
-from jaxpcam.reporting import log
 
 PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 PROFILE_SAMPLE = 2048

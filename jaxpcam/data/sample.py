@@ -29,9 +29,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import IMAGE_SHAPE, split_paths
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
 
 DEFAULT_VERSION = 1  # the versions are _LABS' keys (config.SAMPLE_VERSIONS)
 SAMPLE_SIZES = {"train": 8192, "valid": 1024, "test": 1024}

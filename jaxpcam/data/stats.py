@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxpcam.core.files import write_text_atomic
+from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import count_nonfinite, file_fingerprint
-from jaxpcam.files import write_text_atomic
-from jaxpcam.reporting import log
 
 _CHUNK = 1024
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
+from jaxpcam.core.seeds import make_streams
 from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir, sample_notice
 from jaxpcam.data.pcam import file_fingerprint, split_paths
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
-from jaxpcam.rundir import latest_data_record
-from jaxpcam.seeds import make_streams
+from jaxpcam.run.record import latest_data_record
 
 
 def open_eval_split(

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpcam import metrics as metrics_lib
+from jaxpcam.core import metrics as metrics_lib
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import json_ready, write_json_atomic
+from jaxpcam.core.reporting import MetricWriter, log
+from jaxpcam.core.task import Task
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
-from jaxpcam.errors import UserError
-from jaxpcam.evaluation import eval_dir, plots
+from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.data import (
     data_dir_for,
     data_record,
@@ -28,9 +31,7 @@ from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, l
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
 from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
 from jaxpcam.evaluation.thresholds import choose_threshold
-from jaxpcam.files import json_ready, write_json_atomic
-from jaxpcam.reporting import MetricWriter, log
-from jaxpcam.task import Task
+from jaxpcam.run import eval_dir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,15 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpcam.errors import RunFailed, UserError
+from jaxpcam.core.errors import RunFailed, UserError
+from jaxpcam.core.files import json_ready
+from jaxpcam.core.reporting import log
+from jaxpcam.core.task import Task
+from jaxpcam.data.normalization import Normalization
 from jaxpcam.evaluation import onnx_export
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
-from jaxpcam.files import json_ready
-from jaxpcam.preprocessing import Normalization
-from jaxpcam.reporting import log
-from jaxpcam.rundir import CONFIG_FILE
-from jaxpcam.task import Task
+from jaxpcam.run.record import CONFIG_FILE
 
 FORMAT = "jaxpcam-export/1"
 JAX_FILE, ONNX_FILE, CARD_FILE = "model.jaxexport", "model.onnx", "model.json"

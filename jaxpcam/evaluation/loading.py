@@ -15,15 +15,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxpcam import best, integrity
-from jaxpcam import checkpoint_items as checkpoint
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
+from jaxpcam.core.task import Task, task_for
+from jaxpcam.data.normalization import Normalization, normalize
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
-from jaxpcam.errors import UserError
-from jaxpcam.evaluation import eval_dir
 from jaxpcam.models import create_model
-from jaxpcam.preprocessing import Normalization, normalize
-from jaxpcam.reporting import log
-from jaxpcam.task import Task, task_for
+from jaxpcam.run import best, eval_dir, integrity
+from jaxpcam.run import checkpoint_items as checkpoint
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.ticker import PercentFormatter
 from sklearn import metrics as skm
 
-from jaxpcam.metrics import confusion_cells, row_shares
+from jaxpcam.core.metrics import confusion_cells, row_shares
 
 
 def _finish(fig, path: Path) -> np.ndarray:

@@ -12,16 +12,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import write_output_text
+from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
-from jaxpcam.errors import UserError
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
-from jaxpcam.evaluation.eval_dir import find_threshold
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
 from jaxpcam.evaluation.predictions_csv import predictions_csv
-from jaxpcam.files import write_output_text
-from jaxpcam.reporting import log
+from jaxpcam.run.eval_dir import find_threshold
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpcam.files import write_text_atomic
-from jaxpcam.task import Task
+from jaxpcam.core.files import write_text_atomic
+from jaxpcam.core.task import Task
 
 
 def predictions_csv(

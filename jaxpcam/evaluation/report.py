@@ -10,14 +10,14 @@ import math
 import os
 from pathlib import Path
 
-from jaxpcam import best
-from jaxpcam.errors import UserError
-from jaxpcam.evaluation.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.metrics import show
+from jaxpcam.core.reporting import log
+from jaxpcam.core.task import task_for
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
-from jaxpcam.metrics import show
-from jaxpcam.reporting import log
-from jaxpcam.rundir import data_identity, read_metrics, read_run_config
-from jaxpcam.task import task_for
+from jaxpcam.run import best
+from jaxpcam.run.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
+from jaxpcam.run.record import data_identity, read_metrics, read_run_config
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
 MULTICLASS_METRICS = ("val_accuracy", "val_macro_f1", "val_balanced_accuracy", "val_loss")

@@ -3,9 +3,9 @@ as many metric columns as fit the width (the rest are in report.csv and report.m
 
 import textwrap
 
+from jaxpcam.core.metrics import show
 from jaxpcam.evaluation.report import Report, cell, notes
 from jaxpcam.evaluation.run_groups import Stat
-from jaxpcam.metrics import show
 
 WIDTH = 100
 RUN_WIDTH = 26  # longer run names keep their end (seed42, optimizer=adam): it tells them apart

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from jaxpcam.config import base_config
-from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
+from jaxpcam.run.record import NEUTRAL_KEYS, flat_config
 
 # Not compared between runs: the seed (what a group averages over), the name (a label), and
 # locations: data.dir/digits_file/audit_dir only as "given or not" ('' means the built-in sample,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from jaxpcam.config import load_python_file
-from jaxpcam.errors import UserError
+from jaxpcam.config.files import load_python_file
+from jaxpcam.core.errors import UserError
 
 
 def mean_intensity(images: np.ndarray) -> np.ndarray:

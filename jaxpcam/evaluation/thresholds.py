@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 from sklearn import metrics as skm
 
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
 
 RULES = ("f2", "recall")
 

@@ -22,8 +22,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxpcam import best, integrity
-from jaxpcam.checkpoint_items import (  # noqa: F401 (re-exported for training code)
+from jaxpcam.core.errors import RunFailed
+from jaxpcam.run import best, integrity
+from jaxpcam.run.checkpoint_items import (  # noqa: F401 (re-exported for training code)
     ITEMS,
     has_checksums,
     has_item,
@@ -32,7 +33,6 @@ from jaxpcam.checkpoint_items import (  # noqa: F401 (re-exported for training c
     read_verified_json_item,
     restore_verified,
 )
-from jaxpcam.errors import RunFailed
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
 

@@ -9,7 +9,7 @@ raised (or set to 0): raising ``training.epochs`` alone would meet the same rule
 
 import ml_collections
 
-from jaxpcam.reporting import count
+from jaxpcam.core.reporting import count
 from jaxpcam.training.checkpoint import Progress
 
 

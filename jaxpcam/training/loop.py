@@ -18,14 +18,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxpcam import best
-from jaxpcam import config as config_lib
+from jaxpcam.config.checks import validate as validate_config
+from jaxpcam.core.errors import RunFailed, Stopped, UserError
+from jaxpcam.core.files import json_ready
+from jaxpcam.core.reporting import ProgressLine, log
+from jaxpcam.core.runtime import apply_run_settings
 from jaxpcam.data.pipeline import release_shared_memory
-from jaxpcam.errors import RunFailed, Stopped, UserError
-from jaxpcam.files import json_ready
-from jaxpcam.reporting import ProgressLine, log
-from jaxpcam.runtime import apply_run_settings
-from jaxpcam.training import checkpoint, early_stopping, tracking, workdir_lock
+from jaxpcam.run import best
+from jaxpcam.run import lock as workdir_lock
+from jaxpcam.training import checkpoint, early_stopping, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
 from jaxpcam.training.preemption import StopRequest
@@ -42,7 +43,7 @@ def default_workdir(config: ml_collections.ConfigDict) -> Path:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool = False) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns a summary."""
-    config_lib.validate(config)
+    validate_config(config)
     run_settings = apply_run_settings(config.training)  # before the first JAX computation
     try:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
 
 DATA_AXIS = "data"
 

@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
 from jaxpcam.data import hold_in_memory, stain
 from jaxpcam.data.pcam import read_all
 from jaxpcam.data.pipeline import apply_dihedral
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
 from jaxpcam.training.parallel import DataParallel, any_process
 
 AUTO_SHARE = 0.5  # auto: the splits may take this share of a device's free memory

@@ -12,7 +12,7 @@ import dataclasses
 import shutil
 import time
 
-from jaxpcam.reporting import format_duration
+from jaxpcam.core.reporting import format_duration
 
 BAR_WIDTH = 20
 

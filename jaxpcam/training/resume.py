@@ -17,12 +17,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from jaxpcam import integrity
-from jaxpcam.errors import ConfigChanged, UserError
-from jaxpcam.reporting import log
-from jaxpcam.rundir import NEUTRAL_KEYS, flat_config
+from jaxpcam.core.errors import ConfigChanged, UserError
+from jaxpcam.core.reporting import log
+from jaxpcam.run import integrity
+from jaxpcam.run.data_identity import MOVABLE_KEYS  # judged by their files: moved_data.check
+from jaxpcam.run.record import NEUTRAL_KEYS, flat_config
 from jaxpcam.training import checkpoint
-from jaxpcam.training.moved_data import MOVABLE_KEYS  # judged by their files: moved_data.check
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 

@@ -10,15 +10,16 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import MetricWriter, log
+from jaxpcam.core.task import Task, task_for
 from jaxpcam.data import open_training_data
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.profile import intensity_profile
 from jaxpcam.data.stats import cached_channel_stats
-from jaxpcam.errors import UserError
 from jaxpcam.models import create_model
-from jaxpcam.reporting import MetricWriter, log
-from jaxpcam.task import Task, task_for
-from jaxpcam.training import checkpoint, early_stopping, moved_data, resume, summary, tracking
+from jaxpcam.run import data_identity as moved_data
+from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data, stain_columns

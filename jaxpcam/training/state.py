@@ -10,8 +10,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpcam.preprocessing import Normalization, fixed_normalization, normalize  # noqa: F401 (re-exported)
-from jaxpcam.seeds import Streams, make_streams  # noqa: F401 (re-exported)
+from jaxpcam.core.seeds import Streams, make_streams  # noqa: F401 (re-exported)
+from jaxpcam.data.normalization import Normalization, fixed_normalization, normalize  # noqa: F401 (re-exported)
 
 
 @flax.struct.dataclass

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpcam.task import PCAM_ONE_LOGIT, Task
+from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
 from jaxpcam.training import ema
 from jaxpcam.training.accumulation import value_and_grad
 from jaxpcam.training.placement import ResidentSplit, gather_batch

@@ -13,11 +13,11 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from jaxpcam.core.errors import RunFailed
+from jaxpcam.core.files import json_ready, write_json_atomic, write_text_atomic
+from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import file_fingerprint
-from jaxpcam.errors import RunFailed
-from jaxpcam.files import json_ready, write_json_atomic, write_text_atomic
-from jaxpcam.reporting import log
-from jaxpcam.rundir import CONFIG_FILE, METRICS_FILE, read_metrics  # noqa: F401 (read_metrics re-exported)
+from jaxpcam.run.record import CONFIG_FILE, METRICS_FILE, read_metrics  # noqa: F401 (read_metrics re-exported)
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",

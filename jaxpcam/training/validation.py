@@ -4,8 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxpcam.core.task import Task
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.task import Task
 from jaxpcam.training.parallel import DataParallel, to_host
 from jaxpcam.training.placement import ResidentSplit
 from jaxpcam.training.state import TrainState

@@ -26,8 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
 
 LOCK_NAME = "run.lock"
 HEARTBEAT_SECONDS = 5.0

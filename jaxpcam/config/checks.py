@@ -9,7 +9,8 @@ import numbers
 
 import ml_collections
 
-from jaxpcam.errors import UserError
+from jaxpcam.config import base_config
+from jaxpcam.core.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau", "cosine")
@@ -255,7 +256,7 @@ def _check_checkpoint(config: ml_collections.ConfigDict) -> None:
     _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
     _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)
     _require(c.best_mode in BEST_MODES, "checkpoint.best_mode", f"one of {BEST_MODES}", c.best_mode)
-    from jaxpcam.task import task_for  # deferred: imports jax and scikit-learn
+    from jaxpcam.core.task import task_for  # deferred: imports jax and scikit-learn
 
     allowed = task_for(config).metric_names
     _require(
@@ -264,3 +265,8 @@ def _check_checkpoint(config: ml_collections.ConfigDict) -> None:
         f"one of the metrics training logs for this task: {', '.join(allowed)}",
         c.best_metric,
     )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises UserError naming the first key whose value cannot work."""
+    check_config(config, base_config())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
 
 
 def _where(err: BaseException, path: Path) -> str:

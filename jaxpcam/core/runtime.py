@@ -120,7 +120,7 @@ def apply_run_settings(training) -> dict:
     backend: a change after that is refused rather than silently ignored."""
     import jax
 
-    from jaxpcam.errors import UserError
+    from jaxpcam.core.errors import UserError
 
     users_own = xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is not None
     in_effect = bool(xla_flag_value(os.environ.get("XLA_FLAGS", ""), GPU_DETERMINISM_FLAG))

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam import config as config_lib
-from jaxpcam.errors import UserError
+from jaxpcam.config.checks import validate as validate_config
+from jaxpcam.config.files import call_file_function
+from jaxpcam.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ def load_sweep(path: str | Path) -> list[dict] | dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no sweep file at {path}")
-    return config_lib.call_file_function(path, "get_sweep", what="--config sweep")
+    return call_file_function(path, "get_sweep", what="--config sweep")
 
 
 def expand(sweep: dict | list[dict]) -> list[dict]:
@@ -87,7 +88,7 @@ def points(base: ml_collections.ConfigDict, sweep: dict | list[dict]) -> list[Po
     for index, values in enumerate(expand(sweep)):
         config = with_values(base, values)
         try:
-            config_lib.validate(config)
+            validate_config(config)
         except UserError as err:
             raise UserError(f"sweep point {index} ({values}): {err}") from None
         result.append(Point(index, values, config))

@@ -8,10 +8,10 @@ swap), a digits file by its content alone (a renamed copy is the same)."""
 
 from pathlib import Path
 
+from jaxpcam.core.errors import ConfigChanged
+from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import file_fingerprint, split_paths
-from jaxpcam.errors import ConfigChanged
-from jaxpcam.reporting import log
-from jaxpcam.rundir import flat_config, latest_data_record
+from jaxpcam.run.record import flat_config, latest_data_record
 
 DATA_PATH_KEYS = ("data.dir", "data.digits_file")
 MOVABLE_KEYS = (*DATA_PATH_KEYS, "data.audit_dir")  # the audit folder: judged by the images its manifest keeps

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
-from jaxpcam import integrity
+from jaxpcam.run import integrity
 
 ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_profile", "checksums")
 JSON_ITEMS = tuple(name for name in ITEMS if name not in ("state", "checksums"))  # what the checksums cover

@@ -7,14 +7,14 @@ import json
 import math
 from pathlib import Path
 
-from jaxpcam import best
-from jaxpcam.errors import UserError
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import write_json_atomic
+from jaxpcam.core.metrics import show
+from jaxpcam.core.reporting import MetricWriter
 from jaxpcam.evaluation.report import read_run
-from jaxpcam.files import write_json_atomic
-from jaxpcam.grid import Point
-from jaxpcam.metrics import show
-from jaxpcam.reporting import MetricWriter
-from jaxpcam.rundir import read_metrics, read_run_config
+from jaxpcam.run import best
+from jaxpcam.run.record import read_metrics, read_run_config
+from jaxpcam.sweeps.grid import Point
 
 STATUS_FILE = "sweep_point.json"
 HPARAMS_SUFFIX = ".hparams"
@@ -54,7 +54,7 @@ def other_config(point: Point, run_dir: Path) -> dict[str, list]:
     its config.json (written as training starts), else, for a point with epochs or checkpoints,
     the config its sweep_point.json recorded. Empty when they agree or nothing was recorded."""
     from jaxpcam.data.manifest import manifest_kept_digest
-    from jaxpcam.training import moved_data
+    from jaxpcam.run import data_identity as moved_data
     from jaxpcam.training.resume import changed_keys, config_differences
 
     try:
@@ -90,7 +90,7 @@ def point_status(point: Point, run_dir: Path) -> str:
     says), 'running' (a live process holds its run.lock), 'failed'/'stopped' (the last attempt's
     outcome), 'partial' (some epochs or checkpoints, e.g. a killed 'running'), or 'not started'
     (its outputs are gone)."""
-    from jaxpcam.training.workdir_lock import in_use
+    from jaxpcam.run.lock import in_use
 
     done, target = point_epochs(point, run_dir)
     last = read_record(run_dir).get("status")

@@ -3,12 +3,12 @@ around the attempt. (The command and its flags are jaxpcam/sweep.py.)"""
 
 from pathlib import Path
 
-from jaxpcam.errors import ConfigChanged, RunFailed, Stopped, UserError
-from jaxpcam.reporting import count
+from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
+from jaxpcam.core.reporting import count
 
 
 def log_sweep(message: str) -> None:
-    from jaxpcam.reporting import log
+    from jaxpcam.core.reporting import log
 
     log(f"sweep: {message}")
 
@@ -31,7 +31,7 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     """One UserError, before any point runs, when a point to run was run with a config that
     differs from this command's in a key that changes results (sweep_report.other_config): its
     folder is named by the grid values alone, so another base (--config.x=y) would land on it."""
-    from jaxpcam.evaluation.sweep_report import other_config
+    from jaxpcam.sweeps.status import other_config
 
     found = [(p, other_config(p, sweep_dir / p.name)) for p in todo]
     found = [(p, keys) for p, keys in found if keys]
@@ -51,7 +51,8 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
 
 def run_point(point, sweep_dir: Path) -> str:
     """Trains one point (skipping it when finished); returns its status afterwards."""
-    from jaxpcam.evaluation.sweep_report import (
+    from jaxpcam.core.files import write_text_atomic
+    from jaxpcam.sweeps.status import (
         STATUS_FILE,
         other_config,
         point_epochs,
@@ -59,7 +60,6 @@ def run_point(point, sweep_dir: Path) -> str:
         write_hparams,
         write_status,
     )
-    from jaxpcam.files import write_text_atomic
     from jaxpcam.training.loop import train_and_evaluate
 
     run_dir = sweep_dir / point.name

@@ -5,8 +5,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from jaxpcam.errors import UserError
-from jaxpcam.files import read_jsonl
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import read_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"

@@ -16,8 +16,8 @@ import json
 import math
 from pathlib import Path
 
-from jaxpcam.errors import UserError
-from jaxpcam.reporting import log
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.reporting import log
 
 EVAL_DIR = "eval"
 METRICS_FILE = "metrics.json"

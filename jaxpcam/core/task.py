@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpcam import metrics as metrics_lib
+from jaxpcam.core import metrics as metrics_lib
 
 # Label 1: tumour tissue in the centre 32x32 of the patch; every plot and report uses these words.
 PCAM_CLASS_NAMES = ("no tumour", "tumour")

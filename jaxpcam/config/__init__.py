@@ -2,26 +2,10 @@
 
 Experiment files in ``configs/`` call :func:`base_config` and override what differs, so every
 key exists in every config and ``--config.x=y`` overrides work the same everywhere. What each key
-allows is in jaxpcam/config_checks.py (its allowed values are importable from here too).
+allows is in jaxpcam/config/checks.py .
 """
 
 import ml_collections
-
-from jaxpcam.config_checks import (  # noqa: F401 (the allowed values are part of this module's API)
-    BEST_MODES,
-    DATASETS,
-    DTYPES,
-    MATMUL_PRECISIONS,
-    MAX_SIZE,
-    NAN_POLICIES,
-    NORMALIZATIONS,
-    OPTIMIZERS,
-    PLACEMENTS,
-    SAMPLE_VERSIONS,
-    SCHEDULERS,
-    check_config,
-)
-from jaxpcam.config_files import call_file_function, load_config_file, load_python_file  # noqa: F401 (the API)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -88,8 +72,3 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint.best_metric = "val_roc_auc"  # a val_ field of metrics.jsonl: Task.metric_names
     config.checkpoint.best_mode = "max"
     return config
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises UserError naming the first key whose value cannot work."""
-    check_config(config, base_config())
