@@ -70,7 +70,7 @@ def test_a_sample_version_is_refused_beside_a_data_folder():
         validate(config)
 
 
-# Several bad keys: validate names the first in its order (config_checks.check_config), which
+# Several bad keys: validate names the first in its order (config.checks.check_config), which
 # splitting the checks by section kept: the run's name and seed, data, model, training, checkpoint.
 CHECK_ORDER = [
     ("seed", -1),

@@ -1,8 +1,8 @@
-"""The default configuration every experiment file starts from, and its validation.
+"""The default configuration every experiment file starts from.
 
 Experiment files in ``configs/`` call :func:`base_config` and override what differs, so every
 key exists in every config and ``--config.x=y`` overrides work the same everywhere. What each key
-allows is in jaxpcam/config/checks.py .
+allows is in jaxpcam/config/checks.py.
 """
 
 import ml_collections

@@ -1,7 +1,7 @@
-"""What each config key allows: the checks behind ``jaxpcam.config.validate``, one function per
+"""What each config key allows: the checks behind :func:`validate`, one function per
 section, run in a fixed order so that the first key that cannot work is the one named.
 
-Below jaxpcam.config (which holds the defaults and re-exports the allowed values from here).
+The defaults, and so which keys exist, are jaxpcam.config.base_config().
 """
 
 import math

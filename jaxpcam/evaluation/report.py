@@ -54,7 +54,7 @@ class RunRow:
     values: dict[str, float]
     config: dict = dataclasses.field(default_factory=dict, repr=False)  # config.json's config
     group: str = ""  # run_groups.group_configs' label
-    data: str = ""  # rundir.data_identity: which data files it trained on
+    data: str = ""  # run.record.data_identity: which data files it trained on
 
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:

@@ -29,7 +29,7 @@ def _show(keys: dict[str, list]) -> str:
 
 def refuse_other_configs(todo, sweep_dir: Path) -> None:
     """One UserError, before any point runs, when a point to run was run with a config that
-    differs from this command's in a key that changes results (sweep_report.other_config): its
+    differs from this command's in a key that changes results (status.other_config): its
     folder is named by the grid values alone, so another base (--config.x=y) would land on it."""
     from jaxpcam.sweeps.status import other_config
 
