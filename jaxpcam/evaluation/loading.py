@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpcam.config.migrate import migrate
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.task import Task, task_for
@@ -186,7 +187,7 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
             raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
     finally:
         manager.close()
-    config = ml_collections.ConfigDict(items["config"])
+    config = ml_collections.ConfigDict(migrate(items["config"]))  # a run of an older version too
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
     ema_decay = config.training.get("ema_decay", 0.0)  # runs from before EMA existed have none
