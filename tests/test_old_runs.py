@@ -1,6 +1,7 @@
 """Run directories written by jaxpcam up to commit f528f22 (one flat model section of six keys
-whatever the model) resume bit for bit, evaluate, predict and export with today's code
-(config.migrate)."""
+whatever the model; checkpoints written through Orbax's deprecated ``item_handlers``) resume bit
+for bit, evaluate, predict and export with today's code (config.migrate; Orbax's
+handler_registry and metadata(step).item_metadata)."""
 
 import json
 import shutil

@@ -94,7 +94,7 @@ def _check_same_arrays(manager: ocp.CheckpointManager, step: int, like: TrainSta
     """Refuses (touching nothing) a checkpoint whose arrays this code does not build for the same
     config, e.g. one written by a jaxpcam version with other layer names."""
     try:
-        saved = _shapes(manager.item_metadata(step)["state"])
+        saved = _shapes(manager.metadata(step).item_metadata["state"])
     except Exception as err:  # unreadable metadata is damage, handled by the restore
         raise integrity.DamagedCheckpoint(f"its array metadata does not read ({type(err).__name__})") from None
     built = _shapes(like)
