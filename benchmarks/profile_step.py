@@ -40,15 +40,14 @@ def op_times(profile, steps: int) -> list[tuple[float, str, str]]:
 
 
 def build_model(name: str, config):
-    """A registered model built from ``config.model``, or the seeds' CNN of cnn_parity.py."""
-    from jaxpcam.models import create_model
+    """A registered model with its own defaults, or the seeds' CNN of cnn_parity.py."""
+    from jaxpcam.models import create_model, model_defaults
 
     if name == "seeds-cnn":
         from cnn_parity import SeedsCNN  # the script's folder is on sys.path, as for throughput
 
         return SeedsCNN()
-    config.model.name = name
-    return create_model(config.model)
+    return create_model({"name": name, **model_defaults(name)})  # the model's own defaults
 
 
 def main(argv=None) -> int:

@@ -30,13 +30,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jaxpcam.config import base_config
 from jaxpcam.config.checks import DTYPES, MATMUL_PRECISIONS
 from jaxpcam.config.files import load_config_file
 from jaxpcam.core.runtime import apply_run_settings, prepare_process
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.models import MODELS, create_model
+from jaxpcam.models import create_model, model_defaults, model_names
 from jaxpcam.training.placement import place_split
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
@@ -52,7 +53,7 @@ def model_config(name: str):
     if path.is_file():
         return load_config_file(str(path))
     config = base_config()
-    config.model.name = name
+    config.model = ml_collections.ConfigDict({"name": name, **model_defaults(name)})
     return config
 
 
@@ -226,7 +227,7 @@ def low_precision_note(results: list[dict], env: dict) -> str | None:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    p.add_argument("--model", default="mlp", choices=model_names())
     p.add_argument("--mode", default="both", choices=("forward", "train", "both"))
     p.add_argument("--batch_sizes", "--batch-sizes", default="1,8,32,128,512")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="compute dtype (params and loss stay f32)")

@@ -27,15 +27,19 @@ Why each piece (the literature on PCAM, and what we measured on the built-in sam
 - early stopping: PCAM's valid->test shift makes late epochs overfit valid-like slides.
 """
 
+import ml_collections
+
 from jaxpcam.config import base_config
 
 
 def get_config():
     config = base_config()
     config.experiment_name = "pcam_recipe"
+    config.model = ml_collections.ConfigDict()  # jaxpcam/models/resnet.py's fields
     config.model.name = "resnet"
     config.model.conv_features = (64, 128, 256, 512)
     config.model.resnet_blocks = (2, 2, 2, 2)
+    config.model.num_classes = 1
     config.data.batch_size = 256
     config.data.stain_augment = 0.2
     config.data.num_workers = 8  # the host pipeline with stain augmentation: ~4,400 img/s per core

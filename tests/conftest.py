@@ -37,16 +37,27 @@ def tiny_overrides(data_dir: Path, **extra) -> list[str]:
     return [f"--config.{k}={v}" for k, v in values.items()]
 
 
-def tiny_config(data_dir: Path, **extra):
-    """configs/mlp.py with the values of ``tiny_overrides``, as a ConfigDict (typed values)."""
+# Each model's section at a size that trains in seconds on the tiny data.
+TINY_MODELS = {
+    "mlp": {"name": "mlp", "hidden_units": (16,), "dropout_rate": 0.2, "num_classes": 1},
+    "cnn": {"name": "cnn", "conv_features": (4, 8), "hidden_units": (8,), "dropout_rate": 0.2, "num_classes": 1},
+    "resnet": {"name": "resnet", "conv_features": (4, 8), "resnet_blocks": (1, 1), "num_classes": 1},
+}
+
+
+def tiny_config(data_dir: Path, model: str = "mlp", **extra):
+    """configs/mlp.py with the values of ``tiny_overrides`` and the model ``TINY_MODELS[model]``,
+    as a ConfigDict (typed values)."""
+    import ml_collections
+
     from jaxpcam.config.files import load_config_file
 
     config = load_config_file(str(REPO / "configs" / "mlp.py"))
+    config.model = ml_collections.ConfigDict(TINY_MODELS[model])
     values = {
         "data.dir": str(data_dir),
         "data.batch_size": 32,
         "data.eval_batch_size": 40,
-        "model.hidden_units": (16,),
         "training.epochs": 2,
         "training.log_every_steps": 3,
         **extra,
@@ -55,7 +66,7 @@ def tiny_config(data_dir: Path, **extra):
     return config
 
 
-def train_in_process(workdir: Path, data_dir: Path, **extra) -> list[str]:
+def train_in_process(workdir: Path, data_dir: Path, model: str = "mlp", **extra) -> list[str]:
     """Trains like ``python -m jaxpcam.main`` with ``tiny_overrides`` but in this process (no
     interpreter start, JAX import or recompile of the same step); returns the log lines.
     Subprocesses stay for what needs a process: exit codes, signals, kills, stderr."""
@@ -63,7 +74,7 @@ def train_in_process(workdir: Path, data_dir: Path, **extra) -> list[str]:
     from jaxpcam.training.loop import train_and_evaluate
 
     with captured_log() as lines:
-        train_and_evaluate(tiny_config(data_dir, **extra), workdir)
+        train_and_evaluate(tiny_config(data_dir, model, **extra), workdir)
     return lines
 
 

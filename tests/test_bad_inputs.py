@@ -13,12 +13,13 @@ import warnings
 from pathlib import Path
 
 import h5py
+import ml_collections
 import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from conftest import run_main, tiny_overrides, train_in_process
+from conftest import TINY_MODELS, run_main, tiny_overrides, train_in_process
 from jaxpcam import evaluate, predict
 from jaxpcam.cli import parse_flags
 from jaxpcam.config import base_config
@@ -201,6 +202,8 @@ def test_the_audit_reports_non_finite_pixels_per_file(tiny_pcam, tmp_path):
 )
 def test_tuple_keys_must_hold_integers(key, value):
     config = base_config()
+    if key in ("model.conv_features", "model.resnet_blocks"):  # keys of the ResNet (and the CNN)
+        config.model = ml_collections.ConfigDict(TINY_MODELS["resnet"])
     section, name = key.split(".")
     config[section][name] = value
     with pytest.raises(UserError, match=rf"^config key {re.escape(key)}: expected .*integers"):

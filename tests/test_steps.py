@@ -6,19 +6,18 @@ import pytest
 
 from jaxpcam.config import base_config
 from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
-from jaxpcam.models import create_model
+from jaxpcam.models import create_model, model_defaults
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer, make_streams
 from jaxpcam.training.steps import eval_step, jit_train_step, train_step
+
+SMALL = {"mlp": {"hidden_units": (8,)}, "cnn": {"conv_features": (4, 8), "hidden_units": (8,)}}
+SMALL["resnet"] = {"conv_features": (4, 8), "resnet_blocks": (1, 1)}
 
 
 def _state(name="mlp", **training):
     config = base_config()
-    config.model.name = name
-    config.model.hidden_units = (8,)
-    config.model.conv_features = (4, 8)
-    config.model.resnet_blocks = (1, 1)
     config.training.update(training)
-    model = create_model(config.model, config.training.dtype)
+    model = create_model({"name": name, **model_defaults(name), **SMALL[name]}, config.training.dtype)
     return create_train_state(jax.random.key(0), model, make_optimizer(config.training), fixed_normalization())
 
 

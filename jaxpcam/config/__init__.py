@@ -1,8 +1,9 @@
 """The default configuration every experiment file starts from.
 
 Experiment files in ``configs/`` call :func:`base_config` and override what differs, so every
-key exists in every config and ``--config.x=y`` overrides work the same everywhere. What each key
-allows is in jaxpcam/config/checks.py.
+key exists in every config and ``--config.x=y`` overrides work the same everywhere; the model
+section is the model's own (a file for another model replaces it). What each key allows is in
+jaxpcam/config/checks.py.
 """
 
 import ml_collections
@@ -33,13 +34,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.filter = False  # train on the audit's clean-index manifest (python -m jaxpcam.audit)
     config.data.audit_dir = ""  # where the audit wrote manifest_train.json; '' = <data.dir>/jaxpcam-audit
 
+    # The model: jaxpcam/models/<name>.py, built from the other keys, which are exactly its fields.
+    # Another model's config file replaces this section with that model's keys (configs/cnn.py).
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"
     config.model.hidden_units = (512, 256)
     config.model.dropout_rate = 0.2
     config.model.num_classes = 1  # 1 = a single logit with sigmoid BCE; >= 2 = softmax CE
-    config.model.conv_features = (32, 64, 128)  # 'cnn': conv widths; 'resnet': stage widths
-    config.model.resnet_blocks = (2, 2, 2, 2)  # 'resnet': basic blocks per stage (2,2,2,2 = ResNet-18)
 
     config.training = ml_collections.ConfigDict()
     config.training.epochs = 5

@@ -11,6 +11,7 @@ import ml_collections
 
 from jaxpcam.config import base_config
 from jaxpcam.core.errors import UserError
+from jaxpcam.models import config_problem, model_defaults, model_names
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau", "cosine")
@@ -79,15 +80,41 @@ _KIND_NAMES = {"bool": "True or False", "number": "a number", "tuple": "a tuple,
 
 def _require_known_keys_and_kinds(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
     """Every key is one base_config() has (a typo in a config file is not silently a new key),
-    holding the kind of value its default has (not None, not a string for a number)."""
-    default_values = dict(leaves(defaults))
+    holding the kind of value its default has (not None, not a string for a number); the model
+    section is checked against its model's fields (_require_model_keys)."""
+    default_values = {k: v for k, v in leaves(defaults) if not k.startswith("model.")}
     for key, value in leaves(config):
+        if key.startswith("model."):
+            continue
         if key not in default_values:
             section = key.rpartition(".")[0]
             known = sorted(k.rpartition(".")[2] for k in default_values if k.rpartition(".")[0] == section)
             raise UserError(f"unknown config key {key}: {section or 'the config'} has {', '.join(known)}")
-        kind = _kind(default_values[key])
-        _require(_kind(value) == kind, key, _KIND_NAMES.get(kind, kind), value)
+        _require_kind(key, value, default_values[key])
+    _require_model_keys(config.get("model"))
+
+
+def _require_kind(key: str, value, default) -> None:
+    kind = _kind(default)
+    _require(_kind(value) == kind, key, _KIND_NAMES.get(kind, kind), value)
+
+
+def _require_model_keys(m) -> None:
+    """The model section holds exactly the keys its model takes, each of the kind of the field's
+    default. An unknown model.name is left to _check_model, in its turn."""
+    _require(isinstance(m, ml_collections.ConfigDict), "model", "a section (model.name and the model's keys)", m)
+    _require_kind("model.name", m.get("name"), "mlp")
+    if m.name not in model_names():
+        return
+    defaults = model_defaults(m.name)
+    takes = f"the {m.name} model takes name, {', '.join(defaults)}"
+    for key in m:
+        if key != "name" and key not in defaults:
+            raise UserError(f"unknown config key model.{key}: {takes}")
+    for key, default in defaults.items():
+        if key not in m:
+            raise UserError(f"config key model.{key} is missing: {takes}")
+        _require_kind(f"model.{key}", m[key], default)
 
 
 def _require_finite_floats(config: ml_collections.ConfigDict) -> None:
@@ -134,6 +161,8 @@ def _check_data_reading(d: ml_collections.ConfigDict) -> None:
 
 def _check_classes_for_dataset(d: ml_collections.ConfigDict, m: ml_collections.ConfigDict) -> None:
     """model.num_classes as the data set has them: one per kept digit; one logit or two for PCAM."""
+    if "num_classes" not in m:  # an unknown model.name, named in its turn (_check_model)
+        return
     if d.dataset == "digits":
         _require(m.num_classes == len(d.digits), "model.num_classes", f"{len(d.digits)} (one per digit)", m.num_classes)
     else:
@@ -159,37 +188,27 @@ def _check_data_source_and_images(d: ml_collections.ConfigDict) -> None:
     _require(d.normalization in NORMALIZATIONS, "data.normalization", f"one of {NORMALIZATIONS}", d.normalization)
 
 
-def _check_model(m: ml_collections.ConfigDict) -> None:
-    from jaxpcam.models import MODELS  # deferred: models import jax
+# What a model key's value must be, by key name, whichever model takes it; a model's own
+# config_problem (jaxpcam/models/__init__.py) checks the rest.
+MODEL_VALUES = {
+    "hidden_units": (_positive_ints, "a non-empty tuple of positive integers, e.g. '(512, 256)'"),
+    "dropout_rate": (lambda v: 0.0 <= v < 1.0, "a value in [0, 1)"),
+    "num_classes": (lambda v: v >= 1, "1 (binary, one logit) or >= 2"),
+    "conv_features": (_positive_ints, "a non-empty tuple of positive integers, e.g. '(32, 64)'"),
+    "resnet_blocks": (_positive_ints, "a non-empty tuple of positive integers, e.g. '(2, 2, 2, 2)'"),
+}
 
-    _require(m.name in MODELS, "model.name", f"one of {tuple(MODELS)}", m.name)
-    _require(
-        _positive_ints(m.hidden_units),
-        "model.hidden_units",
-        "a non-empty tuple of positive integers, e.g. '(512, 256)'",
-        m.hidden_units,
-    )
-    _require(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", "a value in [0, 1)", m.dropout_rate)
-    _require(m.num_classes >= 1, "model.num_classes", "1 (binary, one logit) or >= 2", m.num_classes)
-    _require(
-        _positive_ints(m.conv_features),
-        "model.conv_features",
-        "a non-empty tuple of positive integers, e.g. '(32, 64)'",
-        m.conv_features,
-    )
-    _require(
-        _positive_ints(m.resnet_blocks),
-        "model.resnet_blocks",
-        "a non-empty tuple of positive integers, e.g. '(2, 2, 2, 2)'",
-        m.resnet_blocks,
-    )
-    if m.name == "resnet":
-        _require(
-            len(m.resnet_blocks) == len(m.conv_features),
-            "model.resnet_blocks",
-            f"{len(m.conv_features)} positive integers, one per model.conv_features stage",
-            m.resnet_blocks,
-        )
+
+def _check_model(m: ml_collections.ConfigDict) -> None:
+    """A model there is, and values its keys can take (in the order its class declares them)."""
+    _require(m.name in model_names(), "model.name", f"one of {model_names()}", m.name)
+    for key in model_defaults(m.name):
+        valid, expected = MODEL_VALUES.get(key, (lambda v: True, ""))
+        _require(valid(m[key]), f"model.{key}", expected, m[key])
+    problem = config_problem(m)
+    if problem:
+        key, expected = problem
+        _require(False, f"model.{key}", expected, m[key])
 
 
 def _check_updates(t: ml_collections.ConfigDict) -> None:

@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpcam.config.migrate import migrate
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.task import Task, task_for
@@ -120,7 +121,7 @@ def _manager(workdir: Path) -> ocp.CheckpointManager:
     # lightweight: Orbax would read every checkpoint's metrics on opening, and one damaged old
     # checkpoint would then stop the evaluation of a good one.
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, lightweight_initialize=True)
-    return ocp.CheckpointManager(folder, options=options, item_handlers=checkpoint.item_handlers())
+    return ocp.CheckpointManager(folder, options=options, handler_registry=checkpoint.handler_registry())
 
 
 def _read_json_item(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
@@ -168,7 +169,7 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int) -> tuple[dict, 
     if damage:
         raise integrity.DamagedCheckpoint(damage)
     here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    metadata = manager.item_metadata(step)["state"]  # the optimizer state comes too: Orbax 0.12
+    metadata = manager.metadata(step).item_metadata["state"]  # the optimizer state comes too: Orbax 0.12
     like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
     state, items, _ = checkpoint.restore_verified(manager, step, like)
     return state, items
@@ -186,7 +187,7 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
             raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
     finally:
         manager.close()
-    config = ml_collections.ConfigDict(items["config"])
+    config = ml_collections.ConfigDict(migrate(items["config"]))  # a run of an older version too
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
     ema_decay = config.training.get("ema_decay", 0.0)  # runs from before EMA existed have none

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from jaxpcam.config import base_config
+from jaxpcam.config.migrate import with_defaults
 from jaxpcam.run.record import NEUTRAL_KEYS, flat_config
 
 # Not compared between runs: the seed (what a group averages over), the name (a label), and
@@ -36,9 +36,10 @@ def _finite(value) -> bool:
 
 
 def comparable(config: dict) -> dict:
-    """The keys that tell experiments apart, flat (``training.epochs``), paths as given or not. A
-    key an older config.json lacks counts as its default, as on resume (training/resume.py)."""
-    flat = {**flat_config(base_config().to_dict()), **flat_config(config)}
+    """The keys that tell experiments apart, flat (``training.epochs``), paths as given or not. An
+    older config.json is read as on resume (config.migrate.with_defaults: a key it lacks counts as
+    its default)."""
+    flat = flat_config(with_defaults(config))
     out = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
     out.update({k: "<a path>" if flat[k] else "" for k in PATH_KEYS if k in flat})
     return out

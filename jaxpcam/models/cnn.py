@@ -24,10 +24,10 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
 
 
 class CNN(nn.Module):
-    conv_features: Sequence[int] = (32, 64, 128)
+    conv_features: Sequence[int] = (32, 64, 128)  # the stem's width, then each 3x3 stage's
     hidden_units: Sequence[int] = (128,)
     dropout_rate: float = 0.2
-    num_outputs: int = 1
+    num_classes: int = 1
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -43,4 +43,7 @@ class CNN(nn.Module):
         for units in self.hidden_units:
             x = nn.relu(nn.Dense(units, dtype=self.dtype)(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs, dtype=self.dtype)(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+Model = CNN

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 class MLP(nn.Module):
     hidden_units: Sequence[int] = (512, 256)
     dropout_rate: float = 0.2
-    num_outputs: int = 1
+    num_classes: int = 1  # the task's logits: 1 (sigmoid) or one per class
     dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
@@ -18,4 +18,7 @@ class MLP(nn.Module):
         for units in self.hidden_units:
             x = nn.relu(nn.Dense(units, dtype=self.dtype)(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs, dtype=self.dtype)(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+Model = MLP

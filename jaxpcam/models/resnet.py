@@ -35,9 +35,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    stage_features: Sequence[int] = (64, 128, 256, 512)
-    stage_blocks: Sequence[int] = (2, 2, 2, 2)
-    num_outputs: int = 1
+    conv_features: Sequence[int] = (64, 128, 256, 512)  # each stage's width
+    resnet_blocks: Sequence[int] = (2, 2, 2, 2)  # basic blocks per stage (2, 2, 2, 2 = ResNet-18)
+    num_classes: int = 1
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -46,11 +46,22 @@ class ResNet(nn.Module):
         x = images.astype(self.dtype)
         # 96x96 tiles: a 3x3 stride-1 stem instead of ImageNet's 7x7/2 + max-pool keeps the
         # 2-5 px nuclei; the stages then halve the resolution 96 -> 48 -> 24 -> 12.
-        x = nn.Conv(self.stage_features[0], (3, 3), use_bias=False, dtype=self.dtype)(x)
-        x = nn.relu(_group_norm(self.stage_features[0], self.dtype)(x))
-        for stage, (features, blocks) in enumerate(zip(self.stage_features, self.stage_blocks, strict=True)):
+        x = nn.Conv(self.conv_features[0], (3, 3), use_bias=False, dtype=self.dtype)(x)
+        x = nn.relu(_group_norm(self.conv_features[0], self.dtype)(x))
+        for stage, (features, blocks) in enumerate(zip(self.conv_features, self.resnet_blocks, strict=True)):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = BasicBlock(features, strides, self.dtype)(x)
         x = x.mean(axis=(1, 2))
-        return nn.Dense(self.num_outputs, dtype=self.dtype)(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+Model = ResNet
+
+
+def config_problem(model_config) -> tuple[str, str] | None:
+    """One block count per stage (jaxpcam/models/__init__.py)."""
+    stages = len(model_config.conv_features)
+    if len(model_config.resnet_blocks) != stages:
+        return "resnet_blocks", f"{stages} positive integers, one per model.conv_features stage"
+    return None

@@ -11,11 +11,12 @@ ITEMS = ("state", "schedule", "progress", "data", "config", "metrics", "data_pro
 JSON_ITEMS = tuple(name for name in ITEMS if name not in ("state", "checksums"))  # what the checksums cover
 
 
-def item_handlers() -> dict:
-    """Named handlers (not just item names), so that item_metadata can read the state's layout
-    without restoring it. Orbax supplies the 'metrics' handler itself."""
+def handler_registry() -> ocp.handlers.CheckpointHandlerRegistry:
+    """Each item's handler registered by name (not only inferred from a save's or restore's
+    args), so that ``metadata(step).item_metadata`` reads the state's layout without restoring
+    it. Orbax adds the 'metrics' handler itself. One registry per manager: the manager adds to it."""
     handlers = {name: ocp.JsonCheckpointHandler() for name in ITEMS if name not in ("state", "metrics")}
-    return {**handlers, "state": ocp.StandardCheckpointHandler()}
+    return ocp.handlers.create_default_handler_registry(**handlers, state=ocp.StandardCheckpointHandler())
 
 
 def has_item(manager: ocp.CheckpointManager, step: int, name: str) -> bool:

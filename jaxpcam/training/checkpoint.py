@@ -26,9 +26,9 @@ from jaxpcam.core.errors import RunFailed
 from jaxpcam.run import best, integrity
 from jaxpcam.run.checkpoint_items import (  # noqa: F401 (re-exported for training code)
     ITEMS,
+    handler_registry,
     has_checksums,
     has_item,
-    item_handlers,
     read_json_item,
     read_verified_json_item,
     restore_verified,
@@ -117,7 +117,8 @@ def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointM
         create=True,
         cleanup_tmp_directories=True,
     )
-    return ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options, item_handlers=item_handlers())
+    folder = workdir.resolve() / "checkpoints"
+    return ocp.CheckpointManager(folder, options=options, handler_registry=handler_registry())
 
 
 def save(

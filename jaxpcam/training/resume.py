@@ -17,6 +17,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxpcam.config.migrate import with_defaults
 from jaxpcam.core.errors import ConfigChanged, UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.run import integrity
@@ -36,15 +37,14 @@ RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
-    (a run made before the key existed) counts as having its default value."""
+    (a run made before the key existed) counts as having its default value; an older version's
+    config is read in today's shape (config.migrate)."""
     return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k not in MOVABLE_KEYS]
 
 
 def changed_keys(saved: dict, current: dict) -> dict[str, list]:
     """Every key whose value differs (resumable ones included): {key: [saved, current]}."""
-    from jaxpcam.config import base_config
-
-    a, b = {**flat_config(base_config().to_dict()), **flat_config(saved)}, flat_config(current)
+    a, b = flat_config(with_defaults(saved)), flat_config(current)
     return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
@@ -94,7 +94,7 @@ def _check_same_arrays(manager: ocp.CheckpointManager, step: int, like: TrainSta
     """Refuses (touching nothing) a checkpoint whose arrays this code does not build for the same
     config, e.g. one written by a jaxpcam version with other layer names."""
     try:
-        saved = _shapes(manager.item_metadata(step)["state"])
+        saved = _shapes(manager.metadata(step).item_metadata["state"])
     except Exception as err:  # unreadable metadata is damage, handled by the restore
         raise integrity.DamagedCheckpoint(f"its array metadata does not read ({type(err).__name__})") from None
     built = _shapes(like)
