@@ -19,7 +19,7 @@ import jax
 
 from jaxpcam.core.reporting import log
 from jaxpcam.core.runtime import prepare_process
-from jaxpcam.data import open_split, resolve_data_dir, sample_notice
+from jaxpcam.data import open_split, resolve_data_dir, sample_notice, transforms
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.training.state import fixed_normalization, normalize
 
@@ -31,7 +31,8 @@ def bench_workers(split, workers: int, args) -> dict:
     batches = iter(
         pipeline_lib.train_dataset(
             split, batch_size=args.batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
-            num_workers=workers, prefetch=args.prefetch, stain_strength=args.stain_augment,
+            num_workers=workers, prefetch=args.prefetch,
+            transforms=transforms.enabled({"augment": True, "stain_augment": args.stain_augment}),
         )
     )  # fmt: skip
     for _ in range(args.warmup):

@@ -37,6 +37,7 @@ from jaxpcam.config.checks import DTYPES, MATMUL_PRECISIONS
 from jaxpcam.config.files import load_config_file
 from jaxpcam.core.runtime import apply_run_settings, prepare_process
 from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.data import transforms
 from jaxpcam.models import create_model, model_defaults, model_names
 from jaxpcam.training.placement import place_split
 from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
@@ -107,6 +108,7 @@ def _pipeline_batches(args, config, split, batch_size: int, train: bool, images:
         return pipeline_lib.train_dataset(
             split, batch_size=batch_size, epochs=1000, data_seed=0, augment_seed=1, balanced=True,
             num_workers=args.num_workers, prefetch=config.data.prefetch_batches, images=images,
+            transforms=transforms.enabled(config.data),
         )  # fmt: skip
     return pipeline_lib.eval_dataset(
         split, batch_size=batch_size, num_workers=args.num_workers, repeat=True, images=images
@@ -114,10 +116,10 @@ def _pipeline_batches(args, config, split, batch_size: int, train: bool, images:
 
 
 @functools.lru_cache(maxsize=2)
-def _resident(data_dir: str | None, train: bool) -> tuple:
+def _resident(data_dir: str | None, train: bool, augmentations: tuple) -> tuple:
     """(split, its ResidentSplit), read to the device once per split and benchmark process."""
     split = _open_split(data_dir, train)
-    return split, jax.block_until_ready(place_split(split, jax.device_put, augment=train))
+    return split, jax.block_until_ready(place_split(split, jax.device_put, augmentations))
 
 
 def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
@@ -132,7 +134,7 @@ def bench_one(args, config, mode: str, batch_size: int, dtype: str) -> dict:
             split.load_into_memory()
         host = iter(_pipeline_batches(args, config, split, batch_size, train, images=True))
     elif args.source == "device":
-        split, resident = _resident(args.data_dir, train)
+        split, resident = _resident(args.data_dir, train, transforms.enabled(config.data) if train else ())
         host = iter(_pipeline_batches(args, config, split, batch_size, train, images=False))
     batch = next(host) if host is not None else synthetic_batch(jax.random.key(1), batch_size)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxpcam.data import pipeline
+from jaxpcam.data import pipeline, transforms
 from jaxpcam.data.pcam import open_split
 
 
@@ -23,18 +23,18 @@ def test_unbalanced_sampling_is_a_permutation_that_changes_per_epoch():
 
 def test_dihedral_codes_are_seeded_per_position_and_cover_all_eight():
     positions = np.arange(4000)
-    codes = pipeline.dihedral_codes(11, positions)
+    codes = transforms.dihedral_codes(11, positions)
     assert set(codes.tolist()) == set(range(8))
-    np.testing.assert_array_equal(codes, pipeline.dihedral_codes(11, positions))
-    assert not np.array_equal(codes, pipeline.dihedral_codes(12, positions))
-    np.testing.assert_array_equal(codes[100:200], pipeline.dihedral_codes(11, positions[100:200]))
+    np.testing.assert_array_equal(codes, transforms.dihedral_codes(11, positions))
+    assert not np.array_equal(codes, transforms.dihedral_codes(12, positions))
+    np.testing.assert_array_equal(codes[100:200], transforms.dihedral_codes(11, positions[100:200]))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int64])
 def test_apply_dihedral_matches_numpy_rotations_and_flips(dtype):
     images = np.arange(5 * 4 * 4 * 3).reshape(5, 4, 4, 3).astype(dtype)
     codes = np.array([0, 1, 3, 4, 7])
-    out = pipeline.apply_dihedral(images, codes)
+    out = transforms.apply_dihedral(images, codes)
     np.testing.assert_array_equal(out[0], images[0])
     np.testing.assert_array_equal(out[1], np.rot90(images[1], 1))
     np.testing.assert_array_equal(out[2], np.rot90(images[2], 3))
@@ -43,7 +43,8 @@ def test_apply_dihedral_matches_numpy_rotations_and_flips(dtype):
 
 
 def _train(tiny_pcam, **kw):
-    args = dict(batch_size=32, epochs=2, data_seed=5, augment_seed=9, balanced=True)
+    augmentations = (transforms.Dihedral(),)
+    args = dict(batch_size=32, epochs=2, data_seed=5, augment_seed=9, balanced=True, transforms=augmentations)
     return pipeline.train_dataset(open_split(tiny_pcam, "train"), **{**args, **kw})
 
 
@@ -61,7 +62,7 @@ def test_train_stream_is_deterministic_and_resumes_at_any_step(tiny_pcam):
 
 
 def test_augmentation_only_changes_orientation(tiny_pcam):
-    plain = next(iter(_train(tiny_pcam, augment_seed=None)))
+    plain = next(iter(_train(tiny_pcam, transforms=())))
     augmented = next(iter(_train(tiny_pcam)))
     np.testing.assert_array_equal(plain["label"], augmented["label"])
     assert not np.array_equal(plain["image"], augmented["image"])

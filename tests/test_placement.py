@@ -7,13 +7,8 @@ from jaxpcam.core.errors import UserError
 from jaxpcam.data import open_split
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.pcam import read_all
-from jaxpcam.training.placement import (
-    ResidentSplit,
-    choose_placement,
-    dihedral_table,
-    free_device_memory,
-    gather_batch,
-)
+from jaxpcam.data.transforms import Dihedral, apply_dihedral, dihedral_table
+from jaxpcam.training.placement import ResidentSplit, choose_placement, free_device_memory, gather_batch
 
 GIB = 2**30
 
@@ -57,18 +52,18 @@ def test_dihedral_table_moves_pixels_as_the_host_augmentation_does():
     images = np.random.default_rng(0).integers(0, 256, (8, 5, 5, 3), dtype=np.uint8)
     codes = np.arange(8)
     moved = np.take_along_axis(images.reshape(8, 25, 3), dihedral_table(5, 5)[codes][..., None], axis=1)
-    np.testing.assert_array_equal(moved.reshape(images.shape), pipeline_lib.apply_dihedral(images, codes))
+    np.testing.assert_array_equal(moved.reshape(images.shape), apply_dihedral(images, codes))
     assert len({tuple(row) for row in dihedral_table(5, 5)}) == 8
 
 
 @pytest.mark.parametrize("augment", [True, False])
 def test_device_gather_equals_the_host_batch_padding_included(tiny_pcam, augment):
     split = open_split(tiny_pcam, "valid")
-    seed = 11 if augment else None
+    augmentations = (Dihedral(),) if augment else ()
     rows = np.array([[100, 3], [101, 3], [102, 50], [103, 0], [-1, 0], [-1, 0]])  # two padding rows
-    want = pipeline_lib.LoadBatch(split, seed)(rows)
-    resident = ResidentSplit(read_all(split, block=7), augment=augment)
-    got = gather_batch(resident, pipeline_lib.BatchIndices(split.labels, seed)(rows))
+    want = pipeline_lib.LoadBatch(split, augmentations, 11)(rows)
+    resident = ResidentSplit(read_all(split, block=7), augmentations)
+    got = gather_batch(resident, pipeline_lib.BatchIndices(split.labels, augmentations, 11)(rows))
     assert set(got) == set(want)
     for key in want:
         np.testing.assert_array_equal(np.asarray(got[key]), want[key])
@@ -76,11 +71,12 @@ def test_device_gather_equals_the_host_batch_padding_included(tiny_pcam, augment
 
 def test_index_batches_follow_the_same_train_stream_as_image_batches(tiny_pcam):
     split = open_split(tiny_pcam, "train")
-    args = dict(batch_size=32, epochs=2, data_seed=3, augment_seed=4, balanced=True, start_step=5)
-    images = list(pipeline_lib.train_dataset(split, **args))
-    indices = list(pipeline_lib.train_dataset(split, images=False, **args))
+    augmentations = (Dihedral(),)
+    args = dict(batch_size=32, epochs=2, data_seed=3, augment_seed=4, balanced=True, transforms=augmentations)
+    images = list(pipeline_lib.train_dataset(split, start_step=5, **args))
+    indices = list(pipeline_lib.train_dataset(split, start_step=5, images=False, **args))
     assert len(images) == len(indices) == 2 * (256 // 32) - 5
-    resident = ResidentSplit(read_all(split), augment=True)
+    resident = ResidentSplit(read_all(split), augmentations)
     for host, device in zip(images, indices, strict=True):
         np.testing.assert_array_equal(np.asarray(gather_batch(resident, device)["image"]), host["image"])
         np.testing.assert_array_equal(device["label"], host["label"])

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from jaxpcam.data import open_split, stain
+from jaxpcam.data import open_split, stain, transforms
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.pcam import read_all
+from jaxpcam.data.transforms import Dihedral, StainJitter
 
 
 def _images(n=6, seed=0):
@@ -39,13 +40,13 @@ def test_scaling_one_stain_changes_its_density_by_that_factor():
 
 def test_strength_bounds_the_change_and_each_position_gets_its_own_draw():
     images = np.full((64, 4, 4, 3), 180, np.uint8)
-    uniforms = pipeline_lib.augment_uniforms(3, np.arange(64), stain.UNIFORMS)
+    uniforms = transforms.uniforms(3, StainJitter.salt, np.arange(64), stain.UNIFORMS)
     assert uniforms.min() >= 0 and uniforms.max() < 1 and len(np.unique(uniforms[:, 0])) == 64
     small = stain.perturb(images, stain.parameters(uniforms, 0.02)).astype(int)
     large = stain.perturb(images, stain.parameters(uniforms, 0.3)).astype(int)
     assert 0 < np.abs(small - 180).max() < np.abs(large - 180).max()
     assert len({tuple(px) for px in large[:, 0, 0]}) > 32  # different images, different colours
-    np.testing.assert_array_equal(uniforms[10:20], pipeline_lib.augment_uniforms(3, np.arange(10, 20), 8))
+    np.testing.assert_array_equal(uniforms[10:20], transforms.uniforms(3, StainJitter.salt, np.arange(10, 20), 8))
 
 
 def test_device_perturbation_equals_the_host_one_within_one_level():
@@ -53,7 +54,7 @@ def test_device_perturbation_equals_the_host_one_within_one_level():
     import jax.numpy as jnp
 
     images = np.random.default_rng(1).integers(0, 256, (32, 96, 96, 3), dtype=np.uint8)
-    params = stain.parameters(pipeline_lib.augment_uniforms(5, np.arange(32), stain.UNIFORMS), 0.3)
+    params = StainJitter(0.3).draw(5, np.arange(32))
     host = stain.perturb(images, params).astype(int)
     device = np.asarray(jax.jit(lambda x, p: stain.perturb(x, p, jnp))(images, params)).astype(int)
     assert np.abs(host - device).max() <= 1
@@ -61,8 +62,9 @@ def test_device_perturbation_equals_the_host_one_within_one_level():
     assert np.abs(host - images).mean() > 5  # it did change the images
 
 
-def _stream(tiny_pcam, **kw):
-    args = dict(batch_size=32, epochs=1, data_seed=5, augment_seed=9, balanced=True)
+def _stream(tiny_pcam, stain_strength=0.0, dihedral=True, **kw):
+    augmentations = transforms.enabled({"augment": dihedral, "stain_augment": stain_strength})
+    args = dict(batch_size=32, epochs=1, data_seed=5, augment_seed=9, balanced=True, transforms=augmentations)
     return pipeline_lib.train_dataset(open_split(tiny_pcam, "train"), **{**args, **kw})
 
 
@@ -77,7 +79,7 @@ def test_stain_off_leaves_the_stream_as_it_was_and_on_changes_only_colours(tiny_
         assert np.abs(a["image"].astype(int) - c["image"]).mean() > 2
     assert not np.array_equal(off[0]["image"], stained[0]["image"])
     only_stain = next(iter(_stream(tiny_pcam, stain_strength=0.2, dihedral=False)))
-    plain = next(iter(_stream(tiny_pcam, augment_seed=None)))
+    plain = next(iter(_stream(tiny_pcam, dihedral=False)))
     corr = np.corrcoef(plain["image"].ravel().astype(float), only_stain["image"].ravel().astype(float))[0, 1]
     assert corr > 0.8  # same pixels in the same places, recoloured
 
@@ -98,11 +100,12 @@ def test_device_placement_gathers_the_host_stream_within_one_level(tiny_pcam):
     from jaxpcam.training.placement import ResidentSplit, gather_batch
 
     split = open_split(tiny_pcam, "train")
-    args = dict(batch_size=32, epochs=1, data_seed=3, augment_seed=4, balanced=True, stain_strength=0.25)
+    augmentations = (Dihedral(), StainJitter(0.25))
+    args = dict(batch_size=32, epochs=1, data_seed=3, augment_seed=4, balanced=True, transforms=augmentations)
     host = list(pipeline_lib.train_dataset(split, **args))
     indices = list(pipeline_lib.train_dataset(split, images=False, **args))
-    assert indices[0]["stain"].shape == (32, stain.PARAMETERS)
-    resident = ResidentSplit(read_all(split), augment=True)
+    assert indices[0]["transforms"]["stain"].shape == (32, stain.PARAMETERS)
+    resident = ResidentSplit(read_all(split), augmentations)
     for h, d in zip(host, indices, strict=True):
         got = np.asarray(gather_batch(resident, d)["image"]).astype(int)
         assert np.abs(got - h["image"]).max() <= 1
@@ -111,7 +114,7 @@ def test_device_placement_gathers_the_host_stream_within_one_level(tiny_pcam):
 def test_padding_rows_stay_zero_with_stain_augmentation(tiny_pcam):
     split = open_split(tiny_pcam, "valid")
     rows = np.array([[7, 3], [8, 5], [-1, 0]])
-    batch = pipeline_lib.LoadBatch(split, 11, 0.3)(rows)
+    batch = pipeline_lib.LoadBatch(split, (Dihedral(), StainJitter(0.3)), 11)(rows)
     assert not batch["image"][2].any() and batch["image"][:2].any()
 
 

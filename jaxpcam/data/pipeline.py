@@ -16,52 +16,8 @@ import grain
 import numpy as np
 from absl import flags
 
-from jaxpcam.data import stain
 from jaxpcam.data.pcam import PcamSplit
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a counter-based hash, so each record's randomness is independent."""
-    with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-        return x ^ (x >> np.uint64(31))
-
-
-def dihedral_codes(seed: int, positions: np.ndarray) -> np.ndarray:
-    """One of the 8 flips/90-degree rotations per record, from (seed, stream position)."""
-    keyed = _mix64(np.uint64(seed)) ^ positions.astype(np.uint64)
-    return (_mix64(keyed) >> np.uint64(61)).astype(np.int64)
-
-
-_STAIN_SALT = np.uint64(0x57A1_9E5D_0000_0000)  # keeps stain numbers independent of the dihedral codes
-
-
-def augment_uniforms(seed: int, positions: np.ndarray, count: int) -> np.ndarray:
-    """(len(positions), count) numbers in [0, 1) from (seed, stream position), like the codes."""
-    keys = _mix64(_mix64(np.uint64(seed) ^ _STAIN_SALT) + np.arange(count, dtype=np.uint64))
-    bits = _mix64(keys[None, :] ^ positions.astype(np.uint64)[:, None]) >> np.uint64(11)
-    return bits.astype(np.float64) * 2.0**-53
-
-
-def apply_dihedral(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """images (B, H, W, C) with H == W; code k: rotate k % 4 quarter turns, then flip if k >= 4.
-
-    Each pixel moves as one opaque C-channel item, which numpy copies about twice as fast as
-    three strided channel bytes.
-    """
-    images = np.ascontiguousarray(images)
-    pixel = np.dtype((np.void, images.dtype.itemsize * images.shape[-1]))
-    out = np.empty_like(images)
-    source, target = images.view(pixel)[..., 0], out.view(pixel)[..., 0]
-    for code in np.unique(codes):
-        sel = np.flatnonzero(codes == code)
-        view = np.rot90(source[sel], k=int(code) % 4, axes=(1, 2))
-        target[sel] = view[:, :, ::-1] if code >= 4 else view
-    return out
+from jaxpcam.data.transforms import Transform
 
 
 def epoch_indices(labels: np.ndarray, seed: int, epoch: int, count: int, balanced: bool) -> np.ndarray:
@@ -151,50 +107,39 @@ class ProcessRows:
 @dataclasses.dataclass(frozen=True)
 class BatchIndices:
     """What a batch of (position, index) rows is, without its images: the source ``index`` to
-    read, the dihedral ``code`` to apply (0 = none), the ``label`` and the ``mask`` (False for
-    padding rows at position -1, which read index 0), and with ``stain_strength`` > 0 the
-    per-image ``stain`` parameters (jaxpcam.data.stain). The one definition both placements use:
-    LoadBatch reads the images on the host, ``data.placement=device`` gathers them on the device.
+    read, the ``label``, the ``mask`` (False for padding rows at position -1, which read index 0)
+    and, under ``transforms``, each augmentation's per-image parameters by name, drawn from
+    ``augment_seed`` (jaxpcam.data.transforms). The one definition both placements use: LoadBatch
+    reads and augments the images on the host, ``data.placement=device`` on the device.
     """
 
     labels: np.ndarray
-    augment_seed: int | None = None
-    stain_strength: float = 0.0  # data.stain_augment; needs augment_seed
-    dihedral: bool = True  # data.augment: flips and rotations (with augment_seed)
+    transforms: tuple[Transform, ...] = ()  # the enabled augmentations, in application order
+    augment_seed: int = 0
 
     def __call__(self, pairs: np.ndarray) -> dict:
         positions, indices = pairs[:, 0], pairs[:, 1]
         mask = positions >= 0
         indices = np.where(mask, indices, 0)
-        if self.augment_seed is None or not self.dihedral:
-            codes = np.zeros(len(pairs), np.int32)
-        else:
-            codes = np.where(mask, dihedral_codes(self.augment_seed, positions), 0).astype(np.int32)
         labels = np.where(mask, self.labels[indices], 0).astype(self.labels.dtype)
-        rows = {"index": indices.astype(np.int32), "code": codes, "label": labels, "mask": mask}
-        if self.augment_seed is not None and self.stain_strength > 0:
-            uniforms = augment_uniforms(self.augment_seed, positions, stain.UNIFORMS)
-            rows["stain"] = stain.parameters(uniforms, self.stain_strength)
-        return rows
+        drawn = {t.name: t.draw(self.augment_seed, positions) for t in self.transforms}
+        return {"index": indices.astype(np.int32), "label": labels, "mask": mask, "transforms": drawn}
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadBatch:
-    """Reads and (optionally) augments one batch of (position, index) rows; rows at position -1
-    are padding: zero images with ``mask`` False."""
+    """Reads and augments one batch of (position, index) rows; rows at position -1 are padding:
+    zero images with ``mask`` False."""
 
     source: PcamSplit
-    augment_seed: int | None = None
-    stain_strength: float = 0.0
-    dihedral: bool = True
+    transforms: tuple[Transform, ...] = ()
+    augment_seed: int = 0
 
     def __call__(self, pairs: np.ndarray) -> dict:
-        rows = BatchIndices(self.source.labels, self.augment_seed, self.stain_strength, self.dihedral)(pairs)
+        rows = BatchIndices(self.source.labels, self.transforms, self.augment_seed)(pairs)
         images = self.source.read(rows["index"])
-        if self.augment_seed is not None and self.dihedral:
-            images = apply_dihedral(images, rows["code"])
-        if "stain" in rows:
-            images = stain.perturb(images, rows["stain"])
+        for transform in self.transforms:
+            images = transform.host(images, rows["transforms"][transform.name])
         if not rows["mask"].all():
             images[~rows["mask"]] = 0
         return {"image": images, "label": rows["label"], "mask": rows["mask"]}
@@ -235,28 +180,26 @@ def train_dataset(
     batch_size: int,
     epochs: int,
     data_seed: int,
-    augment_seed: int | None,
+    augment_seed: int,
     balanced: bool,
     num_workers: int = 0,
     prefetch: int = 4,
     start_step: int = 0,
     rows: slice | None = None,
     images: bool = True,
-    stain_strength: float = 0.0,
-    dihedral: bool = True,
+    transforms: tuple[Transform, ...] = (),
 ) -> grain.IterDataset:
     """Training batches for all epochs; epoch e is steps [e * S, (e + 1) * S), S = N // batch.
 
     ``batch_size`` is the global batch; ``rows`` (multi-process) the part of it this process reads.
     ``images=False`` yields the batches' BatchIndices instead of their images (data.placement=device).
-    ``augment_seed`` keys the flips/rotations (``dihedral``) and the stain augmentation
-    (``stain_strength`` > 0, data.stain_augment), both per stream position.
+    ``augment_seed`` keys the augmentations ``transforms`` (transforms.enabled), per stream position.
     """
     sampler = TrainBatches(
         source.labels, data_seed, batch_size, steps_per_epoch(len(source), batch_size), epochs, balanced
     )
     batches = sampler.slice(slice(start_step, None)).map(ProcessRows(rows))
-    augment = (augment_seed, stain_strength, dihedral)
+    augment = (transforms, augment_seed)
     load = LoadBatch(source, *augment) if images else BatchIndices(source.labels, *augment)
     return _to_iter(batches.map(load), num_workers if images else 0, prefetch)
 

@@ -19,6 +19,7 @@ from jaxpcam.config.migrate import migrate
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.task import Task, task_for
+from jaxpcam.data import transforms
 from jaxpcam.data.normalization import Normalization, normalize
 from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.models import create_model
@@ -61,17 +62,18 @@ class LoadedRun:
         return found[1] if found else None
 
     def check_tta(self) -> None:
-        """--tta needs square images; on a model trained without flips/rotations it warns."""
-        height, width = self.image_shape[:2]
-        if height != width:
-            raise UserError(f"--tta needs square images; this model takes {height}x{width}")
-        if not self.config.data.get("augment", True):
-            log("WARNING: --tta on a model trained without data.augment: it never saw flipped or rotated images "
-                "(for digits a rotated 6 is a 9)")  # fmt: skip
+        """--tta needs images every test-time view can take; views the model never trained on warn."""
+        for transform in transforms.test_time_transforms():
+            problem = transform.view_problem(self.image_shape)
+            if problem:
+                raise UserError(f"--tta {problem}")
+            if transform.from_config(self.config.data) is None:
+                log(f"WARNING: --tta on a model trained without data.{transform.config_key}: "
+                    f"{transform.untrained_warning}")  # fmt: skip
 
     def predict_fn(self, tta: bool = False):
         """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C); with ``tta``
-        the mean of the probabilities over the 8 flips/rotations of each image (tta_mean)."""
+        the mean of the probabilities over the test-time views of each image (tta_mean)."""
 
         if tta:
             self.check_tta()
@@ -91,25 +93,21 @@ def inference_probabilities(apply_fn, task: Task, params, norm: Normalization, i
     return task.probabilities(apply_fn({"params": params}, normalize(images, norm), train=False))
 
 
-def dihedral(images: jax.Array, code: int) -> jax.Array:
-    """(B, H, W, C) with H == W, as pipeline.apply_dihedral moves it: code k rotates k % 4
-    quarter turns, then flips left-right if k >= 4."""
-    images = jnp.rot90(images, k=code % 4, axes=(1, 2))
-    return images[:, :, ::-1] if code >= 4 else images
-
-
 def tta_mean(probs, images: jax.Array) -> jax.Array:
-    """Test-time augmentation: the mean of ``probs`` over the 8 dihedral transforms of
-    ``images`` (one pass per transform, so memory stays that of one batch). The 8 transforms of
-    a rotated or flipped image are the same 8 images, so its result is the same up to rounding."""
-    total = probs(images)
-    for code in range(1, 8):
-        total = total + probs(dihedral(images, code))
-    return total / 8
+    """Test-time augmentation: the mean of ``probs`` over the test-time views of ``images``
+    (transforms.test_time_views; one pass per view, so memory stays that of one batch). The 8
+    flips/rotations of a rotated or flipped image are the same 8 images, so its result is the
+    same up to rounding."""
+    views = transforms.test_time_views(images, jnp)
+    total, count = probs(next(views)), 1
+    for view in views:
+        total, count = total + probs(view), count + 1
+    return total / count
 
 
 def tta_words(tta: bool) -> str:
-    return "with --tta (8 flips/rotations)" if tta else "without --tta"
+    views = ", ".join(t.view_words for t in transforms.test_time_transforms())
+    return f"with --tta ({views})" if tta else "without --tta"
 
 
 def _manager(workdir: Path) -> ocp.CheckpointManager:

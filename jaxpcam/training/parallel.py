@@ -112,17 +112,15 @@ class DataParallel:
         """This process's rows (numpy) -> one global array per key, sharded along ``data``."""
         return jax.make_array_from_process_local_data(self.batch_sharding, local_batch)
 
-    def abstract_batch(self, batch_size: int, image_shape, indices_only: bool = False, stain: int = 0) -> dict:
+    def abstract_batch(self, batch_size: int, image_shape, indices_only: bool = False, transforms: tuple = ()) -> dict:
         """Shapes, dtypes and shardings of a global training batch, for ahead-of-time compiling:
-        images (data.placement=host) or, with ``indices_only``, pipeline.BatchIndices (with
-        ``stain`` parameters per image when > 0)."""
+        images (data.placement=host) or, with ``indices_only``, pipeline.BatchIndices carrying
+        the per-image parameters of the augmentations ``transforms``."""
         s = self.batch_sharding
-        row = lambda dtype: jax.ShapeDtypeStruct((batch_size,), dtype, sharding=s)  # noqa: E731
+        row = lambda dtype, shape=(): jax.ShapeDtypeStruct((batch_size, *shape), dtype, sharding=s)  # noqa: E731
         if indices_only:
-            rows = {"index": row(np.int32), "code": row(np.int32), "label": row(np.int32), "mask": row(np.bool_)}
-            if stain:
-                rows["stain"] = jax.ShapeDtypeStruct((batch_size, stain), np.float32, sharding=s)
-            return rows
+            drawn = {t.name: row(t.param_dtype, t.param_shape) for t in transforms}
+            return {"index": row(np.int32), "label": row(np.int32), "mask": row(np.bool_), "transforms": drawn}
         image = jax.ShapeDtypeStruct((batch_size, *image_shape), np.uint8, sharding=s)
         return {"image": image, "label": row(np.int32), "mask": row(np.bool_)}
 

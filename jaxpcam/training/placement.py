@@ -3,17 +3,17 @@
 ``host``: the Grain pipeline reads and augments images on the CPU and sends each batch over.
 ``device``: the train and valid splits are read once into accelerator memory as uint8 (a full
 copy on every device, so each device gathers the rows of its shard without communication);
-the Grain pipeline still defines the stream, but sends only each batch's indices, dihedral codes,
-labels and mask (pipeline.BatchIndices), and the jitted step gathers and augments the images
-on the device. Both placements train on the same images in the same order: on the CPU their
-metrics are bit-identical.
+the Grain pipeline still defines the stream, but sends only each batch's indices, labels, mask
+and augmentation parameters (pipeline.BatchIndices), and the jitted step gathers the images and
+augments them with each transform's device form (jaxpcam.data.transforms). Both placements
+train on the same images in the same order: on the CPU their metrics are bit-identical (with
+stain augmentation, the images agree within one level).
 
 ``auto`` picks ``device`` when both splits take at most half of the free memory of every local
 device (the rest is for the model, the optimizer and activations), else ``host``.
 """
 
 import dataclasses
-import functools
 import time
 
 import flax.struct
@@ -23,9 +23,9 @@ import numpy as np
 
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
-from jaxpcam.data import hold_in_memory, stain
+from jaxpcam.data import hold_in_memory
 from jaxpcam.data.pcam import read_all
-from jaxpcam.data.pipeline import apply_dihedral
+from jaxpcam.data.transforms import Transform
 from jaxpcam.training.parallel import DataParallel, any_process
 
 AUTO_SHARE = 0.5  # auto: the splits may take this share of a device's free memory
@@ -86,48 +86,28 @@ def free_device_memory(devices) -> int | None:
     return None
 
 
-@functools.lru_cache(maxsize=4)
-def dihedral_table(height: int, width: int) -> np.ndarray:
-    """(8, H*W) int32: for each dihedral code, the source pixel of every output pixel. Made by
-    the host pipeline's own apply_dihedral, so the device applies exactly the same transforms."""
-    pixels = np.arange(height * width, dtype=np.int32).reshape(1, height, width, 1)
-    return np.concatenate([apply_dihedral(pixels, np.array([code])).reshape(1, -1) for code in range(8)])
-
-
 @flax.struct.dataclass
 class ResidentSplit:
-    """A split's images in device memory, (N, H, W, C) uint8, and whether to augment them."""
+    """A split's images in device memory, (N, H, W, C) uint8, and the augmentations its batches
+    get (their parameters travel with each batch)."""
 
     images: jax.Array
-    augment: bool = flax.struct.field(pytree_node=False, default=False)
+    transforms: tuple[Transform, ...] = flax.struct.field(pytree_node=False, default=())
 
 
 def gather_batch(resident: ResidentSplit, batch: dict) -> dict:
     """BatchIndices on the device -> the batch LoadBatch would have read on the host: gathered,
-    flipped/rotated in the same gather, then stain-augmented when the batch carries ``stain``
-    parameters (equal to the host's images up to float rounding, at most 1 level)."""
-    images, index, mask = resident.images, batch["index"], batch["mask"]
-    if resident.augment:
-        n, h, w, c = images.shape
-        source_pixel = jnp.asarray(dihedral_table(h, w))[batch["code"]]  # (B, H*W)
-        picked = images.reshape(n, h * w, c)[index[:, None], source_pixel]  # one gather: row and pixel
-        picked = picked.reshape(len(index), h, w, c)
-    else:
-        picked = images[index]
-    if "stain" in batch:
-        picked = stain.perturb(picked, batch["stain"], jnp)
+    then augmented by each transform's device form (each equal to its host form, see its class)."""
+    picked, mask = resident.images[batch["index"]], batch["mask"]
+    for transform in resident.transforms:
+        picked = transform.device(picked, batch["transforms"][transform.name], jnp)
     picked = jnp.where(mask[:, None, None, None], picked, jnp.zeros((), picked.dtype))
     return {"image": picked, "label": batch["label"], "mask": mask}
 
 
-def stain_columns(data_config) -> int:
-    """How many stain parameters a device-placement batch carries per image (0: none)."""
-    return stain.PARAMETERS if data_config.stain_augment > 0 else 0
-
-
-def place_split(split, put, augment: bool) -> ResidentSplit:
+def place_split(split, put, transforms: tuple[Transform, ...] = ()) -> ResidentSplit:
     """Reads ``split`` once and copies it to the device(s) with ``put`` (e.g. DataParallel.replicate)."""
-    return ResidentSplit(put(read_all(split)), augment)
+    return ResidentSplit(put(read_all(split)), transforms)
 
 
 def _agreed(requested: str, needed: int) -> Placement:
@@ -144,8 +124,9 @@ def _agreed(requested: str, needed: int) -> Placement:
     return placement
 
 
-def place_training_data(data_config, data, parallel: DataParallel) -> tuple[Placement, tuple]:
-    """Decides data.placement; returns it and (train, valid) ResidentSplits, or (None, None) for host."""
+def place_training_data(data_config, data, parallel: DataParallel, augmentations: tuple) -> tuple[Placement, tuple]:
+    """Decides data.placement; returns it and (train, valid) ResidentSplits, or (None, None) for
+    host; ``augmentations`` (transforms.enabled) are the train split's."""
     needed = split_bytes(data.train, data.image_shape) + split_bytes(data.valid, data.image_shape)
     placement = _agreed(data_config.placement, needed)
     log(placement.reason)
@@ -155,8 +136,8 @@ def place_training_data(data_config, data, parallel: DataParallel) -> tuple[Plac
         return placement, (None, None)
     start = time.perf_counter()
     resident = (
-        place_split(data.train, parallel.replicate, augment=data_config.augment),
-        place_split(data.valid, parallel.replicate, augment=False),
+        place_split(data.train, parallel.replicate, augmentations),
+        place_split(data.valid, parallel.replicate),
     )
     jax.block_until_ready(resident)
     log(f"train and valid copied to {parallel.num_devices} device(s) in {time.perf_counter() - start:.1f} s")

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import MetricWriter, log
 from jaxpcam.core.task import Task, task_for
-from jaxpcam.data import open_training_data
+from jaxpcam.data import open_training_data, transforms
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.profile import intensity_profile
 from jaxpcam.data.stats import cached_channel_stats
@@ -22,7 +22,7 @@ from jaxpcam.run import data_identity as moved_data
 from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
-from jaxpcam.training.placement import ResidentSplit, place_training_data, stain_columns
+from jaxpcam.training.placement import ResidentSplit, place_training_data
 from jaxpcam.training.schedules import ScheduleState, init_schedule, step_rate
 from jaxpcam.training.state import (
     Normalization,
@@ -50,6 +50,7 @@ class Run:
     valid: object
     resident_train: ResidentSplit | None  # None with data.placement=host
     resident_valid: ResidentSplit | None
+    augmentations: tuple[transforms.Transform, ...]  # training's, in the order they apply
     image_shape: tuple[int, ...]
     dropout_key: jax.Array
     steps_per_epoch: int
@@ -188,7 +189,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         if saved is not None:  # a resume: moved data must be the files it trained on
             moved_data.check(workdir, saved, config.to_dict(), data.files, data.filter)
         steps_per_epoch = _steps_per_epoch(config, data)
-        placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel)
+        augmentations = transforms.enabled(config.data)
+        placement, (resident_train, resident_valid) = place_training_data(config.data, data, parallel, augmentations)
 
         model = create_model(config.model, config.training.dtype)
         norm = _normalization(config, data, data.image_shape[-1])
@@ -212,15 +214,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         batch_size=batch_size,
         epochs=config.training.epochs,
         data_seed=streams.data_seed,
-        augment_seed=streams.augment_seed if config.data.augment or config.data.stain_augment > 0 else None,
+        augment_seed=streams.augment_seed,
         balanced=config.data.balanced_sampling,
         num_workers=config.data.num_workers,
         prefetch=config.data.prefetch_batches,
         start_step=int(state.step),
         rows=parallel.local_rows(batch_size),
         images=resident_train is None,
-        stain_strength=config.data.stain_augment,
-        dihedral=config.data.augment,
+        transforms=augmentations,
     )
     return Run(
         config=config,
@@ -233,6 +234,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         valid=data.valid,
         resident_train=resident_train,
         resident_valid=resident_valid,
+        augmentations=augmentations,
         image_shape=data.image_shape,
         dropout_key=parallel.replicate(streams.dropout),
         steps_per_epoch=steps_per_epoch,
@@ -249,7 +251,7 @@ def compile_train_step(run: Run):
     start, c = time.perf_counter(), run.config
     skip = run.config.training.nan_policy == "skip"
     abstract_batch = run.parallel.abstract_batch(
-        run.batch_size, run.image_shape, run.resident_train is not None, stain_columns(run.config.data)
+        run.batch_size, run.image_shape, run.resident_train is not None, run.augmentations
     )
     static = {"skip_nonfinite": skip, "task": run.task, "step_rate": step_rate(c.training, run.steps_per_epoch)}
     static["accum_steps"] = c.training.grad_accum_steps
