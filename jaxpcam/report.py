@@ -8,66 +8,46 @@ fit 100 columns, and written in full as Markdown and CSV: ``report.md``/``.csv``
 ``--overwrite``.
 """
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-from jaxpcam.cli import run_command
-from jaxpcam.core.errors import UserError
-from jaxpcam.core.files import write_output_text
-from jaxpcam.evaluation.report import build_report, find_runs, to_csv, to_markdown
-from jaxpcam.evaluation.report_text import to_terminal
+from absl import flags
+
+from jaxpcam import cli
+
+FLAGS = cli.command_flags()
+_METRICS = flags.DEFINE_string(
+    "metrics",
+    None,
+    "Comma-separated metrics.jsonl keys (default by task), or evaluation "
+    "columns such as test_roc_auc,test_roc_auc_tta, shown first.",
+    flag_values=FLAGS,
+)
+_AT = flags.DEFINE_enum("at", "best", ["best", "final"], "Which epoch's val_* values.", flag_values=FLAGS)
+_CHAMPION = flags.DEFINE_string(
+    "champion", None, "The metric that picks the champion (default: the first one a run has).", flag_values=FLAGS
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Path prefix for .md and .csv (default: <common parent of the runs>/report).", flag_values=FLAGS
+)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing --output PREFIX.md/.csv files.", flag_values=FLAGS)
+_RUNS = cli.Arguments(missing="give the run directories, quoted globs, or folders holding runs", at_most=None)
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m jaxpcam.report", description=__doc__.split("\n\n")[1])
-    p.add_argument("runs", nargs="+", help="run directories, globs (quoted), or folders holding runs")
-    p.add_argument("--metrics", default=None,
-                   help="comma-separated metrics.jsonl keys (default by task), or evaluation columns such as "
-                   "test_roc_auc,test_roc_auc_tta, shown first")  # fmt: skip
-    p.add_argument("--at", choices=("best", "final"), default="best", help="which epoch's val_* values")
-    p.add_argument("--champion", default=None, help="metric that picks the champion (default: the first one a run has)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="path prefix for .md and .csv (default: <common parent of the runs>/report)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace existing --output PREFIX.md/.csv files")
-    return p.parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    patterns = cli.parse(argv, FLAGS, __doc__, arguments=_RUNS)
+    # After parsing: the report's library imports jax, which takes seconds; --help answers at once.
+    from jaxpcam.evaluation.report_files import metric_names, write_report
+    from jaxpcam.evaluation.report_text import to_terminal
 
+    def report() -> None:
+        output = Path(_OUTPUT.value) if _OUTPUT.value else None
+        table, prefix = write_report(
+            patterns, metric_names(_METRICS.value), _AT.value, _CHAMPION.value, output, _OVERWRITE.value
+        )
+        print(to_terminal(table, _AT.value, f"{prefix}.csv (and .md)"))
 
-def _outputs(prefix: Path) -> tuple[Path, Path]:
-    return Path(f"{prefix}.md"), Path(f"{prefix}.csv")
-
-
-def check_output(prefix: Path, overwrite: bool) -> None:
-    """An --output the user named replaces nothing unasked (the default report.* is the report's own)."""
-    existing = [str(p) for p in _outputs(prefix) if p.exists()]
-    if existing and not overwrite:
-        raise UserError(f"--output {prefix}: {' and '.join(existing)} exist(s): pass --overwrite to replace, or "
-                        "name another prefix")  # fmt: skip
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def command():
-        if args.output:
-            check_output(args.output, args.overwrite)  # before any work: a refusal comes at once
-        runs = find_runs(args.runs)
-        metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
-        report = build_report(runs, metrics, args.at, args.champion)
-        markdown = to_markdown(report, args.at)
-        common = Path(os.path.commonpath([str(r) for r in runs]))
-        prefix = args.output or ((common if len(runs) > 1 else common.parent) / "report")
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        md, csv = _outputs(prefix)
-        try:  # each file whole or not at all; a user's file only with --overwrite
-            write_output_text(md, markdown + "\n", replace=not args.output or args.overwrite)
-            write_output_text(csv, to_csv(report), replace=not args.output or args.overwrite)
-        except FileExistsError as err:  # appeared while the report was made
-            raise UserError(f"--output {prefix}: {err.filename} exists now: pass --overwrite to replace it") from None
-        print(to_terminal(report, args.at, f"{prefix}.csv (and .md)"))
-
-    return run_command(command)
+    return cli.run_command(report)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import run_main, tiny_overrides, train_in_process
 from jaxpcam import audit as audit_cli
+from jaxpcam.data.audit_report import montage_note
 from jaxpcam.data.pcam import open_split, split_paths
 from jaxpcam.data.sample import write_sample
 
@@ -74,7 +75,7 @@ def test_audit_reports_files_and_writes_manifest_and_montage(audited):
     assert manifest["kept"] == [i for i in range(160) if i not in dropped]
     assert len(json.loads((out / "manifest_valid.json").read_text())["kept"]) == 40  # leakage: train's problem
     assert (out / "flagged.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert audit_cli.montage_note(report["montage"]).startswith("flagged.png (9 tiles, at most 64;")
+    assert montage_note(report["montage"]).startswith("flagged.png (9 tiles, at most 64;")
     assert len(report["montage"]) == sum(len(v) for v in PLANTED.values()) + 1  # + valid's leaked copy
 
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,12 +15,10 @@ import h5py
 import ml_collections
 import numpy as np
 import pytest
-from absl import flags
 from ml_collections import config_flags
 
 from conftest import TINY_MODELS, run_main, tiny_overrides, train_in_process
-from jaxpcam import evaluate, predict
-from jaxpcam.cli import parse_flags
+from jaxpcam import cli, evaluate, main, predict
 from jaxpcam.config import base_config
 from jaxpcam.config.checks import leaves as config_leaves
 from jaxpcam.config.checks import validate
@@ -250,16 +247,14 @@ def test_best_metric_accepts_exactly_the_logged_names(dataset, num_classes):
         validate(config)
 
 
-# 6. A --config file that does not load, and flags that do not parse: one line from parse_flags.
+# 6. A --config file that does not load, and flags that do not parse: one line from cli.parse.
 
 
-def _parse(monkeypatch, *args):
-    """parse_flags for a command with a --config file flag, as jaxpcam.main and jaxpcam.sweep have."""
-    flag_values = flags.FlagValues()
+def _parse(*args):
+    """cli.parse for a command with a --config file flag, as jaxpcam.main and jaxpcam.sweep have."""
+    flag_values = cli.command_flags()
     config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values, lock_config=True)
-    argv = ["jaxpcam.main", *args]
-    monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads the overrides from sys.argv
-    parse_flags(argv, flag_values)
+    cli.parse(list(args), flag_values, main.__doc__, required=("config",))
     return flag_values
 
 
@@ -293,7 +288,7 @@ def test_a_config_file_that_does_not_load_is_one_line(tmp_path, monkeypatch, cap
         path.write_text(BROKEN_CONFIGS[case][0])
     expected = ": no such file" if case == "missing" else BROKEN_CONFIGS[case][1]
     with pytest.raises(SystemExit) as stopped:
-        _parse(monkeypatch, f"--config={path}", *overrides)
+        _parse(f"--config={path}", *overrides)
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -319,12 +314,12 @@ def test_main_prints_exactly_one_line_for_a_broken_config_file(tmp_path):
 
 
 def test_bad_override_values_reach_validation_or_are_one_line(monkeypatch, capsys):
-    parsed = _parse(monkeypatch, "--config=configs/mlp.py", "--config.model.hidden_units=abc")
+    parsed = _parse("--config=configs/mlp.py", "--config.model.hidden_units=abc")
     assert parsed.config.model.hidden_units == ("abc",)  # ml_collections' reading: validate refuses it
     with pytest.raises(UserError, match=r"model\.hidden_units: expected a non-empty tuple of positive integers"):
         validate(parsed.config)
     with pytest.raises(SystemExit) as stopped:
-        _parse(monkeypatch, "--config=configs/mlp.py", "--config.model.hidden_units.x=1")
+        _parse("--config=configs/mlp.py", "--config.model.hidden_units.x=1")
     assert stopped.value.code == 2
     assert capsys.readouterr().err == (
         "error: unknown config key model.hidden_units.x: model.hidden_units is a value, not a section\n"
@@ -392,9 +387,9 @@ def test_predict_refuses_pixels_outside_0_255_in_every_format(trained_run, tmp_p
 
 
 def test_predict_refuses_an_output_folder_before_any_work(tmp_path, capsys, monkeypatch):
-    from jaxpcam.evaluation import loading
+    import jaxpcam.evaluation.predict
 
-    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    monkeypatch.setattr(jaxpcam.evaluation.predict, "load_run", lambda *args, **kwargs: pytest.fail("loaded first"))
     np.save(tmp_path / "two.npy", np.zeros((2, 96, 96, 3), np.uint8))
     (tmp_path / "out").mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -510,9 +505,9 @@ def test_a_model_with_non_finite_outputs_is_one_line_not_a_decision():
 def test_predict_never_writes_over_its_input_even_with_overwrite(tmp_path, capsys, monkeypatch, kind):
     import os
 
-    from jaxpcam.evaluation import loading
+    import jaxpcam.evaluation.predict
 
-    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    monkeypatch.setattr(jaxpcam.evaluation.predict, "load_run", lambda *args, **kwargs: pytest.fail("loaded first"))
     images = np.zeros((2, 96, 96, 3), np.uint8)
     if kind == "folder":
         source = tmp_path / "imgs"
@@ -549,9 +544,9 @@ def test_predict_refuses_an_output_with_a_trailing_slash_and_an_unwritable_folde
 ):
     import os
 
-    from jaxpcam.evaluation import loading
+    import jaxpcam.evaluation.predict
 
-    monkeypatch.setattr(loading, "load_run", lambda *args, **kwargs: pytest.fail("loaded the run first"))
+    monkeypatch.setattr(jaxpcam.evaluation.predict, "load_run", lambda *args, **kwargs: pytest.fail("loaded first"))
     np.save(tmp_path / "two.npy", np.zeros((2, 96, 96, 3), np.uint8))
     args = ["--workdir", str(tmp_path / "run"), "--input", str(tmp_path / "two.npy"), "--output"]
     assert predict.main([*args, f"{tmp_path / 'newdir'}/"]) == 2

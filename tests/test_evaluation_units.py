@@ -11,10 +11,10 @@ from jaxpcam.core.metrics import binary_report, confusion_cells, majority_baseli
 from jaxpcam.core.task import PCAM_CLASS_NAMES
 from jaxpcam.data.profile import group_spread
 from jaxpcam.data.stats import image_features
-from jaxpcam.evaluate import confusion_lines
 from jaxpcam.evaluation import plots
 from jaxpcam.evaluation.drift import FALSE_ALARM, check_drift
 from jaxpcam.evaluation.slices import IntensitySlicing, slice_table
+from jaxpcam.evaluation.summary_text import confusion_lines
 from jaxpcam.evaluation.thresholds import choose_threshold
 
 

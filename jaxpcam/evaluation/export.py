@@ -239,3 +239,16 @@ def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = No
     card = json_ready(card)
     _put_in_place({**files, CARD_FILE: (json.dumps(card, indent=2) + "\n").encode()}, output, overwrite)
     return card
+
+
+def export_summary(card: dict, output: Path) -> str:
+    """The line the export command prints: the files written, the decision rule and the step."""
+    written = [f"{JAX_FILE} ({', '.join(card[JAX_FILE]['platforms'])})"]
+    if card[ONNX_FILE]["written"]:
+        written.append(f"{ONNX_FILE} (onnxruntime within {card[ONNX_FILE]['max_abs_diff_vs_jax']:.1g} of jax)")
+    decision = card["decision"]
+    decided = f"threshold {decision['threshold']:.4f}" if decision["threshold"] is not None else "no threshold"
+    decided = "argmax" if decision.get("rule") == "argmax" else decided
+    return (
+        f"wrote {', '.join([*written, CARD_FILE])} ({decided}; checkpoint step {card['checkpoint_step']}) to {output}"
+    )

@@ -19,7 +19,8 @@ from jaxpcam.data.pcam import as_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
-from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, tta_words
+from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
+from jaxpcam.evaluation.predict_output import exists_message
 from jaxpcam.evaluation.predictions_csv import predictions_csv
 from jaxpcam.run.eval_dir import find_threshold
 
@@ -48,8 +49,10 @@ def _as_uint8(block: np.ndarray, start: int, source: Path) -> np.ndarray:
         low, high = flat[outside.argmax()].min(), flat[outside.argmax()].max()
         raise UserError(f"{source}: image {image} holds pixel values {low:g}..{high:g}; the model takes 0..255")
     if block.dtype.kind == "f" and block.size and float(block.max()) <= 1.0:
-        raise UserError(f"{source}: images {start}..{start + len(block) - 1} hold floats within 0..1; "
-                        "the model takes 0..255 (multiply by 255)")  # fmt: skip
+        raise UserError(
+            f"{source}: images {start}..{start + len(block) - 1} hold floats within 0..1; "
+            "the model takes 0..255 (multiply by 255)"
+        )
     return as_uint8(block)
 
 
@@ -147,8 +150,10 @@ def _threshold(run: LoadedRun, tta: bool) -> float | None:
             f"{run.workdir}{flag} first (it chooses one {tta_words(tta)} and keeps the other), or predict "
             f"{tta_words(not tta)}"
         )
-    log(f"no decision threshold stored for checkpoint step {run.step} (run python -m jaxpcam.evaluate --workdir "
-        f"{run.workdir}{flag} first); deciding at 0.5")  # fmt: skip
+    log(
+        f"no decision threshold stored for checkpoint step {run.step} (run python -m jaxpcam.evaluate --workdir "
+        f"{run.workdir}{flag} first); deciding at 0.5"
+    )
     return 0.5
 
 
@@ -169,3 +174,34 @@ def write_predictions(path: Path, run: LoadedRun, result: PredictResult, overwri
     (FileExistsError otherwise, also for one that appeared while predicting)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_output_text(path, predictions_csv(run.task, result.names, result.probs, result.threshold), overwrite)
+
+
+def predict_file(workdir: Path, checkpoint: str, source_path: Path, output: Path, batch_size: int | None,
+                 tta: bool, overwrite: bool) -> tuple[LoadedRun, PredictResult]:  # fmt: skip
+    """The predict command's work: the run's checkpoint on ``source_path``, written to ``output``
+    (checked by predict_output.check_output first); a write that fails is one UserError."""
+    run = load_run(workdir, checkpoint)
+    batch_size = batch_size or run.config.data.eval_batch_size
+    result = predict_input(run, open_input(source_path, run.image_shape, batch_size), batch_size, tta)
+    if output.is_file():
+        log(f"replacing {output} (--overwrite)")
+    try:
+        write_predictions(output, run, result, overwrite)
+    except FileExistsError:  # it appeared while predicting
+        raise UserError(exists_message(output)) from None
+    except OSError as err:  # a full disk, permissions changed meanwhile: name the file asked for
+        reason = err.strerror or str(err)
+        raise UserError(f"cannot write --output {output}: {reason}; nothing written there") from None
+    return run, result
+
+
+def drift_line(result: PredictResult) -> str:
+    """What the drift check found, for stderr."""
+    if result.drift is None:
+        return (
+            "no training intensity profile in this checkpoint (trained before jaxpcam recorded one): "
+            "drift check skipped"
+        )
+    if result.drift.drifted:
+        return f"WARNING: {result.drift.message()}; predictions may be unreliable"
+    return result.drift.message()

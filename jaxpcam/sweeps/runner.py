@@ -1,15 +1,23 @@
 """Running one sweep point: whether it needs training now, and its sweep_point.json record
-around the attempt. (The command and its flags are jaxpcam/sweep.py.)"""
+around the attempt. (The command and its flags are jaxpcam/sweep.py.)
 
+Training is handed in (``train``, e.g. ``jaxpcam.training.loop.train_and_evaluate``): sweeps
+decide what to run and record it, training is a layer of its own that sweeps do not import."""
+
+from collections.abc import Callable
 from pathlib import Path
 
+import ml_collections
+
 from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
-from jaxpcam.core.reporting import count
+from jaxpcam.core.files import write_text_atomic
+from jaxpcam.core.reporting import count, log
+from jaxpcam.sweeps.status import STATUS_FILE, other_config, point_epochs, point_status, write_hparams, write_status
+
+Train = Callable[[ml_collections.ConfigDict, Path], object]  # trains a config in a run directory, resuming
 
 
 def log_sweep(message: str) -> None:
-    from jaxpcam.core.reporting import log
-
     log(f"sweep: {message}")
 
 
@@ -31,8 +39,6 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     """One UserError, before any point runs, when a point to run was run with a config that
     differs from this command's in a key that changes results (status.other_config): its
     folder is named by the grid values alone, so another base (--config.x=y) would land on it."""
-    from jaxpcam.sweeps.status import other_config
-
     found = [(p, other_config(p, sweep_dir / p.name)) for p in todo]
     found = [(p, keys) for p, keys in found if keys]
     if not found:
@@ -49,19 +55,8 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     )
 
 
-def run_point(point, sweep_dir: Path) -> str:
-    """Trains one point (skipping it when finished); returns its status afterwards."""
-    from jaxpcam.core.files import write_text_atomic
-    from jaxpcam.sweeps.status import (
-        STATUS_FILE,
-        other_config,
-        point_epochs,
-        point_status,
-        write_hparams,
-        write_status,
-    )
-    from jaxpcam.training.loop import train_and_evaluate
-
+def run_point(point, sweep_dir: Path, train: Train) -> str:
+    """Trains one point with ``train`` (skipping it when finished); returns its status afterwards."""
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
     if status == "other config":  # never trained on, skipped as done or summarized as this config's
@@ -81,7 +76,7 @@ def run_point(point, sweep_dir: Path) -> str:
     before = record.read_text(errors="replace") if record.is_file() else None
     write_status(point, run_dir, "running")
     try:
-        train_and_evaluate(point.config, run_dir)
+        train(point.config, run_dir)
     except ConfigChanged as err:  # its checkpoints hold another config: the record stays theirs
         if before is None:
             record.unlink(missing_ok=True)
