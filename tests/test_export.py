@@ -78,9 +78,9 @@ def test_model_json_says_what_a_deployment_needs(run):
     for name in ("model.jaxexport", "model.onnx"):
         expected = hashlib.sha256((out / name).read_bytes()).hexdigest() if (out / name).exists() else None
         assert card["fingerprint"]["sha256"][name] == expected
-    # lowering for CUDA works without a GPU: the one file serves both
-    assert card["model.jaxexport"]["platforms"] == ["cpu", "cuda"]
-    assert jax.export.deserialize((out / "model.jaxexport").read_bytes()).platforms == ("cpu", "cuda")
+    # lowering for CUDA and ROCm works without a GPU: the one file serves all three
+    assert card["model.jaxexport"]["platforms"] == ["cpu", "cuda", "rocm"]
+    assert jax.export.deserialize((out / "model.jaxexport").read_bytes()).platforms == ("cpu", "cuda", "rocm")
 
 
 # Runs in a fresh interpreter, outside the repository, with no PYTHONPATH; importing jaxpcam,
@@ -233,7 +233,7 @@ def test_the_exported_function_has_a_symbolic_batch_and_the_tasks_output(task):
     got = np.asarray(model.call(images))
     assert got.shape == ((5,) if task.binary else (5, 3))
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
-    assert platforms == ("cpu", "cuda")
+    assert platforms == ("cpu", "cuda", "rocm")
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
@@ -246,7 +246,7 @@ def test_conv_models_export_to_both_formats(name, tiny_pcam, tmp_path):
     expected = load_run(tmp_path / "run", "latest").predict_fn()(images)
     got = jax.export.deserialize((tmp_path / "out" / "model.jaxexport").read_bytes()).call(images)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=0, atol=1e-6)
-    assert card["model"] == name
+    assert card["model"] == name and card["model.jaxexport"]["platforms"] == ["cpu", "cuda", "rocm"]
     if HAVE_ONNX:
         import onnxruntime
 
