@@ -84,7 +84,7 @@ def test_model_json_says_what_a_deployment_needs(run):
 
 
 # Runs in a fresh interpreter, outside the repository, with no PYTHONPATH; importing jaxpcam,
-# flax, optax or orbax fails there, so the load cannot depend on them. The README's snippet runs
+# flax, optax or orbax fails there, so the load cannot depend on them. The docs' snippet runs
 # first, verbatim but for the path.
 BLOCK_IMPORTS = textwrap.dedent(
     """
@@ -110,8 +110,8 @@ ON_VALID = textwrap.dedent(
 )
 
 
-def _readme_snippet(marker: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def _docs_snippet(marker: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation-and-export.md").read_text()
     block = text.split(f"<!-- {marker} -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     return textwrap.dedent(block)
 
@@ -120,7 +120,7 @@ def test_jaxexport_loads_with_jax_alone_and_gives_evaluates_probabilities(run, t
     workdir, _ = run
     np.save(tmp_path / "images.npy", _valid_images(workdir))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"JAX_PLATFORMS": "cpu"}
-    snippet = _readme_snippet("jax-only-load").replace(
+    snippet = _docs_snippet("jax-only-load").replace(
         "runs/pcam_mlp/seed42/export/model.jaxexport", str(workdir / "export" / "model.jaxexport")
     )
     done = subprocess.run(
@@ -151,7 +151,7 @@ def test_onnx_gives_the_jax_probabilities(run):
     card = json.loads((workdir / "export" / "model.json").read_text())
     assert card["model.onnx"]["written"] and card["model.onnx"]["max_abs_diff_vs_jax"] <= 1e-5
     names: dict = {}
-    exec(_readme_snippet("onnx-load").replace("runs/pcam_mlp/seed42", str(workdir)), names)
+    exec(_docs_snippet("onnx-load").replace("runs/pcam_mlp/seed42", str(workdir)), names)
     assert names["p_tumour"].shape == (8,)
 
 
