@@ -1,4 +1,4 @@
-"""A run's checkpoint as a model to deploy (README, "Exporting a model"):
+"""A run's checkpoint as a model to deploy (docs/evaluation-and-export.md, "Exporting a model"):
 
 - ``model.jaxexport``: ``jax.export`` of uint8 images (B, H, W, C), B symbolic, to the task's
   probabilities, with the parameters and the normalization inside; loads with jax alone;
