@@ -120,7 +120,7 @@ def test_checkpoint_cost_times_save_restore_and_checksums(tmp_path, capsys):
 
 
 def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
-    """benchmarks/stain_tta.sh (the README's stain/TTA table) takes 20 minutes: here only that it
+    """benchmarks/stain_tta.sh (docs/training.md's stain/TTA table) takes 20 minutes: here only that it
     parses and that what it passes exists."""
     from jaxpcam.config import base_config
     from jaxpcam.config.files import load_config_file
@@ -137,7 +137,8 @@ def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
 
 
 def test_every_benchmark_answers_help_with_its_usage_and_exit_0():
-    """The README says every benchmark answers --help; torch_reference.py also without PyTorch."""
+    """docs/configuration.md and benchmarks/README.md say every benchmark answers --help; torch_reference.py
+    also without PyTorch."""
     scripts = sorted((REPO / "benchmarks").glob("*.py"))
     runs = {s.name: subprocess.Popen([sys.executable, str(s), "-h"], cwd=REPO, stdout=subprocess.PIPE, text=True)
             for s in scripts}  # fmt: skip

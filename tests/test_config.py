@@ -229,16 +229,16 @@ def test_the_pcam_recipe_is_valid_and_its_features_train_together(tiny_pcam, tmp
     assert any("EMA weights" in line for line in lines)
 
 
-def test_the_readme_config_table_documents_every_key():
-    """README's "Config keys" table is the contract users read: every key of base_config() is in
-    its first column (``a.b`` / ``c`` and ``a.b``, ``c`` name keys of one section)."""
+def test_the_config_page_documents_every_key():
+    """docs/configuration.md's "Config keys" tables are the contract users read: every key of
+    base_config() is in a first column (``a.b`` / ``c`` and ``a.b``, ``c`` name keys of one section)."""
     import re
 
     from conftest import REPO
     from jaxpcam.config.checks import leaves
 
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("## Config keys", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs" / "configuration.md").read_text()
+    table = page.split("## Config keys", 1)[1].split("\n## ", 1)[0]
     documented = set()
     for row in (line for line in table.splitlines() if line.startswith("| `")):
         names = re.findall(r"`([\w.]+)`", row.split("|")[1])

@@ -78,13 +78,13 @@ def test_model_json_says_what_a_deployment_needs(run):
     for name in ("model.jaxexport", "model.onnx"):
         expected = hashlib.sha256((out / name).read_bytes()).hexdigest() if (out / name).exists() else None
         assert card["fingerprint"]["sha256"][name] == expected
-    # lowering for CUDA works without a GPU: the one file serves both
-    assert card["model.jaxexport"]["platforms"] == ["cpu", "cuda"]
-    assert jax.export.deserialize((out / "model.jaxexport").read_bytes()).platforms == ("cpu", "cuda")
+    # lowering for CUDA and ROCm works without a GPU: the one file serves all three
+    assert card["model.jaxexport"]["platforms"] == ["cpu", "cuda", "rocm"]
+    assert jax.export.deserialize((out / "model.jaxexport").read_bytes()).platforms == ("cpu", "cuda", "rocm")
 
 
 # Runs in a fresh interpreter, outside the repository, with no PYTHONPATH; importing jaxpcam,
-# flax, optax or orbax fails there, so the load cannot depend on them. The README's snippet runs
+# flax, optax or orbax fails there, so the load cannot depend on them. The docs' snippet runs
 # first, verbatim but for the path.
 BLOCK_IMPORTS = textwrap.dedent(
     """
@@ -110,8 +110,8 @@ ON_VALID = textwrap.dedent(
 )
 
 
-def _readme_snippet(marker: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def _docs_snippet(marker: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation-and-export.md").read_text()
     block = text.split(f"<!-- {marker} -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     return textwrap.dedent(block)
 
@@ -120,7 +120,7 @@ def test_jaxexport_loads_with_jax_alone_and_gives_evaluates_probabilities(run, t
     workdir, _ = run
     np.save(tmp_path / "images.npy", _valid_images(workdir))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"JAX_PLATFORMS": "cpu"}
-    snippet = _readme_snippet("jax-only-load").replace(
+    snippet = _docs_snippet("jax-only-load").replace(
         "runs/pcam_mlp/seed42/export/model.jaxexport", str(workdir / "export" / "model.jaxexport")
     )
     done = subprocess.run(
@@ -151,7 +151,7 @@ def test_onnx_gives_the_jax_probabilities(run):
     card = json.loads((workdir / "export" / "model.json").read_text())
     assert card["model.onnx"]["written"] and card["model.onnx"]["max_abs_diff_vs_jax"] <= 1e-5
     names: dict = {}
-    exec(_readme_snippet("onnx-load").replace("runs/pcam_mlp/seed42", str(workdir)), names)
+    exec(_docs_snippet("onnx-load").replace("runs/pcam_mlp/seed42", str(workdir)), names)
     assert names["p_tumour"].shape == (8,)
 
 
@@ -233,7 +233,7 @@ def test_the_exported_function_has_a_symbolic_batch_and_the_tasks_output(task):
     got = np.asarray(model.call(images))
     assert got.shape == ((5,) if task.binary else (5, 3))
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
-    assert platforms == ("cpu", "cuda")
+    assert platforms == ("cpu", "cuda", "rocm")
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
@@ -244,7 +244,7 @@ def test_conv_models_export_to_both_formats(name, tiny_pcam, tmp_path):
     expected = load_run(tmp_path / "run", "latest").predict_fn()(images)
     got = jax.export.deserialize((tmp_path / "out" / "model.jaxexport").read_bytes()).call(images)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=0, atol=1e-6)
-    assert card["model"] == name
+    assert card["model"] == name and card["model.jaxexport"]["platforms"] == ["cpu", "cuda", "rocm"]
     if HAVE_ONNX:
         import onnxruntime
 

@@ -1,4 +1,5 @@
-"""The SLURM script: valid bash, only real paths and flags, and SIGTERM -> checkpoint -> requeue."""
+"""The SLURM scripts: valid bash, only real paths and flags, and SIGTERM -> checkpoint -> requeue;
+the cluster install: one JAX release for the CPU, NVIDIA and AMD, named alike everywhere."""
 
 import json
 import os
@@ -7,6 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
+import tomllib
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from conftest import REPO, tiny_overrides
 
@@ -38,7 +44,7 @@ def _config_key_exists(dotted: str) -> bool:
 
 
 def test_scripts_are_valid_bash_and_use_existing_paths_options_and_flags():
-    assert len(SCRIPTS) >= 10  # lib, generic, and 1-GPU/multi-GPU/multi-node/sweep for two clusters
+    assert len(SCRIPTS) >= 11  # lib, install, generic, and 1-GPU/multi-GPU/multi-node/sweep for two clusters
     flags = {"jaxpcam.main": _module_flags("jaxpcam.main"), "jaxpcam.sweep": _module_flags("jaxpcam.sweep")}
     calls = {"jaxpcam_train": "jaxpcam.main", "jaxpcam_sweep_task": "jaxpcam.sweep"}
     for script in SCRIPTS:
@@ -136,3 +142,63 @@ def test_sigterm_makes_training_checkpoint_and_the_job_requeue(tiny_pcam, tmp_pa
     assert calls.read_text().split() == ["requeue", "4242"]
     assert any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
     assert (workdir / "environment-4242.txt").is_file()
+
+
+# Where JAX versions and GPU packages are named: the docs, the install and launch scripts, the build files.
+NAMING_JAX = [
+    REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "launch" / "README.md",
+    REPO / "benchmarks" / "README.md", REPO / "pyproject.toml", REPO / "Makefile", *SCRIPTS,
+]  # fmt: skip
+
+
+def _pins() -> dict[str, str]:
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if "==" in line)
+
+
+def test_one_jax_release_for_cpu_nvidia_and_amd_named_alike_everywhere():
+    pins = _pins()
+    release = pins["jax"]
+    assert pins["jaxlib"] == pins["jax-cuda13-plugin"] == pins["jax-cuda13-pjrt"] == release
+    # AMD builds a release without its patch suffix (0.12.0 for 0.12.0.1): the same release
+    assert pins["jax-rocm7-plugin"] == pins["jax-rocm7-pjrt"]
+    assert Version(release).release[:3] == Version(pins["jax-rocm7-plugin"]).release
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (jax_range,) = [d[len("jax") :] for d in dependencies if re.fullmatch(r"jax[<>=!~].*", d)]
+    assert Version(release) in SpecifierSet(jax_range)
+    for path in NAMING_JAX:
+        text, where = path.read_text(), path.relative_to(REPO)
+        assert set(re.findall(r"\bjax\[([\w-]+)\]", text)) <= {"cuda13"}, where  # no cuda12, no other extra
+        for name in re.findall(r"\bjax-(?:cuda|rocm)\d+-(?:plugin|pjrt)\b", text):
+            assert name in pins, (where, name)
+        for name, version in re.findall(r"\b(jax|jaxlib|jax-[\w-]+)(?:\[[\w-]+\])?==([\d.]+)", text):
+            assert pins.get(name) == version, (where, name, version)
+        for names, version in re.findall(r"((?:`jax[\w-]*`(?:, | and ))*`jax[\w-]*`) (\d+\.\d+[\d.]*\d)", text):
+            for name in re.findall(r"`(jax[\w-]*)`", names):
+                assert pins.get(name) == version, (where, name, version)
+
+
+# Stands in for python3.12: `-m venv DIR` makes DIR/bin/python (this script again); any other
+# call is recorded in the file $FAKE_LOG.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit 0; fi
+echo "$*" >> "$FAKE_LOG"
+"""
+
+
+@pytest.mark.parametrize("platform, packages", [("cpu", []), ("cuda", ["jax-cuda13-plugin"]),
+                                                ("rocm", ["jax-rocm7-plugin"])])  # fmt: skip
+def test_install_script_installs_the_pinned_release_for_each_platform(platform, packages, tmp_path):
+    fake, log = tmp_path / "python3.12", tmp_path / "calls"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "FAKE_LOG": str(log)}
+    script = REPO / "launch" / "install.sh"
+    subprocess.run(["bash", str(script), platform, str(tmp_path / "venv")], env=env, check=True, timeout=60)
+    install = log.read_text().splitlines()[0].split()
+    assert install[:6] == ["-m", "pip", "install", "-c", "constraints.txt", "-e"] and install[6] == "."
+    named = {"jax[cuda13]": "jax-cuda13-plugin"}  # the extra that brings the NVIDIA plugin
+    assert [named.get(arg, arg) for arg in install[7:]] == packages
+    assert all(package in _pins() for package in packages)  # pinned: the one release
+    wrong = subprocess.run(["bash", str(script), "gpu"], env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error:")

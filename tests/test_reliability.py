@@ -199,9 +199,9 @@ def test_unwritable_workdir_is_a_clear_error(tiny_pcam, tmp_path):
     assert "cannot create the run directory" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_orbax_only_snippet_from_the_readme_restores_on_another_device_layout(reference):
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- orbax-only-restore")[1].split("```python\n")[1].split("```")[0]
+def test_orbax_only_snippet_from_the_docs_restores_on_another_device_layout(reference):
+    page = (REPO / "docs" / "run-directory.md").read_text()
+    block = page.split("<!-- orbax-only-restore")[1].split("```python\n")[1].split("```")[0]
     ckpt_dir = str((reference / "checkpoints").resolve())
     code = block.replace("/abs/path/runs/pcam_mlp/seed42/checkpoints", ckpt_dir)
     code += "\nimport sys\nassert 'jaxpcam' not in sys.modules\n"
@@ -210,6 +210,8 @@ def test_orbax_only_snippet_from_the_readme_restores_on_another_device_layout(re
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("['Dense_0', 'Dense_1'] mlp 3")
+    # Orbax's current API: a handler registry, and item metadata from the step's metadata
+    assert "handler_registry=" in block and "item_handlers" not in block and ".item_metadata(" not in block
 
 
 def test_failed_checkpoint_write_is_one_line_and_keeps_earlier_checkpoints(tiny_pcam, tmp_path):

@@ -99,7 +99,7 @@ V1_DIGEST = "bd360830585c6da83c648941ffb710434cb91bbb712998cc6f6e0bcda3068ab4"  
 
 @pytest.mark.skipif(np.__version__ != "2.5.5", reason="the digest is of numpy 2.5.5 (constraints.txt)")
 def test_sample_version_1_never_changes(tmp_path):
-    """A released sample version stays what it was: runs and README numbers measured on it hold."""
+    """A released sample version stays what it was: runs and the docs' numbers measured on it hold."""
     write_sample(tmp_path, {"train": 40, "valid": 8, "test": 8})
     assert _sample_digest(tmp_path) == V1_DIGEST
 

@@ -1,4 +1,4 @@
-"""A run's checkpoint as a model to deploy (README, "Exporting a model"):
+"""A run's checkpoint as a model to deploy (docs/evaluation-and-export.md, "Exporting a model"):
 
 - ``model.jaxexport``: ``jax.export`` of uint8 images (B, H, W, C), B symbolic, to the task's
   probabilities, with the parameters and the normalization inside; loads with jax alone;
@@ -35,7 +35,7 @@ from jaxpcam.run.record import CONFIG_FILE
 
 FORMAT = "jaxpcam-export/1"
 JAX_FILE, ONNX_FILE, CARD_FILE = "model.jaxexport", "model.onnx", "model.json"
-PLATFORMS = ("cpu", "cuda")  # lowering for CUDA needs no GPU; CPU alone if it fails
+PLATFORMS = ("cpu", "cuda", "rocm")  # lowering for the GPUs needs none; CPU alone if it fails
 JAX_TOLERANCE = 1e-5  # the artifact against the model in this process (measured: equal)
 
 
@@ -66,19 +66,19 @@ def probe_images(image_shape: tuple[int, ...], count: int = 8) -> np.ndarray:
 
 
 def serialize(fn: Callable, spec: jax.ShapeDtypeStruct) -> tuple[bytes, tuple[str, ...], dict]:
-    """``jax.export`` of ``fn`` for the CPU and CUDA (the CPU alone when CUDA lowering fails)."""
+    """``jax.export`` of ``fn`` for the CPU, CUDA and ROCm (the CPU alone when GPU lowering fails)."""
 
     def export(platforms: tuple[str, ...]) -> jax.export.Exported:
         return jax.export.export(jax.jit(fn), platforms=platforms)(spec)
 
     try:
         exported = export(PLATFORMS)
-    except Exception as cuda_err:
+    except Exception as gpu_err:
         try:
             exported = export(("cpu",))
         except Exception as err:
             raise RunFailed(f"jax.export failed: {onnx_export.first_line(err)}") from None
-        log(f"lowering for CUDA failed ({onnx_export.first_line(cuda_err)}); exported for the CPU only")
+        log(f"lowering for CUDA and ROCm failed ({onnx_export.first_line(gpu_err)}); exported for the CPU only")
     try:
         blob = exported.serialize()
     except ImportError as err:  # flatbuffers, a dependency of jaxpcam, is missing

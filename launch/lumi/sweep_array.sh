@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LUMI-like AMD cluster: a sweep as a job array, one point per task on one GCD.
-#   CONTAINER=... DATA=... sbatch --account=project_X --array=0-17 launch/lumi/sweep_array.sh
+#   DATA=... [CONTAINER=...] sbatch --account=project_X --array=0-17 launch/lumi/sweep_array.sh
 # Afterwards: python -m jaxpcam.sweep --config configs/sweep_mlp.py --summary
 #SBATCH --job-name=jaxpcam-sweep
 #SBATCH --partition=small-g

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # LUMI-like AMD cluster: one GCD (half an MI250X; JAX sees it as one GPU). Set your project:
+#   DATA=/scratch/project_X/pcam sbatch --account=project_X launch/lumi/train_1gcd.sh   (venv: launch/install.sh rocm)
 #   CONTAINER=/path/to/jax-rocm.sif DATA=/scratch/project_X/pcam sbatch --account=project_X launch/lumi/train_1gcd.sh
 #SBATCH --job-name=jaxpcam-1gcd
 #SBATCH --partition=small-g

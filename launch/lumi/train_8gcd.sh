@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LUMI-like AMD cluster: a full node, 8 GCDs, one process driving all eight.
-#   CONTAINER=... DATA=... sbatch --account=project_X launch/lumi/train_8gcd.sh --config.data.batch_size=1024
+#   DATA=... [CONTAINER=...] sbatch --account=project_X launch/lumi/train_8gcd.sh --config.data.batch_size=1024
 #SBATCH --job-name=jaxpcam-8gcd
 #SBATCH --partition=standard-g
 #SBATCH --nodes=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LUMI-like AMD cluster: 2 full nodes x 8 GCDs, one process per GCD started by srun (JAX's
 # SLURM detection gives process i of a node GCD i).
-#   CONTAINER=... DATA=... sbatch --account=project_X launch/lumi/train_multinode.sh --config.data.batch_size=2048
+#   DATA=... [CONTAINER=...] sbatch --account=project_X launch/lumi/train_multinode.sh --config.data.batch_size=2048
 #SBATCH --job-name=jaxpcam-multinode
 #SBATCH --partition=standard-g
 #SBATCH --nodes=2
