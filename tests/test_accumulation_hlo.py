@@ -2,7 +2,7 @@
 
 No timing: the slow form is recognised in the program itself. XLA:CPU (jaxlib 0.12) compiles the
 convolutions of a gradient inside a while loop as plain loop code instead of YNNPACK's, which made
-the CNN's accumulated step ~50x slower (training/accumulation.py)."""
+the CNN's accumulated step 40-90x slower (training/accumulation.py)."""
 
 import re
 

@@ -17,7 +17,7 @@ k = 1 nothing is split and the step is the one it always was (same key, same ari
 Why a Python loop and not ``lax.scan``: k is static, and XLA:CPU (jaxlib 0.12) compiles the
 backward convolutions inside a while loop as naive loop code ("wrapped_convolution" fusions in
 ``benchmarks/profile_step.py --accum-steps 2``) instead of YNNPACK calls: with a rolled scan the
-CNN's step over 2 micro-batches of 16 took 5 s instead of 0.12 s on a 2-core VM. The unrolled
+CNN's step was ~40x slower over 2 micro-batches of 16 and ~90x over 2 of 128 (2-core VM). The unrolled
 loop is held as sequential as the scan was by ``optimization_barrier``: micro-batch j + 1 starts
 (its inputs pass the barrier) only once micro-batch j's sums exist, which keeps one micro-batch's
 activations at a time (without it XLA scheduled all k forward passes first), and no fusion
