@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py --model cnn --batch-size 128
     python benchmarks/profile_step.py --model seeds-cnn        # the seeds' CNN of cnn_parity.py
     python benchmarks/profile_step.py --trace-dir /tmp/trace   # keep the trace for xprof/TensorBoard
+    python benchmarks/profile_step.py --model cnn --batch-size 64 --accum-steps 2   # 2 micro-batches of 64
 
 Prints, per XLA operation (fusion, dot, convolution, YNNPACK fusion...), the time per step summed
 over the threads (or GPU streams) that ran it, so the biggest rows are what to work on. Names match
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mlp", help="mlp | cnn | resnet | seeds-cnn")
     p.add_argument("--batch_size", "--batch-size", type=int, default=128)
+    p.add_argument("--accum_steps", "--accum-steps", type=int, default=1, help="micro-batches per step (k)")
     p.add_argument("--steps", type=int, default=3, help="traced steps")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--trace_dir", "--trace-dir", help="keep the trace here (default: a temporary folder)")
@@ -73,8 +75,8 @@ def main(argv=None) -> int:
     state = create_train_state(
         key, build_model(args.model, config), make_optimizer(config.training), fixed_normalization()
     )
-    batch = synthetic_batch(key, args.batch_size)
-    step = jit_train_step.lower(state, batch, key).compile()
+    batch = synthetic_batch(key, args.batch_size * args.accum_steps)
+    step = jit_train_step.lower(state, batch, key, accum_steps=args.accum_steps).compile()
     for _ in range(2):
         state, _ = step(state, batch, key)
     jax.block_until_ready(state)
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
     wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
     trace = next(trace_dir.rglob("*.xplane.pb"))
     rows = op_times(jax.profiler.ProfileData.from_file(str(trace)), args.steps)
-    print(f"{args.model} train step, batch {args.batch_size}, {jax.devices()[0]}: {wall_ms:.1f} ms/step wall (traced)")
+    what = f"batch {args.batch_size}" + (f" x {args.accum_steps} micro-batches" if args.accum_steps > 1 else "")
+    print(f"{args.model} train step, {what}, {jax.devices()[0]}: {wall_ms:.1f} ms/step wall (traced)")
     print(f"{'ms/step':>9}  {'where':6}  operation (summed over threads/streams)")
     for ms, where, name in rows[: args.top]:
         print(f"{ms:9.2f}  {where:6}  {name}")

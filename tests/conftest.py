@@ -1,7 +1,10 @@
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,9 @@ import pytest
 from jaxpcam.core.runtime import prepare_process
 from jaxpcam.data.sample import write_sample
 
+if "JAXPCAM_COMPILE_CACHE" not in os.environ:  # the tests' own compilation cache, never the user's
+    os.environ["JAXPCAM_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jaxpcam-test-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAXPCAM_COMPILE_CACHE"], ignore_errors=True)
 prepare_process(restart=False)  # the test process is set up as a command's would be
 
 REPO = Path(__file__).resolve().parents[1]

@@ -146,3 +146,24 @@ def test_every_benchmark_answers_help_with_its_usage_and_exit_0():
         out, _ = run.communicate(timeout=120)
         assert run.returncode == 0 and out.startswith("usage:"), name
     assert {"results_table.py", "torch_reference.py", "throughput.py"} <= set(runs)
+
+
+def test_features_benchmark_writes_ratios_to_plain_and_a_table(tmp_path):
+    """A smoke run (no timing asserted): a few rows on a tiny MLP; every row's config is valid."""
+    features = _load("features")
+    for model in ("mlp", "cnn"):
+        for overrides in features.feature_rows(128, features.recipe_overrides()).values():
+            features.run_config(model, tmp_path, 128, overrides, {})  # validates, raises on a bad key
+    out, table = tmp_path / "features.json", tmp_path / "features.md"
+    args = ["--models", "mlp", "--set", "model.hidden_units=(8,)", "--batch_size", "4", "--steps", "2"]
+    args += ["--valid", "16", "--rounds", "2", "--rows", "accum_steps 4,recipe"]
+    args += ["--json", str(out), "--markdown", str(table)]
+    assert features.main(args) == 0
+    results = {r["row"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"plain", "grad_accum_steps 4 (batch 1)", "pcam_recipe keys", "evaluate --tta"}
+    assert results["plain"]["time_vs_plain"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert results["pcam_recipe keys"]["overrides"]["training.optimizer"] == "adamw"
+    for r in results.values():
+        assert len(r["values"]) == 2 and all(v > 0 for v in r["values"])
+        assert r["time_vs_plain"]["min"] <= r["time_vs_plain"]["median"] <= r["time_vs_plain"]["max"]
+    assert "| mlp | evaluate --tta | eval s (valid) |" in table.read_text()

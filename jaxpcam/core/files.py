@@ -16,6 +16,11 @@ import numpy as np
 from jaxpcam.core.errors import UserError
 
 
+def user_cache_dir() -> Path:
+    """jaxpcam's folder in the user's cache: $XDG_CACHE_HOME/jaxpcam, else ~/.cache/jaxpcam."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxpcam"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, replace: bool = True) -> Iterator[Path]:
     """Yields a temporary path next to ``path`` to write (with any library); on success it

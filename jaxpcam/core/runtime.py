@@ -25,6 +25,8 @@ every step; with 4 KiB pages the TLB misses cost 15-50% of the step on this mach
 its memory with transparent huge pages when started with GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
 which it reads only at process start, so the training commands re-execute themselves once with
 it set (before JAX is imported). Set glibc.malloc.hugetlb=0 in GLIBC_TUNABLES to opt out.
+
+The persistent compilation cache (core/compile_cache.py): on, unless JAXPCAM_COMPILE_CACHE=off.
 """
 
 import ctypes
@@ -33,6 +35,9 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from jaxpcam.core import compile_cache
+from jaxpcam.core.reporting import log
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_WITHOUT_CONVOLUTION = f"{YNN_FUSION_FLAG}=individual_dot,reduce"
@@ -136,6 +141,7 @@ def apply_run_settings(training) -> dict:
     return {
         "deterministic_gpu_ops": bool(xla_flag_value(os.environ.get("XLA_FLAGS", ""), GPU_DETERMINISM_FLAG)),
         "matmul_precision": training.matmul_precision,
+        "compilation_cache": compile_cache.in_effect(),
     }
 
 
@@ -193,11 +199,14 @@ def restart_with_hugepages() -> None:
 
 def prepare_process(restart: bool = True) -> None:
     """What a command does first, before JAX starts: (optionally) re-execute once with glibc's
-    huge-page tunable, then set the XLA flags and malloc settings above. Called where a command
-    starts (training, sweep, evaluate, predict, benchmarks), never on import, so a notebook or a
-    Grain worker that imports jaxpcam keeps its process as it was."""
+    huge-page tunable, then set the XLA flags, malloc settings and compilation cache above.
+    Called where a command starts (training, sweep, evaluate, predict, benchmarks), never on
+    import, so a notebook or a Grain worker that imports jaxpcam keeps its process as it was."""
     if restart:
         restart_with_hugepages()
     apply_cpu_defaults()
     apply_gpu_determinism()
     keep_freed_memory()
+    warning = compile_cache.enable()
+    if warning:
+        log(warning)

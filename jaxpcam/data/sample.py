@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from jaxpcam.core.errors import UserError
+from jaxpcam.core.files import user_cache_dir
 from jaxpcam.core.reporting import log
 from jaxpcam.data.pcam import IMAGE_SHAPE, split_paths
 
@@ -45,8 +46,7 @@ def cache_dir() -> Path:
     """Where the built-in sample lives: $JAXPCAM_DATA_CACHE, else $XDG_CACHE_HOME/jaxpcam."""
     if os.environ.get("JAXPCAM_DATA_CACHE"):
         return Path(os.environ["JAXPCAM_DATA_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "jaxpcam"
+    return user_cache_dir()
 
 
 def sample_dir(version: int = DEFAULT_VERSION) -> Path:
