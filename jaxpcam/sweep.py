@@ -43,9 +43,11 @@ flags.mark_flags_as_required(["config"])
 
 def write_summary(points, sweep_dir: Path, champion: str, champion_mode: str) -> str:
     from jaxpcam.core.files import write_json_atomic, write_text_atomic
-    from jaxpcam.sweeps.status import summarize
+    from jaxpcam.evaluation.sweep_summary import PointRow, summarize
+    from jaxpcam.sweeps.status import point_epochs, point_status
 
-    markdown, table, _ = summarize(points, [sweep_dir / p.name for p in points], champion, champion_mode)
+    rows = [PointRow(p, d, point_status(p, d), point_epochs(p, d)) for p in points for d in [sweep_dir / p.name]]
+    markdown, table, _ = summarize(rows, champion, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(sweep_dir / "summary.md", markdown + "\n")  # array tasks finish concurrently
     write_text_atomic(sweep_dir / "summary.csv", table)
@@ -72,6 +74,7 @@ def main(argv: list[str]) -> None:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (options are written --name=value)", file=sys.stderr)
         sys.exit(2)
     from jaxpcam.cli import exit_code, quiet_libraries
+    from jaxpcam.evaluation.sweep_summary import write_hparams
     from jaxpcam.sweeps.grid import load_sweep, points
     from jaxpcam.sweeps.status import point_epochs, point_status
 
@@ -98,7 +101,7 @@ def main(argv: list[str]) -> None:
             raise UserError(f"--index {_INDEX.value}: the sweep has points 0..{len(sweep_points) - 1}")
         todo = [] if _SUMMARY.value else sweep_points if _ALL.value else [sweep_points[_INDEX.value]]
         refuse_other_configs(todo, sweep_dir)
-        statuses.extend(run_point(p, sweep_dir) for p in todo)
+        statuses.extend(run_point(p, sweep_dir, on_done=write_hparams) for p in todo)
         mode = best.column_mode(champion, base.checkpoint.best_metric, base.checkpoint.best_mode)
         markdown = write_summary(sweep_points, sweep_dir, champion, mode)
         if _ALL.value or _SUMMARY.value:

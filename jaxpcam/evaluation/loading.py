@@ -23,6 +23,7 @@ from jaxpcam.data.pcam import IMAGE_SHAPE as PCAM_IMAGE_SHAPE
 from jaxpcam.models import create_model
 from jaxpcam.run import best, eval_dir, integrity
 from jaxpcam.run import checkpoint_items as checkpoint
+from jaxpcam.run.keys import with_defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ class LoadedRun:
         height, width = self.image_shape[:2]
         if height != width:
             raise UserError(f"--tta needs square images; this model takes {height}x{width}")
-        if not self.config.data.get("augment", True):
+        if not self.config.data.augment:
             log("WARNING: --tta on a model trained without data.augment: it never saw flipped or rotated images "
                 "(for digits a rotated 6 is a 9)")  # fmt: skip
 
@@ -146,7 +147,7 @@ def select_step(manager: ocp.CheckpointManager, which: str) -> int:
         latest_config = _read_json_item(manager, max(steps), "config")
         if latest_config is None:
             raise UserError(_damaged(manager, max(steps), "it has no config item"))
-        c = {"best_metric": "val_roc_auc", "best_mode": "max", **latest_config.get("checkpoint", {})}
+        c = with_defaults(latest_config)["checkpoint"]
         records = [{**(_read_json_item(manager, s, "metrics") or {}), "epoch": s, "step": s} for s in steps]
         chosen = best.best_record(records, c["best_metric"], c["best_mode"])  # epoch here: the step
         if chosen is None:
@@ -186,10 +187,10 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
             raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
     finally:
         manager.close()
-    config = ml_collections.ConfigDict(items["config"])
+    config = ml_collections.ConfigDict(with_defaults(items["config"]))
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
-    ema_decay = config.training.get("ema_decay", 0.0)  # runs from before EMA existed have none
+    ema_decay = config.training.ema_decay
     params = state.get("ema_params") if ema_decay > 0 else state["params"]  # what validation used
     if params is None:
         raise UserError(_damaged(manager, step, "no EMA weights, though its config has training.ema_decay > 0"))

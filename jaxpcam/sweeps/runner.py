@@ -4,12 +4,13 @@ around the attempt. (The command and its flags are jaxpcam/sweep.py.)"""
 from pathlib import Path
 
 from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
-from jaxpcam.core.reporting import count
+from jaxpcam.core.files import write_text_atomic
+from jaxpcam.core.reporting import count, log
+from jaxpcam.run.record import SWEEP_POINT_FILE
+from jaxpcam.sweeps.status import other_config, point_epochs, point_status, write_status
 
 
 def log_sweep(message: str) -> None:
-    from jaxpcam.core.reporting import log
-
     log(f"sweep: {message}")
 
 
@@ -29,18 +30,16 @@ def _show(keys: dict[str, list]) -> str:
 
 def refuse_other_configs(todo, sweep_dir: Path) -> None:
     """One UserError, before any point runs, when a point to run was run with a config that
-    differs from this command's in a key that changes results (sweep_report.other_config): its
+    differs from this command's in a key that changes results (status.other_config): its
     folder is named by the grid values alone, so another base (--config.x=y) would land on it."""
-    from jaxpcam.sweeps.status import other_config
-
     found = [(p, other_config(p, sweep_dir / p.name)) for p in todo]
     found = [(p, keys) for p, keys in found if keys]
     if not found:
         return
     named = ", ".join(f"{p.index} ({p.name})" for p, _ in found[:5]) + (" ..." if len(found) > 5 else "")
-    keys = {k: v for _, ks in reversed(found) for k, v in ks.items()}  # the first point's values win
+    keys = {k: v for _, other in reversed(found) for k, v in other.keys.items()}  # the first point's values win
     were = "was" if len(found) == 1 else "were"
-    replaced = any(" with other " in str(now) for _, now in keys.values())  # files or manifest: other_config
+    replaced = any(other.files_replaced for _, other in found)
     it = "it was" if len(found) == 1 else "they were"
     advice = f"restore the files {it} run on" if replaced else f"pass the same --config overrides as {it} run with"
     raise UserError(
@@ -49,23 +48,15 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     )
 
 
-def run_point(point, sweep_dir: Path) -> str:
-    """Trains one point (skipping it when finished); returns its status afterwards."""
-    from jaxpcam.core.files import write_text_atomic
-    from jaxpcam.sweeps.status import (
-        STATUS_FILE,
-        other_config,
-        point_epochs,
-        point_status,
-        write_hparams,
-        write_status,
-    )
+def run_point(point, sweep_dir: Path, on_done=None) -> str:
+    """Trains one point (skipping it when finished); returns its status afterwards.
+    ``on_done(point, run_dir)`` runs after a point finished training here."""
     from jaxpcam.training.loop import train_and_evaluate
 
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
     if status == "other config":  # never trained on, skipped as done or summarized as this config's
-        keys = _show(other_config(point, run_dir))
+        keys = _show(other_config(point, run_dir).keys)
         log_sweep(f"point {point.index} ({point.name}) was run with another config ({keys}): skipped")
         return status
     finished, wanted = point_epochs(point, run_dir)[0], point.config.training.epochs
@@ -77,7 +68,7 @@ def run_point(point, sweep_dir: Path) -> str:
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
-    record = run_dir / STATUS_FILE
+    record = run_dir / SWEEP_POINT_FILE
     before = record.read_text(errors="replace") if record.is_file() else None
     write_status(point, run_dir, "running")
     try:
@@ -97,5 +88,6 @@ def run_point(point, sweep_dir: Path) -> str:
         write_status(point, run_dir, "stopped", str(err))
         raise
     write_status(point, run_dir, "done")
-    write_hparams(point, run_dir)
+    if on_done is not None:
+        on_done(point, run_dir)
     return "done"
