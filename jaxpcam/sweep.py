@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if sum([_LIST.value, _ALL.value, _SUMMARY.value, _INDEX.value is not None]) != 1:
         cli.fail("choose one of --list, --index I, --all, --summary")
     # After parsing: the sweep's status and training import jax, which takes seconds.
-    from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, run_sweep
+    from jaxpcam.evaluation.sweep_summary import PointRow, write_hparams, write_summary
+    from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, point_states, run_sweep
+    from jaxpcam.sweeps.runner import log_sweep
     from jaxpcam.training.loop import train_and_evaluate
 
     statuses = []
@@ -66,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         if _LIST.value:
             print(listing(plan))
             return
-        done, markdown = run_sweep(plan, chosen_points(plan, _INDEX.value, _ALL.value), train_and_evaluate)
-        statuses.extend(done)
+        todo = chosen_points(plan, _INDEX.value, _ALL.value)
+        statuses.extend(run_sweep(plan, todo, train_and_evaluate, on_done=write_hparams))
+        rows = [PointRow(*state) for state in point_states(plan)]
+        markdown = write_summary(rows, plan.sweep_dir, plan.champion, plan.champion_mode)
+        log_sweep(
+            f"summary: {plan.sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {plan.sweep_dir})"
+        )
         if _ALL.value or _SUMMARY.value:
             print(markdown)
 

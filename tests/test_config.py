@@ -199,14 +199,14 @@ def test_in_memory_data_needs_the_main_process_reader():
 
 
 def test_a_key_missing_from_a_saved_config_counts_as_its_default_on_resume():
-    from jaxpcam.training.resume import config_differences
+    from jaxpcam.run.keys import result_changes
 
     current = base_config().to_dict()
     saved = base_config().to_dict()
     del saved["training"]["deterministic"], saved["data"]["placement"]  # a run made before these keys
-    assert config_differences(saved, current) == []
+    assert list(result_changes(saved, current)) == []
     current["training"]["deterministic"] = False
-    assert config_differences(saved, current) == ["training.deterministic"]
+    assert list(result_changes(saved, current)) == ["training.deterministic"]
 
 
 def test_the_pcam_recipe_is_valid_and_its_features_train_together(tiny_pcam, tmp_path):

@@ -70,6 +70,9 @@ def test_which_files_count_a_renamed_digits_file_yes_swapped_pcam_splits_no(tmp_
 
     from jaxpcam.data.pcam import file_fingerprint
     from jaxpcam.run import data_identity as moved_data
+    from jaxpcam.run.data_identity import DataVerdict
+
+    moved = ({"data": {"dir": "a"}}, {"data": {"dir": "b"}})
 
     def record(workdir, files):
         workdir.mkdir(parents=True)
@@ -83,19 +86,22 @@ def test_which_files_count_a_renamed_digits_file_yes_swapped_pcam_splits_no(tmp_
     renamed.parent.mkdir()
     renamed.write_bytes(digits.read_bytes())
     run = record(tmp_path / "digits_run", [digits])
-    assert moved_data.problem(run, {"data.digits_file": ["a", "b"]}, [renamed]) is None
+    assert (
+        moved_data.judge(run, {"data": {"digits_file": "a"}}, {"data": {"digits_file": "b"}}, [renamed]).verdict
+        is DataVerdict.MOVED
+    )
     pcam = tmp_path / "pcam"
     write_sample(pcam, {"train": 16, "valid": 8, "test": 8})
     files = sorted(pcam.glob("*.h5"))
     run = record(tmp_path / "pcam_run", files)
     staged = [p for p in files if "_test_" not in p.name]
-    assert moved_data.problem(run, {"data.dir": ["a", "b"]}, staged) is None  # the test split stays behind
+    assert moved_data.judge(run, *moved, staged).verdict is DataVerdict.MOVED  # the test split stays behind
     swapped = tmp_path / "swapped"
     shutil.copytree(pcam, swapped)
     for a, b in (("train_x", "valid_x"), ("train_y", "valid_y")):
         first, second = (swapped / f"camelyonpatch_level_2_split_{n}.h5" for n in (a, b))
         first.rename(tmp_path / "tmp.h5"), second.rename(first), (tmp_path / "tmp.h5").rename(second)
-    assert "other files are there" in moved_data.problem(run, {"data.dir": ["a", "b"]}, sorted(swapped.glob("*.h5")))
+    assert moved_data.judge(run, *moved, sorted(swapped.glob("*.h5"))).verdict is DataVerdict.REPLACED
 
 
 def test_the_same_data_dir_holding_other_files_is_refused_and_the_same_files_resume(

@@ -15,12 +15,19 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import REPO, command
 from jaxpcam.config import base_config
 from jaxpcam.core.errors import UserError
+from jaxpcam.evaluation.sweep_summary import PointRow, summarize
 from jaxpcam.run import lock as workdir_lock
+from jaxpcam.run.record import SWEEP_POINT_FILE as STATUS_FILE
 from jaxpcam.sweeps.driver import keep_less
 from jaxpcam.sweeps.grid import expand, load_sweep, points, with_values
 from jaxpcam.sweeps.runner import run_point
-from jaxpcam.sweeps.status import STATUS_FILE, point_epochs, point_status, summarize
+from jaxpcam.sweeps.status import point_epochs, point_status
 from jaxpcam.training.loop import train_and_evaluate
+
+
+def _rows(points, run_dirs):
+    """The summary's rows, with each point's status as the sweep command finds it."""
+    return [PointRow(p, d, point_status(p, d), point_epochs(p, d)) for p, d in zip(points, run_dirs, strict=True)]
 
 
 def test_the_seeds_grid_has_18_valid_points_first_key_slowest():
@@ -155,7 +162,7 @@ def test_a_point_done_with_an_override_is_done_whatever_the_asking_command_says(
     _recorded(run_dir, "done", trained_for=1, finished=1)  # run with --config.training.epochs=1
     asked = _point(epochs=5)  # --list / --summary without the override
     assert point_status(asked, run_dir) == "done"
-    markdown, table, champion = summarize([asked], [run_dir], "best_val_roc_auc", "max")
+    markdown, table, champion = summarize(_rows([asked], [run_dir]), "best_val_roc_auc", "max")
     assert champion is asked and "No champion" not in markdown
     assert next(csv.DictReader(table.splitlines()))["epochs"] == "1/1"
 
@@ -201,7 +208,6 @@ def test_a_running_record_is_running_only_while_its_lock_lives(tmp_path):
 
 
 def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(tmp_path, monkeypatch, lines):
-    import jaxpcam.sweeps.runner
 
     trained = []
 
@@ -209,7 +215,6 @@ def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(t
         trained.append(config.training.epochs)
         _recorded(run_dir, None, trained_for=config.training.epochs, finished=config.training.epochs)
 
-    monkeypatch.setattr(jaxpcam.sweeps.runner, "write_hparams", lambda point, run_dir: None)
     run_dir = tmp_path / "seed=1"
     _recorded(run_dir, "done", trained_for=1, finished=1)
     assert run_point(_point(1), tmp_path, train) == "done" and trained == []
@@ -271,7 +276,7 @@ def test_a_point_run_with_another_base_config_is_refused_listed_and_never_skippe
     refuse_other_configs(stained[1:], sweep_dir)  # --index 1: nothing was run there
     assert run_point(stained[0], sweep_dir, train_and_evaluate) == "other config"  # never skipped as done
     assert "was run with another config (data.stain_augment 0.0 there, 0.5 now): skipped" in "\n".join(lines)
-    markdown, table, champion = summarize(stained, [run_dir, sweep_dir / "seed=2"], "best_val_roc_auc", "max")
+    markdown, table, champion = summarize(_rows(stained, [run_dir, sweep_dir / "seed=2"]), "best_val_roc_auc", "max")
     assert champion is None and "Point(s) 0 were run with another config" in markdown
     assert next(csv.DictReader(table.splitlines()))["status"] == "other config"
     with pytest.raises(UserError, match=r"\(training.ema_decay 0.0 there, 0.9 now\)"):

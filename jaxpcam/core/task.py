@@ -66,10 +66,10 @@ PCAM_ONE_LOGIT = Task(binary=True, num_logits=1, class_names=PCAM_CLASS_NAMES)
 
 
 def task_for(config) -> Task:
-    """The task of a config: a ConfigDict or the plain dict of a config.json or checkpoint of any
-    age (keys it lacks count as their defaults)."""
-    data, model = config.get("data") or {}, config.get("model") or {}
-    if data.get("dataset", "pcam") == "digits":
-        digits = tuple(int(d) for d in data.get("digits", (4, 5, 6, 7, 8, 9)))
+    """The task of a whole config: a ConfigDict, or the plain dict of a config.json or checkpoint
+    made whole by run.keys.with_defaults."""
+    data, model = config["data"], config["model"]
+    if data["dataset"] == "digits":
+        digits = tuple(int(d) for d in data["digits"])
         return Task(binary=False, num_logits=len(digits), class_names=tuple(str(d) for d in digits))
-    return Task(binary=True, num_logits=int(model.get("num_classes", 1)), class_names=PCAM_CLASS_NAMES)
+    return Task(binary=True, num_logits=int(model["num_classes"]), class_names=PCAM_CLASS_NAMES)

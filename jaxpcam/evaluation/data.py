@@ -1,7 +1,6 @@
 """The split a loaded run is evaluated on, found from the run's own config (or an override),
 and the record of which files it came from (checked against the run's config.json provenance)."""
 
-import json
 from pathlib import Path
 
 import ml_collections
@@ -10,8 +9,8 @@ from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.seeds import make_streams
 from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir, sample_notice
-from jaxpcam.data.pcam import file_fingerprint, split_paths
-from jaxpcam.run.record import latest_data_record
+from jaxpcam.data.pcam import split_paths
+from jaxpcam.run.record import file_record, read_record
 
 
 def open_eval_split(
@@ -36,7 +35,7 @@ def open_eval_data(
         data = open_training_data(d, make_streams(config.seed).data_seed)
         return getattr(data, split), list(data.files)
     configured = str(Path(data_dir).expanduser()) if data_dir else d.dir
-    folder, source = resolve_data_dir(configured, d.get("sample_version", 1))  # a run older than the key: 1
+    folder, source = resolve_data_dir(configured, d.sample_version)
     opened = open_split(folder, split)
     check_split(opened)  # no images, or NaN/inf pixels: one line, as for training
     if doing and source == "sample":
@@ -52,14 +51,14 @@ def data_dir_for(workdir: Path, config: ml_collections.ConfigDict, data_dir: str
     d = config.data
     if data_dir or d.dataset == "digits" or not d.dir or Path(d.dir).expanduser().is_absolute():
         return data_dir
-    recorded = latest_data_record(workdir).get("dir")  # the start the checkpoint config comes from
+    recorded = read_record(workdir).latest_data.get("dir")  # the start the checkpoint config comes from
     recorded = recorded if isinstance(recorded, str) else None
     if recorded and Path(recorded).is_dir():
         if Path(recorded).resolve() != Path(d.dir).resolve():
             log(f"data.dir {d.dir!r} is relative: reading {recorded}, where the run read it (config.json)")
         return recorded
     if Path(d.dir).is_dir():  # no record, or its folder gone (a run copied elsewhere with its data): from here
-        if not recorded and not _recorded_files(workdir):
+        if not recorded and not read_record(workdir).files_by_name():
             log(f"WARNING: {Path(workdir) / 'config.json'} does not record the run's data: reading data.dir "
                 f"{d.dir!r} from {Path.cwd()}, unchecked")  # fmt: skip
         return None
@@ -71,30 +70,15 @@ def data_record(files: list[Path]) -> dict:
     """What metrics.json records of the data evaluated: its folder and each file's fingerprint
     (the one config.json's provenance records for the training data)."""
     return {
-        "folder": str(files[0].parent.resolve()) if files else None,
-        "files": [
-            {"name": p.name, "path": str(p.resolve()), "bytes": p.stat().st_size, "fingerprint": file_fingerprint(p)}
-            for p in files
-        ],
+        "folder": str(files[0].parent.absolute()) if files else None,
+        "files": [file_record(p) for p in files],
     }
-
-
-def _recorded_files(workdir: Path) -> dict[str, list[dict]]:
-    """By file name, the data files config.json's provenance (first start and resumptions)
-    records; none when config.json is missing or not as jaxpcam writes it."""
-    try:
-        record = json.loads((Path(workdir) / "config.json").read_text())
-        starts = [record["provenance"], *(r["provenance"] for r in record.get("resumptions", []))]
-        files = [f for start in starts for f in start["data"]["files"]]
-        return {f["name"]: [g for g in files if g["name"] == f["name"]] for f in files}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
 
 
 def warn_if_other_data(workdir: Path, record: dict) -> None:
     """One WARNING line per evaluated file whose fingerprint differs from every one config.json
     records for a file of that name: other data than the run was trained and evaluated on."""
-    recorded = _recorded_files(workdir)
+    recorded = read_record(workdir).files_by_name()
     for file in record["files"]:
         known = recorded.get(file["name"], [])
         if known and file["fingerprint"] not in {k.get("fingerprint") for k in known}:
@@ -108,7 +92,7 @@ def threshold_on_other_data(workdir: Path, stored: dict) -> bool:
     (``evaluate --data_dir`` at other data): its value belongs to those files. A threshold from
     before thresholds recorded their data, or with a record not as evaluate writes it, counts as
     the run's own."""
-    recorded = _recorded_files(workdir)
+    recorded = read_record(workdir).files_by_name()
     data = stored.get("data")
     files = data.get("files") if isinstance(data, dict) else None
     for f in files if isinstance(files, list) else []:

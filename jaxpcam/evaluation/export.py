@@ -31,7 +31,7 @@ from jaxpcam.data.normalization import Normalization
 from jaxpcam.evaluation import onnx_export
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
-from jaxpcam.run.record import CONFIG_FILE
+from jaxpcam.run.record import CONFIG_FILE, Health, read_record
 
 FORMAT = "jaxpcam-export/1"
 JAX_FILE, ONNX_FILE, CARD_FILE = "model.jaxexport", "model.onnx", "model.json"
@@ -124,14 +124,10 @@ def _decision(run: LoadedRun) -> dict:
 
 
 def _run_record(workdir: Path) -> dict:
-    path = workdir / CONFIG_FILE
-    if not path.is_file():
+    record = read_record(workdir).require(missing_ok=True)
+    if record.health is Health.MISSING:
         return {"provenance": None, "resumptions": None, "note": f"the run directory has no {CONFIG_FILE}"}
-    try:
-        record = json.loads(path.read_text())
-        return {"provenance": record["provenance"], "resumptions": record.get("resumptions", [])}
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is damaged (not the JSON jaxpcam writes)") from None
+    return {"provenance": record.provenance, "resumptions": list(record.resumptions)}
 
 
 def _specs(run: LoadedRun) -> tuple[dict, dict]:

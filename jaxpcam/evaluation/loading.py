@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxpcam.config.migrate import migrate
+from jaxpcam.config.migrate import with_defaults
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.task import Task, task_for
@@ -145,7 +145,7 @@ def select_step(manager: ocp.CheckpointManager, which: str) -> int:
         latest_config = _read_json_item(manager, max(steps), "config")
         if latest_config is None:
             raise UserError(_damaged(manager, max(steps), "it has no config item"))
-        c = {"best_metric": "val_roc_auc", "best_mode": "max", **latest_config.get("checkpoint", {})}
+        c = with_defaults(latest_config)["checkpoint"]
         records = [{**(_read_json_item(manager, s, "metrics") or {}), "epoch": s, "step": s} for s in steps]
         chosen = best.best_record(records, c["best_metric"], c["best_mode"])  # epoch here: the step
         if chosen is None:
@@ -185,10 +185,10 @@ def load_run(workdir: Path, which: str = "best") -> LoadedRun:
             raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
     finally:
         manager.close()
-    config = ml_collections.ConfigDict(migrate(items["config"]))  # a run of an older version too
+    config = ml_collections.ConfigDict(with_defaults(items["config"]))  # a run of an older version too
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
-    ema_decay = config.training.get("ema_decay", 0.0)  # runs from before EMA existed have none
+    ema_decay = config.training.ema_decay
     params = state.get("ema_params") if ema_decay > 0 else state["params"]  # what validation used
     if params is None:
         raise UserError(_damaged(manager, step, "no EMA weights, though its config has training.ema_decay > 0"))

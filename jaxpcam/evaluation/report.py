@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+from jaxpcam.config.migrate import with_defaults
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.metrics import show
 from jaxpcam.core.reporting import log
@@ -17,7 +18,7 @@ from jaxpcam.core.task import task_for
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.run import best
 from jaxpcam.run.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
-from jaxpcam.run.record import data_identity, read_metrics, read_run_config
+from jaxpcam.run.record import read_metrics, read_record
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
 MULTICLASS_METRICS = ("val_accuracy", "val_macro_f1", "val_balanced_accuracy", "val_loss")
@@ -58,14 +59,14 @@ class RunRow:
 
 
 def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunRow, tuple[str, ...]]:
-    config = read_run_config(path)
+    record = read_record(path).require(missing_ok=True)
+    config, whole = record.config, with_defaults(record.config)  # whole: keys an old config lacks at their defaults
     records = read_metrics(path)
     if not records:
         raise UserError(f"{path}/metrics.jsonl holds no finished epoch yet")
-    multiclass = not task_for(config).binary
+    multiclass = not task_for(whole).binary
     metrics = metrics or (MULTICLASS_METRICS if multiclass else BINARY_METRICS)
-    best_key = config.get("checkpoint", {}).get("best_metric", metrics[0])
-    mode = config.get("checkpoint", {}).get("best_mode", "max")
+    best_key, mode = whole["checkpoint"]["best_metric"], whole["checkpoint"]["best_mode"]
     best_epoch = best.best_record(records, best_key, mode) or records[-1]
     chosen = best_epoch if at == "best" else records[-1]
     evaluated = evaluation_values(path, EVAL_MULTICLASS if multiclass else EVAL_BINARY)
@@ -79,7 +80,7 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
         "epochs": len(records),
         "best_epoch": best_epoch["epoch"],
     }
-    return RunRow(str(path), info, values, config, data=data_identity(path)), metrics
+    return RunRow(str(path), info, values, config, data=record.data_identity()), metrics
 
 
 DATA_KEYS = ("data.files", "data.sample_version", "data.dataset", "data.digits", "data.valid_fraction")

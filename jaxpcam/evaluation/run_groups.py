@@ -7,13 +7,12 @@ import math
 import numpy as np
 
 from jaxpcam.config.migrate import with_defaults
-from jaxpcam.run.record import NEUTRAL_KEYS, flat_config
+from jaxpcam.run.keys import PATH_KEYS, flat_config, ignored_when_grouping
 
-# Not compared between runs: the seed (what a group averages over), the name (a label), and
-# locations: data.dir/digits_file/audit_dir only as "given or not" ('' means the built-in sample,
-# scikit-learn's digits, the default audit folder, a different experiment from any file).
-IGNORED_KEYS = NEUTRAL_KEYS | {"seed", "experiment_name"}
-PATH_KEYS = frozenset({"data.dir", "data.digits_file", "data.audit_dir"})
+# Not compared between runs: the seed (what a group averages over), the name (a label), how a
+# run was carried out (run/keys.py), and locations: data.dir/digits_file/audit_dir only as "given
+# or not" ('' means the built-in sample, scikit-learn's digits, the default audit folder, a
+# different experiment from any file).
 NO_CONFIG = "(no config.json)"
 
 
@@ -36,11 +35,10 @@ def _finite(value) -> bool:
 
 
 def comparable(config: dict) -> dict:
-    """The keys that tell experiments apart, flat (``training.epochs``), paths as given or not. An
-    older config.json is read as on resume (config.migrate.with_defaults: a key it lacks counts as
-    its default)."""
+    """The keys that tell experiments apart, flat (``training.epochs``), paths as given or not. A
+    key an older config.json lacks counts as its default, as on resume (run/keys.py)."""
     flat = flat_config(with_defaults(config))
-    out = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+    out = {k: v for k, v in flat.items() if not ignored_when_grouping(k)}
     out.update({k: "<a path>" if flat[k] else "" for k in PATH_KEYS if k in flat})
     return out
 

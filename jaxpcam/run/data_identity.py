@@ -6,16 +6,51 @@ blocks of 64 KiB per file: a different file is caught, a few changed bytes are n
 Only the files training reads count: PCAM's train and valid files by name (so the two cannot
 swap), a digits file by its content alone (a renamed copy is the same)."""
 
+import dataclasses
+import enum
 from pathlib import Path
 
 from jaxpcam.core.errors import ConfigChanged
 from jaxpcam.core.reporting import log
+from jaxpcam.data import digits_cache_path
 from jaxpcam.data.pcam import file_fingerprint, split_paths
-from jaxpcam.run.record import flat_config, latest_data_record
+from jaxpcam.data.sample import sample_dir
+from jaxpcam.run.keys import flat_config, moved_paths
+from jaxpcam.run.record import CONFIG_FILE, read_record
 
-DATA_PATH_KEYS = ("data.dir", "data.digits_file")
-MOVABLE_KEYS = (*DATA_PATH_KEYS, "data.audit_dir")  # the audit folder: judged by the images its manifest keeps
 _TRAINING_SPLITS = ("train", "valid")
+
+
+class DataVerdict(enum.Enum):
+    """Whether the data a config names now is the data a run trained on."""
+
+    SAME = "same"  # the files it trained on, under the paths it trained with
+    MOVED = "moved"  # a data path changed, and the same files are there
+    REPLACED = "replaced"  # other files than it trained on, under the same or a moved path
+    OTHER_MANIFEST = "other manifest"  # data.filter's manifest keeps other images
+    UNKNOWN = "unknown"  # config.json does not record the files the run trained on
+
+
+@dataclasses.dataclass(frozen=True)
+class DataJudgement:
+    verdict: DataVerdict
+    moves: dict  # {data path key: [before, now]} for the paths that changed
+    differ: str = ""  # the training files that differ, named
+
+
+def judge(workdir: Path, saved: dict, current: dict, files: list[Path], kept_now: str | None = None) -> DataJudgement:
+    """The one data-identity verdict resume, sweeps, evaluation and report ask: ``saved`` is the
+    run's config, ``current`` the config now, ``files`` the training files it names now, and
+    ``kept_now`` the digest of the images its data.filter manifest keeps now (None: no filter)."""
+    moves = moved_paths(saved, current)
+    if _kept_differs(_recorded_kept(workdir), kept_now):
+        return DataJudgement(DataVerdict.OTHER_MANIFEST, moves)
+    recorded = recorded_files(workdir)
+    if recorded is None:
+        return DataJudgement(DataVerdict.UNKNOWN, moves)
+    if differ := _differing(recorded, files_now(files)):
+        return DataJudgement(DataVerdict.REPLACED, moves, differ)
+    return DataJudgement(DataVerdict.MOVED if moves else DataVerdict.SAME, moves)
 
 
 def _training_files(named: dict[str, str]) -> dict[str, str]:
@@ -28,8 +63,8 @@ def _training_files(named: dict[str, str]) -> dict[str, str]:
 
 def recorded_files(workdir: Path) -> dict[str, str] | None:
     """The training files of the run's latest start, as config.json recorded them; None if unknown."""
+    files = read_record(workdir).latest_data.get("files")
     try:
-        files = latest_data_record(workdir)["files"]
         return _training_files({f["name"]: f["fingerprint"] for f in files}) or None
     except (KeyError, TypeError, AttributeError):
         return None
@@ -38,14 +73,8 @@ def recorded_files(workdir: Path) -> dict[str, str] | None:
 def _recorded_kept(workdir: Path) -> str | None:
     """The digest of the images the run's data.filter manifest kept, as config.json recorded it
     (None for runs without a filter or from before that record)."""
-    recorded = latest_data_record(workdir).get("filter")
+    recorded = read_record(workdir).latest_data.get("filter")
     return recorded.get("kept_blake2b") if isinstance(recorded, dict) else None
-
-
-def other_manifest(workdir: Path, kept_now: str | None) -> bool:
-    """Whether the data.filter manifest keeps other images than the run trained on (by the kept
-    indices' digest config.json records; unknown for runs from before that record: False)."""
-    return _kept_differs(_recorded_kept(workdir), kept_now)
 
 
 def _kept_differs(then: str | None, now: str | None) -> bool:
@@ -54,8 +83,6 @@ def _kept_differs(then: str | None, now: str | None) -> bool:
 
 def manifest_named_by(data: dict) -> Path | None:
     """The data.filter manifest a config's ``data`` section names (None when filter is off)."""
-    from jaxpcam.data.sample import sample_dir
-
     if not data.get("filter"):
         return None
     folder = Path(data["dir"]).expanduser() if data.get("dir") else sample_dir(data.get("sample_version", 1))
@@ -70,36 +97,11 @@ def files_now(files: list[Path]) -> dict[str, str]:
 def files_named_by(data: dict) -> list[Path]:
     """The training files a config's ``data`` section names, found without writing or opening
     any (a sweep judges its points by them before any work); missing ones are left out."""
-    from jaxpcam.data import digits_cache_path
-    from jaxpcam.data.sample import sample_dir
-
     if data.get("dataset", "pcam") == "digits":
         path = Path(data["digits_file"]).expanduser() if data.get("digits_file") else digits_cache_path(data["digits"])
         return [path] if path.is_file() else []
     folder = Path(data["dir"]).expanduser() if data.get("dir") else sample_dir(data.get("sample_version", 1))
     return [p for split in _TRAINING_SPLITS for p in split_paths(folder, split) if p.is_file()]
-
-
-def moved_paths(saved: dict, current: dict) -> dict[str, list]:
-    """{key: [before, now]} for the data paths that changed (a saved config lacking one: '')."""
-    before, now = flat_config(saved), flat_config(current)
-    return {k: [before.get(k, ""), now.get(k, "")] for k in DATA_PATH_KEYS if before.get(k, "") != now.get(k, "")}
-
-
-def problem(workdir: Path, moved: dict[str, list], files: list[Path]) -> str | None:
-    """Why the data under the moved paths cannot be the run's (None: the same files)."""
-    recorded = recorded_files(workdir)
-    if recorded is None:
-        return "config.json, which records the files the run trained on, is missing or unreadable"
-    differ = _differing(recorded, files_now(files))
-    return f"other files are there ({differ})" if differ else None
-
-
-def replaced(workdir: Path, files: list[Path]) -> str:
-    """The training files under an unmoved path that differ from config.json's record, named
-    ('' when the same, or when nothing is recorded)."""
-    recorded = recorded_files(workdir)
-    return _differing(recorded, files_now(files)) if recorded is not None else ""
 
 
 def _differing(recorded: dict[str, str], found: dict[str, str]) -> str:
@@ -116,22 +118,27 @@ def check(workdir: Path, saved: dict, current: dict, files: list[Path], data_fil
     and so must an unmoved one when config.json records them (the same relative ``data.dir`` from
     another folder, or files replaced in place, are other data under the same name); a
     ``data.filter`` manifest must be the one it trained with."""
-    _check_manifest(workdir, saved, current, data_filter)
-    moved = moved_paths(saved, current)
-    if not moved:
-        recorded = recorded_files(workdir)
-        if recorded is None:
-            log(f"WARNING: {Path(workdir) / 'config.json'} does not record the files the run trained on (missing or "
-                "unreadable): the data could not be checked against them")  # fmt: skip
-        elif differ := _differing(recorded, files_now(files)):
-            raise ConfigChanged(f"{workdir} holds a run trained on other files than {_place(current['data'])} "
-                                f"holds now ({differ} differ from config.json's record): {_ADVICE}")  # fmt: skip
-        return
-    moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in moved.items())
-    reason = problem(workdir, moved, files)
-    if reason:
-        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): {reason}; {_ADVICE}")
-    log(f"{moves}: the same training files the run trained on (fingerprints as config.json records); resuming")
+    found = judge(workdir, saved, current, files, data_filter.get("kept_blake2b") if data_filter else None)
+    if found.verdict is DataVerdict.OTHER_MANIFEST:
+        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
+                            f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
+                            "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
+    _check_audit_dir(workdir, saved, current, data_filter)
+    moves = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in found.moves.items())
+    if found.verdict is DataVerdict.UNKNOWN and found.moves:
+        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): config.json, which records "
+                            f"the files the run trained on, is missing or unreadable; {_ADVICE}")  # fmt: skip
+    if found.verdict is DataVerdict.UNKNOWN:
+        log(f"WARNING: {Path(workdir) / CONFIG_FILE} does not record the files the run trained on (missing or "
+            "unreadable): the data could not be checked against them")  # fmt: skip
+    elif found.verdict is DataVerdict.REPLACED and found.moves:
+        raise ConfigChanged(f"{workdir} holds a run trained on data elsewhere ({moves}): other files are there "
+                            f"({found.differ}); {_ADVICE}")  # fmt: skip
+    elif found.verdict is DataVerdict.REPLACED:
+        raise ConfigChanged(f"{workdir} holds a run trained on other files than {_place(current['data'])} "
+                            f"holds now ({found.differ} differ from config.json's record): {_ADVICE}")  # fmt: skip
+    elif found.verdict is DataVerdict.MOVED:
+        log(f"{moves}: the same training files the run trained on (fingerprints as config.json records); resuming")
 
 
 def _place(data: dict) -> str:
@@ -143,19 +150,14 @@ def _place(data: dict) -> str:
     return given if path.is_absolute() else f"{given} ({path.absolute()})"
 
 
-def _check_manifest(workdir: Path, saved: dict, current: dict, data_filter: dict | None) -> None:
-    """The data.filter manifest must keep the images the run trained on; ``data.audit_dir`` may
-    name another folder (staged with the data) when config.json can vouch for that."""
+def _check_audit_dir(workdir: Path, saved: dict, current: dict, data_filter: dict | None) -> None:
+    """``data.audit_dir`` may name another folder (staged with the data) when config.json can
+    vouch for the images its manifest keeps, or when data.filter is off."""
     before, now = (flat_config(c).get("data.audit_dir", "") for c in (saved, current))
-    moved = f"data.audit_dir {before!r} -> {now!r}" if before != now else ""
-    then = _recorded_kept(workdir) if data_filter else None  # the manifest matters only with data.filter
-    if data_filter and _kept_differs(then, data_filter.get("kept_blake2b")):
-        raise ConfigChanged(f"{workdir} holds a run trained with another data.filter manifest: "
-                            f"{data_filter['manifest']} keeps other images ({data_filter['kept']}) than it did; "
-                            "restore that manifest, choose another --workdir, or pass --start_fresh")  # fmt: skip
-    if not moved:
+    if before == now:
         return
-    if data_filter and not then:
+    moved = f"data.audit_dir {before!r} -> {now!r}"
+    if data_filter and not _recorded_kept(workdir):
         raise ConfigChanged(f"{workdir}: {moved}, but config.json does not record the images the run's manifest "
                             f"kept; resume with data.audit_dir={before!r}, or pass --start_fresh")  # fmt: skip
     kept = "its manifest keeps the images the run trained on" if data_filter else "unused (data.filter is off)"

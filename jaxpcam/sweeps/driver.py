@@ -1,5 +1,6 @@
 """What ``python -m jaxpcam.sweep`` does with its parsed flags: the sweep's points (its base
-config keeping less by default), their listing, running the chosen ones, and the summary files."""
+config keeping less by default), their listing, running the chosen ones, and each point's state
+for the summary (written by jaxpcam/evaluation/sweep_summary.py)."""
 
 import dataclasses
 from pathlib import Path
@@ -8,11 +9,10 @@ import ml_collections
 
 from jaxpcam.config import base_config
 from jaxpcam.core.errors import UserError
-from jaxpcam.core.files import write_json_atomic, write_text_atomic
 from jaxpcam.run import best
 from jaxpcam.sweeps.grid import Point, expand, load_sweep, points
-from jaxpcam.sweeps.runner import Train, log_sweep, refuse_other_configs, run_point
-from jaxpcam.sweeps.status import point_epochs, point_status, summarize
+from jaxpcam.sweeps.runner import Train, refuse_other_configs, run_point
+from jaxpcam.sweeps.status import point_epochs, point_status
 
 SWEEP_KEEP = 1
 
@@ -66,28 +66,18 @@ def chosen_points(sweep: Sweep, index: int | None, run_all: bool) -> list[Point]
     return [sweep.points[index]]
 
 
-def write_summary(sweep: Sweep) -> str:
-    """SWEEP_DIR/summary.md, summary.csv and sweep.json of every point so far; returns the Markdown."""
-    run_dirs = [sweep.sweep_dir / p.name for p in sweep.points]
-    markdown, table, _ = summarize(sweep.points, run_dirs, sweep.champion, sweep.champion_mode)
-    sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep.sweep_dir / "summary.md", markdown + "\n")  # array tasks finish concurrently
-    write_text_atomic(sweep.sweep_dir / "summary.csv", table)
-    payload = {"points": [{"index": p.index, **p.hparams} for p in sweep.points]}
-    write_json_atomic(sweep.sweep_dir / "sweep.json", payload)
-    return markdown
+def point_states(sweep: Sweep) -> list[tuple[Point, Path, str, tuple[int, int]]]:
+    """Each point with its run directory, status and epochs (finished, trained for): what the
+    summary (jaxpcam/evaluation/sweep_summary.py) shows."""
+    dirs = [(p, sweep.sweep_dir / p.name) for p in sweep.points]
+    return [(p, d, point_status(p, d), point_epochs(p, d)) for p, d in dirs]
 
 
-def run_sweep(sweep: Sweep, todo: list[Point], train: Train) -> tuple[list[str], str]:
-    """Runs ``todo`` with ``train`` (refused at once when a point holds another config), then
-    rewrites the summary; returns each point's status and the summary's Markdown."""
+def run_sweep(sweep: Sweep, todo: list[Point], train: Train, on_done=None) -> list[str]:
+    """Runs ``todo`` with ``train`` (refused at once when a point holds another config); returns
+    each point's status. ``on_done(point, run_dir)`` runs after a point finished training."""
     refuse_other_configs(todo, sweep.sweep_dir)
-    statuses = [run_point(p, sweep.sweep_dir, train) for p in todo]
-    markdown = write_summary(sweep)
-    log_sweep(
-        f"summary: {sweep.sweep_dir / 'summary.md'} (TensorBoard HParams: tensorboard --logdir {sweep.sweep_dir})"
-    )
-    return statuses, markdown
+    return [run_point(p, sweep.sweep_dir, train, on_done) for p in todo]
 
 
 def any_point_failed(statuses: list[str]) -> bool:

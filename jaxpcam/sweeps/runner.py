@@ -12,7 +12,8 @@ import ml_collections
 from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
 from jaxpcam.core.files import write_text_atomic
 from jaxpcam.core.reporting import count, log
-from jaxpcam.sweeps.status import STATUS_FILE, other_config, point_epochs, point_status, write_hparams, write_status
+from jaxpcam.run.record import SWEEP_POINT_FILE
+from jaxpcam.sweeps.status import other_config, point_epochs, point_status, write_status
 
 Train = Callable[[ml_collections.ConfigDict, Path], object]  # trains a config in a run directory, resuming
 
@@ -44,9 +45,9 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     if not found:
         return
     named = ", ".join(f"{p.index} ({p.name})" for p, _ in found[:5]) + (" ..." if len(found) > 5 else "")
-    keys = {k: v for _, ks in reversed(found) for k, v in ks.items()}  # the first point's values win
+    keys = {k: v for _, other in reversed(found) for k, v in other.keys.items()}  # the first point's values win
     were = "was" if len(found) == 1 else "were"
-    replaced = any(" with other " in str(now) for _, now in keys.values())  # files or manifest: other_config
+    replaced = any(other.files_replaced for _, other in found)
     it = "it was" if len(found) == 1 else "they were"
     advice = f"restore the files {it} run on" if replaced else f"pass the same --config overrides as {it} run with"
     raise UserError(
@@ -55,12 +56,13 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     )
 
 
-def run_point(point, sweep_dir: Path, train: Train) -> str:
-    """Trains one point with ``train`` (skipping it when finished); returns its status afterwards."""
+def run_point(point, sweep_dir: Path, train: Train, on_done=None) -> str:
+    """Trains one point with ``train`` (skipping it when finished); returns its status afterwards.
+    ``on_done(point, run_dir)`` runs after a point finished training here."""
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
     if status == "other config":  # never trained on, skipped as done or summarized as this config's
-        keys = _show(other_config(point, run_dir))
+        keys = _show(other_config(point, run_dir).keys)
         log_sweep(f"point {point.index} ({point.name}) was run with another config ({keys}): skipped")
         return status
     finished, wanted = point_epochs(point, run_dir)[0], point.config.training.epochs
@@ -72,7 +74,7 @@ def run_point(point, sweep_dir: Path, train: Train) -> str:
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
-    record = run_dir / STATUS_FILE
+    record = run_dir / SWEEP_POINT_FILE
     before = record.read_text(errors="replace") if record.is_file() else None
     write_status(point, run_dir, "running")
     try:
@@ -92,5 +94,6 @@ def run_point(point, sweep_dir: Path, train: Train) -> str:
         write_status(point, run_dir, "stopped", str(err))
         raise
     write_status(point, run_dir, "done")
-    write_hparams(point, run_dir)
+    if on_done is not None:
+        on_done(point, run_dir)
     return "done"

@@ -26,7 +26,8 @@ from jaxpcam.core.runtime import apply_run_settings
 from jaxpcam.data.pipeline import release_shared_memory
 from jaxpcam.run import best
 from jaxpcam.run import lock as workdir_lock
-from jaxpcam.training import checkpoint, early_stopping, tracking
+from jaxpcam.run.record import append_metrics, read_metrics
+from jaxpcam.training import checkpoint, early_stopping
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
 from jaxpcam.training.preemption import StopRequest
@@ -277,12 +278,12 @@ def _publish_committed(run: Run, unpublished: list) -> None:
     with io_errors(run.workdir):
         for record in ready:
             if is_primary():
-                tracking.append_metrics(run.workdir, record)
+                append_metrics(run.workdir, record)
     del unpublished[: len(ready)]
 
 
 def _summary(workdir: Path, c: ml_collections.ConfigDict) -> dict:
-    records = tracking.read_metrics(workdir)
+    records = read_metrics(workdir)
     chosen = best.best_record(records, c.best_metric, c.best_mode)
     if chosen:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in chosen.items() if k.startswith("val_") and v is not None)

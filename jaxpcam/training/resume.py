@@ -17,35 +17,16 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from jaxpcam.config.migrate import with_defaults
 from jaxpcam.core.errors import ConfigChanged, UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.run import integrity
-from jaxpcam.run.data_identity import MOVABLE_KEYS  # judged by their files: moved_data.check
-from jaxpcam.run.record import NEUTRAL_KEYS, flat_config
+from jaxpcam.run.keys import result_changes
 from jaxpcam.training import checkpoint
 from jaxpcam.training.parallel import barrier, is_primary
 from jaxpcam.training.state import TrainState
 
-# Keys that may change between a run and its resumption without changing its results, and its
-# length (more epochs continue it; fewer leave it finished; a higher early-stopping patience lets
-# a run that stopped early train on).
-RESUMABLE_KEYS = NEUTRAL_KEYS | {"training.epochs", "training.early_stopping_patience", "experiment_name"}
 # eval: its thresholds and results, with and without TTA; export: model files made from these checkpoints
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "eval", "export", "corrupt_checkpoints")
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys whose values differ, except those in RESUMABLE_KEYS. A key the saved config lacks
-    (a run made before the key existed) counts as having its default value; an older version's
-    config is read in today's shape (config.migrate)."""
-    return [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k not in MOVABLE_KEYS]
-
-
-def changed_keys(saved: dict, current: dict) -> dict[str, list]:
-    """Every key whose value differs (resumable ones included): {key: [saved, current]}."""
-    a, b = flat_config(with_defaults(saved)), flat_config(current)
-    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def _timestamp() -> str:
@@ -149,7 +130,7 @@ def refuse_changed_config(
 
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Path) -> None:
-    differing = config_differences(saved, config.to_dict())
+    differing = list(result_changes(saved, config.to_dict()))
     if differing:
         raise ConfigChanged(
             f"{workdir} holds a run with a different config ({', '.join(differing)}); resume with the same "

@@ -19,6 +19,8 @@ from jaxpcam.data.profile import intensity_profile
 from jaxpcam.data.stats import cached_channel_stats
 from jaxpcam.models import create_model
 from jaxpcam.run import data_identity as moved_data
+from jaxpcam.run.keys import changed_keys
+from jaxpcam.run.record import read_metrics, rewrite_metrics
 from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
@@ -127,11 +129,11 @@ def _start(config, workdir: Path, fresh: TrainState, manager):
         return fresh, init_schedule(config.training), Progress(), None
     done, progress = restored.schedule.epochs_done, restored.progress
     if progress.history is None:  # written before checkpoints kept the history: trust metrics.jsonl
-        kept = tuple(r for r in tracking.read_metrics(workdir) if r["epoch"] <= done)
+        kept = tuple(r for r in read_metrics(workdir) if r["epoch"] <= done)
         progress = dataclasses.replace(progress, history=kept)
     if is_primary():
         with io_errors(workdir):  # exactly the epochs the checkpoint covers, whatever the file held
-            tracking.rewrite_metrics(workdir, progress.history)
+            rewrite_metrics(workdir, progress.history)
     log(f"resuming from checkpoint step {restored.step} (epoch {done} done)")
     return restored.state, restored.schedule, progress, restored
 
@@ -163,7 +165,7 @@ def _record_start(config, workdir: Path, data, placement, run_settings: dict, re
     provenance["data"]["placement_reason"] = placement.reason
     resumption = None
     if restored is not None:
-        resumption = {"from_step": restored.step, "changed": resume.changed_keys(restored.config, config.to_dict())}
+        resumption = {"from_step": restored.step, "changed": changed_keys(restored.config, config.to_dict())}
     to_train = restored is None or (
         restored.step < config.training.epochs * steps_per_epoch
         and not early_stopping.stopped(restored.step, steps_per_epoch, progress, config)

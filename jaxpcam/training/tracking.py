@@ -3,7 +3,6 @@
 import contextlib
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
@@ -14,10 +13,8 @@ import jax
 import ml_collections
 
 from jaxpcam.core.errors import RunFailed
-from jaxpcam.core.files import json_ready, write_json_atomic, write_text_atomic
 from jaxpcam.core.reporting import log
-from jaxpcam.data.pcam import file_fingerprint
-from jaxpcam.run.record import CONFIG_FILE, METRICS_FILE, read_metrics  # noqa: F401 (read_metrics re-exported)
+from jaxpcam.run.record import CONFIG_FILE, Health, file_record, write_record
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "h5py", "numpy",
@@ -55,15 +52,7 @@ def provenance(data_files: list[Path], data_source: str) -> dict:
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "data": {
             "source": data_source,
-            "files": [
-                {
-                    "name": p.name,
-                    "path": str(p.absolute()),
-                    "bytes": p.stat().st_size,
-                    "fingerprint": file_fingerprint(p),
-                }
-                for p in data_files
-            ],
+            "files": [file_record(p) for p in data_files],
         },
     }
 
@@ -87,27 +76,7 @@ def record_run_config(workdir: Path, config: ml_collections.ConfigDict, prov: di
     and new values, its own provenance), so the record of how the results were made stays true.
 
     ``resumption`` is None for a fresh start, else {"from_step": ..., "changed": {...}}."""
-    path = workdir / CONFIG_FILE
-    earlier = None
-    if resumption is not None and path.is_file():
-        try:
-            earlier = json.loads(path.read_text())
-        except (OSError, ValueError):
-            log(f"WARNING: {path} is unreadable; writing a new one (its history of resumptions is lost)")
-    if not isinstance(earlier, dict) or "provenance" not in earlier:
-        payload = {"config": config.to_dict(), "provenance": prov, "resumptions": []}
-    else:
-        entry = {**resumption, "provenance": prov}
-        payload = {**earlier, "config": config.to_dict(), "resumptions": [*earlier.get("resumptions", []), entry]}
-    write_json_atomic(path, payload)
-
-
-def append_metrics(workdir: Path, record: dict) -> None:
-    """One epoch's line of metrics.jsonl (process 0 only)."""
-    with open(workdir / METRICS_FILE, "a") as f:
-        f.write(json.dumps(json_ready(record)) + "\n")
-
-
-def rewrite_metrics(workdir: Path, records) -> None:
-    """metrics.jsonl as exactly ``records`` (a resumed checkpoint's history of finished epochs)."""
-    write_text_atomic(workdir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in records))
+    earlier = write_record(workdir, config.to_dict(), prov, resumption)
+    if resumption is not None and earlier is not Health.OK:
+        log(f"WARNING: {workdir / CONFIG_FILE} was {earlier.value}; wrote a new one marked 'rebuilt' (its history "
+            "of earlier starts is lost)")  # fmt: skip
