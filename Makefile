@@ -27,6 +27,7 @@ train: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # One pytest worker per CPU core (pytest-xdist; at most 4: each runs JAX and its own training
 # subprocesses). `pytest -n0` runs in one process, for debugging.

@@ -18,12 +18,13 @@ import numpy as np
 from jaxpcam.config import base_config
 from jaxpcam.config.files import load_config_file
 from jaxpcam.core.runtime import prepare_process
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.data.pcam import IMAGE_SHAPE
 from jaxpcam.models import create_model
 from jaxpcam.run import integrity
 from jaxpcam.training import checkpoint
 from jaxpcam.training.schedules import ScheduleState
-from jaxpcam.training.state import count_params, create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.state import count_params, create_train_state, make_optimizer
 
 
 def main(argv=None) -> int:

@@ -16,8 +16,9 @@ import jax
 
 from jaxpcam.config import base_config
 from jaxpcam.core.runtime import prepare_process
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.models.cnn import max_pool_2x2
-from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.state import create_train_state, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
 

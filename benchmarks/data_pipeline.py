@@ -19,9 +19,10 @@ import jax
 
 from jaxpcam.core.reporting import log
 from jaxpcam.core.runtime import prepare_process
-from jaxpcam.data import open_split, resolve_data_dir, sample_notice, transforms
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.training.state import fixed_normalization, normalize
+from jaxpcam.data import resolve_data_dir, sample_notice, transforms
+from jaxpcam.data.normalization import fixed_normalization, normalize
+from jaxpcam.data.pcam import open_split
 
 
 def bench_workers(split, workers: int, args) -> dict:

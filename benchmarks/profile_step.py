@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     from throughput import synthetic_batch
 
     from jaxpcam.config import base_config
-    from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+    from jaxpcam.data.normalization import fixed_normalization
+    from jaxpcam.training.state import create_train_state, make_optimizer
     from jaxpcam.training.steps import jit_train_step
 
     key = jax.random.key(0)

@@ -38,9 +38,10 @@ from jaxpcam.config.files import load_config_file
 from jaxpcam.core.runtime import apply_run_settings, prepare_process
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data import transforms
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.models import create_model, model_defaults, model_names
 from jaxpcam.training.placement import place_split
-from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.state import create_train_state, make_optimizer
 from jaxpcam.training.steps import jit_eval_step, jit_train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ def synthetic_batch(key, batch_size: int) -> dict:
 
 def _open_split(data_dir: str | None, train: bool):
     from jaxpcam.core.reporting import log
-    from jaxpcam.data import open_split, resolve_data_dir, sample_notice
+    from jaxpcam.data import resolve_data_dir, sample_notice
+    from jaxpcam.data.pcam import open_split
 
     data_dir, source = resolve_data_dir(data_dir or "")
     if source == "sample":

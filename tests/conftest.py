@@ -120,8 +120,9 @@ def tiny_state():
     import jax
 
     from jaxpcam.config import base_config
+    from jaxpcam.data.normalization import fixed_normalization
     from jaxpcam.models import create_model
-    from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+    from jaxpcam.training.state import create_train_state, make_optimizer
 
     config = base_config()
     config.model.hidden_units = (2,)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from jaxpcam.config import base_config
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.models import create_model
 from jaxpcam.training import accumulation, steps
-from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.state import create_train_state, make_optimizer
 from jaxpcam.training.steps import jit_train_step
 
 IMAGE_SHAPE = (64, 64, 3)

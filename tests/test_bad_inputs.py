@@ -25,9 +25,9 @@ from jaxpcam.config.checks import validate
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.files import write_text_atomic
 from jaxpcam.core.task import task_for
-from jaxpcam.data import check_split, open_split, open_training_data, stats
+from jaxpcam.data import check_split, open_training_data, stats
 from jaxpcam.data.audit import audit
-from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, split_paths
+from jaxpcam.data.pcam import count_nonfinite, file_fingerprint, open_split, split_paths
 from jaxpcam.sweeps.grid import load_sweep
 
 

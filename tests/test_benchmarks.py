@@ -51,7 +51,7 @@ def test_pcam_size_folder_and_device_resident_throughput(tiny_pcam, tmp_path):
     import h5py
     import numpy as np
 
-    from jaxpcam.data import open_split
+    from jaxpcam.data.pcam import open_split
 
     big = tmp_path / "big"
     assert _load("make_pcam_size").main([str(big), "--times", "2", "--source", str(tiny_pcam)]) == 0

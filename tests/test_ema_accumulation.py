@@ -17,13 +17,14 @@ from jaxpcam.config import base_config
 from jaxpcam.config.checks import validate
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import captured_log
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.evaluation.data import open_eval_split
 from jaxpcam.evaluation.evaluate import EvalOptions, predict_split
 from jaxpcam.evaluation.loading import load_run
 from jaxpcam.models import create_model
 from jaxpcam.training import ema
 from jaxpcam.training.loop import train_and_evaluate
-from jaxpcam.training.state import EmaTrainState, TrainState, create_train_state, fixed_normalization, make_optimizer
+from jaxpcam.training.state import EmaTrainState, TrainState, create_train_state, make_optimizer
 from jaxpcam.training.steps import eval_step, train_step
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import jaxpcam.data.gz as gz
 from jaxpcam.core.errors import UserError
-from jaxpcam.data import open_split, resolve_data_dir
+from jaxpcam.data import resolve_data_dir
+from jaxpcam.data.pcam import open_split
 
 
 def _gzipped_copy(src, dst, keep_plain=()):

@@ -16,7 +16,7 @@ import pytest
 from conftest import train_in_process
 from jaxpcam.core.errors import RunFailed, UserError
 from jaxpcam.run import lock as workdir_lock
-from jaxpcam.training import tracking
+from jaxpcam.run import record
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_a_full_disk_when_writing_config_json_is_one_line_and_leaves_the_record_
             "training.log_every_steps": 3,
         }
     )
-    monkeypatch.setattr(tracking, "write_json_atomic", lambda path, payload: _full_disk())
+    monkeypatch.setattr(record, "write_json_atomic", lambda path, payload: _full_disk())
     with pytest.raises(RunFailed, match=r"^cannot write to .*: No space left on device; earlier checkpoints"):
         train_and_evaluate(config, workdir)
     assert {name: (workdir / name).read_bytes() for name in before} == before

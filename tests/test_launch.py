@@ -27,7 +27,7 @@ SBATCH_OPTIONS = {
 
 
 def _module_flags(module: str) -> set[str]:
-    code = f"import {module}, absl.flags as f; print(' '.join(f.FLAGS))"
+    code = f"import {module} as m; print(' '.join(m.FLAGS))"  # each command's own FlagValues
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     return set(out.stdout.split())
 

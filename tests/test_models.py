@@ -9,12 +9,11 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from absl import flags
 from ml_collections import config_flags
 
 import jaxpcam.models
 from conftest import REPO, tiny_config
-from jaxpcam.cli import parse_flags
+from jaxpcam import cli, main
 from jaxpcam.config import base_config
 from jaxpcam.config.checks import validate
 from jaxpcam.config.files import load_config_file
@@ -84,11 +83,9 @@ def test_a_model_section_that_does_not_fit_its_model_is_one_line_naming_the_key(
 
 
 def _parse(monkeypatch, *args):
-    flag_values = flags.FlagValues()
+    flag_values = cli.command_flags()
     config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values, lock_config=True)
-    argv = ["jaxpcam.main", *args]
-    monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads the overrides from sys.argv
-    parse_flags(argv, flag_values)
+    cli.parse(list(args), flag_values, main.__doc__, required=("config",))
     return flag_values.config
 
 

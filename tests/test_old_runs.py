@@ -17,8 +17,8 @@ from jaxpcam.config.files import load_config_file
 from jaxpcam.config.migrate import migrate, with_defaults
 from jaxpcam.evaluation.run_groups import comparable
 from jaxpcam.run.checkpoint_items import ITEMS
+from jaxpcam.run.keys import result_changes
 from jaxpcam.training import checkpoint, tracking
-from jaxpcam.training.resume import config_differences
 
 # f528f22's base_config() model section: every config held all six keys.
 F528F22_MODEL = {
@@ -109,7 +109,7 @@ def test_migrate_keeps_exactly_the_keys_of_the_model(name):
     assert migrate(old.to_dict()) == shipped.to_dict()
     assert migrate(shipped.to_dict()) == shipped.to_dict()  # today's shape: unchanged
     assert old.model.to_dict().keys() == F528F22_MODEL.keys()  # pure: the input is left as it was
-    assert config_differences(old.to_dict(), shipped.to_dict()) == []
+    assert result_changes(old.to_dict(), shipped.to_dict()) == {}
     assert comparable(old.to_dict()) == comparable(shipped.to_dict())
 
 
@@ -128,4 +128,4 @@ def test_a_stored_config_compares_with_defaults_for_keys_it_lacks_but_not_the_ml
     filled = with_defaults(older)
     assert filled["training"]["deterministic"] is base_config().training.deterministic
     assert filled["model"].keys() == resnet["model"].keys()  # no MLP hidden_units filled in
-    assert config_differences(older, resnet) == []
+    assert result_changes(older, resnet) == {}

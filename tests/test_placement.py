@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from jaxpcam.core.errors import UserError
-from jaxpcam.data import open_split
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.pcam import read_all
+from jaxpcam.data.pcam import open_split, read_all
 from jaxpcam.data.transforms import Dihedral, apply_dihedral, dihedral_table
 from jaxpcam.training.placement import ResidentSplit, choose_placement, free_device_memory, gather_batch
 

@@ -63,7 +63,8 @@ def test_the_sample_is_recognised_by_its_files_and_announced_once_its_data_passe
     tiny_pcam, tmp_path, messages
 ):
     from jaxpcam.config import base_config
-    from jaxpcam.data import is_sample, open_training_data, resolve_data_dir
+    from jaxpcam.data import open_training_data, resolve_data_dir
+    from jaxpcam.data.sample import is_sample
 
     assert is_sample(tiny_pcam)
     assert resolve_data_dir(str(tiny_pcam)) == (tiny_pcam, "sample") and messages == []

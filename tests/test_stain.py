@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from jaxpcam.data import open_split, stain, transforms
 from jaxpcam.data import pipeline as pipeline_lib
-from jaxpcam.data.pcam import read_all
+from jaxpcam.data import stain, transforms
+from jaxpcam.data.pcam import open_split, read_all
 from jaxpcam.data.transforms import Dihedral, StainJitter
 
 

@@ -5,9 +5,11 @@ import optax
 import pytest
 
 from jaxpcam.config import base_config
+from jaxpcam.core.seeds import make_streams
 from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
+from jaxpcam.data.normalization import fixed_normalization
 from jaxpcam.models import create_model, model_defaults
-from jaxpcam.training.state import create_train_state, fixed_normalization, make_optimizer, make_streams
+from jaxpcam.training.state import create_train_state, make_optimizer
 from jaxpcam.training.steps import eval_step, jit_train_step, train_step
 
 SMALL = {"mlp": {"hidden_units": (8,)}, "cnn": {"conv_features": (4, 8), "hidden_units": (8,)}}

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import train_in_process
 from jaxpcam import evaluate, predict, report
-from jaxpcam.data import open_split
+from jaxpcam.data.pcam import open_split
 from jaxpcam.data.transforms import apply_dihedral
 from jaxpcam.evaluation.loading import load_run
 

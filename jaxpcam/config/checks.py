@@ -11,6 +11,7 @@ import ml_collections
 
 from jaxpcam.config import base_config
 from jaxpcam.core.errors import UserError
+from jaxpcam.core.task import task_for
 from jaxpcam.models import config_problem, model_defaults, model_names
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -275,8 +276,6 @@ def _check_checkpoint(config: ml_collections.ConfigDict) -> None:
     _require(c.keep >= 1, "checkpoint.keep", "an integer >= 1", c.keep)
     _require(c.every_steps >= 0, "checkpoint.every_steps", "an integer >= 0 (0 = epoch ends only)", c.every_steps)
     _require(c.best_mode in BEST_MODES, "checkpoint.best_mode", f"one of {BEST_MODES}", c.best_mode)
-    from jaxpcam.core.task import task_for  # deferred: imports jax and scikit-learn
-
     allowed = task_for(config).metric_names
     _require(
         c.best_metric in allowed,

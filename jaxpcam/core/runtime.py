@@ -37,6 +37,7 @@ from importlib import metadata
 from pathlib import Path
 
 from jaxpcam.core import compile_cache
+from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
@@ -124,8 +125,6 @@ def apply_run_settings(training) -> dict:
     effect (for the provenance). XLA reads XLA_FLAGS once per process, when JAX starts its first
     backend: a change after that is refused rather than silently ignored."""
     import jax
-
-    from jaxpcam.core.errors import UserError
 
     users_own = xla_flag_value(USER_XLA_FLAGS, GPU_DETERMINISM_FLAG) is not None
     in_effect = bool(xla_flag_value(os.environ.get("XLA_FLAGS", ""), GPU_DETERMINISM_FLAG))

@@ -8,8 +8,8 @@ import ml_collections
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.seeds import make_streams
-from jaxpcam.data import check_split, open_split, open_training_data, resolve_data_dir, sample_notice
-from jaxpcam.data.pcam import split_paths
+from jaxpcam.data import check_split, open_training_data, resolve_data_dir, sample_notice
+from jaxpcam.data.pcam import open_split, split_paths
 from jaxpcam.run.record import file_record, read_record
 
 

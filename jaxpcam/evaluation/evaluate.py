@@ -4,7 +4,6 @@ decision threshold (chosen on valid only), slices, plots and error galleries, wr
 """
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +28,13 @@ from jaxpcam.evaluation.data import (
 )
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
-from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, slice_table
+from jaxpcam.evaluation.slices import (
+    IntensitySlicing,
+    apply_slice_function,
+    load_slice_function,
+    slice_table,
+    write_slices_csv,
+)
 from jaxpcam.evaluation.thresholds import choose_threshold
 from jaxpcam.run import eval_dir
 
@@ -257,6 +262,13 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         "slice_cuts": cuts,
         "baseline_note": "majority baseline: always the class frequencies of the valid split (predicts its majority)",
     }
+    _write_results(workdir, options, split, preds, result)
+    return result
+
+
+def _write_results(workdir: Path, options: EvalOptions, split, preds, result: dict) -> None:
+    """eval/<split>[_tta]/: written whole into a partial folder, then put in place of the earlier one."""
+    threshold = result["threshold"]
     final = eval_dir.results_dir(workdir, options.split, options.tta)
     eval_root, partial = final.parent, final.with_name(f".{final.name}.partial")
     try:
@@ -267,15 +279,15 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
             preds.task,
             [str(i) for i in range(len(preds.labels))],
             preds.probs,
-            threshold["value"] if binary else None,
+            threshold["value"] if preds.task.binary else None,
             preds.labels,
             id_column="index",
         )
         write_json_atomic(partial / "metrics.json", json_ready(result))
-        _write_slices_csv(partial / "slices.csv", slices)
-        galleries = _gallery_indices(preds, threshold["value"] if binary else None, options.gallery_size)
-        images = _pictures(partial, split, preds, report, threshold, cuts, galleries)
-        _to_tensorboard(partial, f"eval_{final.name}", run.step, preds, report, images)
+        write_slices_csv(partial / "slices.csv", result["slices"])
+        galleries = _gallery_indices(preds, threshold["value"] if preds.task.binary else None, options.gallery_size)
+        images = _pictures(partial, split, preds, result, threshold, result["slice_cuts"], galleries)
+        _to_tensorboard(partial, f"eval_{final.name}", result["checkpoint_step"], preds, result, images)
         _replace_dir(partial, final)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were
         shutil.rmtree(partial, ignore_errors=True)
@@ -283,18 +295,3 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         raise UserError(
             f"cannot write the evaluation into {eval_root}: {reason}; earlier results there are intact"
         ) from None
-    return result
-
-
-def _write_slices_csv(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    lines = [",".join(keys)]
-    for row in rows:
-        lines.append(",".join(_csv_cell(row.get(k)) for k in keys))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _csv_cell(value) -> str:
-    if isinstance(value, str):
-        return json.dumps(value) if "," in value else value
-    return metrics_lib.show(value, 6) if value is not None else ""

@@ -7,6 +7,7 @@ positives, AUC with one class) is NaN and shown as "undefined", never as 0.0.
 import dataclasses
 import importlib
 import importlib.util
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from jaxpcam.config.files import load_python_file
+from jaxpcam.core import metrics as metrics_lib
 from jaxpcam.core.errors import UserError
 
 
@@ -98,3 +100,17 @@ def slice_table(labels: np.ndarray, probs: np.ndarray, threshold: float, masks: 
             row[f"{key}_gap"] = row[key] - overall[key]  # NaN when either side is undefined
         rows.append(row)
     return rows
+
+
+def write_slices_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(keys)]
+    for row in rows:
+        lines.append(",".join(_csv_cell(row.get(k)) for k in keys))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _csv_cell(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value) if "," in value else value
+    return metrics_lib.show(value, 6) if value is not None else ""

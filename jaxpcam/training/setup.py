@@ -12,9 +12,11 @@ import orbax.checkpoint as ocp
 
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import MetricWriter, log
+from jaxpcam.core.seeds import make_streams
 from jaxpcam.core.task import Task, task_for
 from jaxpcam.data import open_training_data, transforms
 from jaxpcam.data import pipeline as pipeline_lib
+from jaxpcam.data.normalization import Normalization, fixed_normalization
 from jaxpcam.data.profile import intensity_profile
 from jaxpcam.data.stats import cached_channel_stats
 from jaxpcam.models import create_model
@@ -26,14 +28,7 @@ from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import DataParallel, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data
 from jaxpcam.training.schedules import ScheduleState, init_schedule, step_rate
-from jaxpcam.training.state import (
-    Normalization,
-    TrainState,
-    create_train_state,
-    fixed_normalization,
-    make_optimizer,
-    make_streams,
-)
+from jaxpcam.training.state import TrainState, create_train_state, make_optimizer
 from jaxpcam.training.steps import jit_train_step
 from jaxpcam.training.tracking import io_errors
 
@@ -210,21 +205,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         if manager is not None:
             manager.close()
         raise
-    batch_size = effective_batch_size(config)
-    batches = pipeline_lib.train_dataset(
-        data.train,
-        batch_size=batch_size,
-        epochs=config.training.epochs,
-        data_seed=streams.data_seed,
-        augment_seed=streams.augment_seed,
-        balanced=config.data.balanced_sampling,
-        num_workers=config.data.num_workers,
-        prefetch=config.data.prefetch_batches,
-        start_step=int(state.step),
-        rows=parallel.local_rows(batch_size),
-        images=resident_train is None,
-        transforms=augmentations,
-    )
+    batches = _train_batches(config, data, streams, parallel, int(state.step), resident_train is None, augmentations)
     return Run(
         config=config,
         workdir=workdir,
@@ -245,6 +226,26 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         schedule=schedule,
         progress=progress,
         restored=restored,
+    )
+
+
+def _train_batches(config, data, streams, parallel, start_step: int, images: bool, augmentations):
+    """The Grain pipeline of training batches from ``start_step`` on (``images``: False when the
+    images are on the device and batches carry indices)."""
+    batch_size = effective_batch_size(config)
+    return pipeline_lib.train_dataset(
+        data.train,
+        batch_size=batch_size,
+        epochs=config.training.epochs,
+        data_seed=streams.data_seed,
+        augment_seed=streams.augment_seed,
+        balanced=config.data.balanced_sampling,
+        num_workers=config.data.num_workers,
+        prefetch=config.data.prefetch_batches,
+        start_step=start_step,
+        rows=parallel.local_rows(batch_size),
+        images=images,
+        transforms=augmentations,
     )
 
 

@@ -10,8 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpcam.core.seeds import Streams, make_streams  # noqa: F401 (re-exported)
-from jaxpcam.data.normalization import Normalization, fixed_normalization, normalize  # noqa: F401 (re-exported)
+from jaxpcam.data.normalization import Normalization
 
 
 @flax.struct.dataclass

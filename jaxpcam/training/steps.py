@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxpcam.core.task import PCAM_ONE_LOGIT, Task
+from jaxpcam.data.normalization import normalize
 from jaxpcam.training import ema
 from jaxpcam.training.accumulation import value_and_grad
 from jaxpcam.training.placement import ResidentSplit, gather_batch
 from jaxpcam.training.schedules import StepRate
-from jaxpcam.training.state import EmaTrainState, TrainState, normalize
+from jaxpcam.training.state import EmaTrainState, TrainState
 
 
 @flax.struct.dataclass
