@@ -7,7 +7,10 @@
 #      data.placement=device: seconds per epoch + validation from the log, twice, and the two
 #      metrics.jsonl compared (bit-identical twin runs);
 #   4. PyTorch on the same GPU when torch is importable: eager steps, the seeds' pipeline and the
-#      data-on-device loop.
+#      data-on-device loop;
+#   5. what each training feature costs end to end (features.py) for mlp, cnn and resnet; the cost
+#      of training.deterministic is the step-level pair of part 1 (XLA reads its flag once per
+#      process, so it cannot be a row of one in-process run).
 #   bash benchmarks/gpu_table.sh OUT_DIR        (BIG=/fast/disk/pcam-size to reuse a tiled folder)
 set -euo pipefail
 out=${1:?usage: bash benchmarks/gpu_table.sh OUT_DIR}
@@ -59,3 +62,5 @@ if "$py" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/
 fi
 "$py" "$here/cnn_parity.py" --batch_size 128 --steps "${STEPS:-200}" --windows 5 | tee "$out/cnn_parity.txt"
 "$py" "$here/data_pipeline.py" --workers 0,4,8,14 --batch_size 512 --batches 40 --json "$out/data_pipeline.json"
+"$py" "$here/features.py" --models mlp,cnn,resnet --steps "${FEATURE_STEPS:-64}" --rounds 3 \
+  --json "$out/features.json" --markdown "$out/features.md"
