@@ -7,6 +7,7 @@ and cast to uint8 on read, as the course code did).
 """
 
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -186,8 +187,16 @@ def file_fingerprint(path: Path) -> str:
 
     Reads at most 4 MiB, so a 7 GB PCAM file is fingerprinted in milliseconds; any change of
     size, header or sampled content changes it. Prefixed 'sampled-' to say it is not a full hash.
+    A file is read once per process while its inode, size and modification and change times stay
+    the same (a resume judges the data and then records it: one read, not two).
     """
-    size = path.stat().st_size
+    st = Path(path).stat()
+    return _fingerprint(str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(path: str, _dev: int, _ino: int, size: int, _mtime_ns: int, _ctime_ns: int) -> str:
+    """file_fingerprint's reading, keyed by what changes when the file is rewritten or replaced."""
     digest = hashlib.blake2b(str(size).encode(), digest_size=16)
     with open(path, "rb") as f:
         last = max(size - _BLOCK, 0)
