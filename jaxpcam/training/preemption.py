@@ -58,10 +58,13 @@ class StopRequest:
         """True on every process when any was asked to stop; schedules the next agreement about
         AGREE_SECONDS of the slowest process's steps later."""
         (start, then), now = self._mark, time.perf_counter()
-        requested, slowest = agree_on_stop(self.requested, (now - then) / max(self._step - start, 1))
+        mine = signal.Signals[self.signal_name].value if self.signal_name else 0
+        number, slowest = agree_on_stop(mine, (now - then) / max(self._step - start, 1))
         self._next_agreement = self._step + max(1, int(AGREE_SECONDS // max(slowest, 1e-6)))
         self._mark = (self._step, now)
-        return requested
+        if number and not self.signal_name:  # it reached another process: stop alike, saying which
+            self.signal_name = signal.Signals(number).name
+        return bool(number)
 
 
 class RunAhead:
