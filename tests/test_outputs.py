@@ -195,3 +195,16 @@ def test_the_default_report_never_replaces_a_users_report(tiny_run, capsys):
     assert report.main([str(tiny_run)]) == 0
     assert report.main([str(tiny_run)]) == 0  # its own report, replaced
     assert own.read_text().startswith("| run |")
+
+
+def test_an_evaluation_stopped_while_writing_leaves_no_partial_folder(tiny_run, monkeypatch):
+    from jaxpcam.core.errors import Interrupted
+    from jaxpcam.evaluation import evaluate as evaluate_lib
+
+    def signal_arrives(*args, **kwargs):
+        raise Interrupted("SIGTERM", 143)
+
+    monkeypatch.setattr(evaluate_lib, "write_slices_csv", signal_arrives)
+    with pytest.raises(Interrupted):
+        evaluate_lib.evaluate_run(tiny_run, evaluate_lib.EvalOptions(split="test"))
+    assert not [p.name for p in (tiny_run / "eval").iterdir() if ".partial-" in p.name]

@@ -292,9 +292,10 @@ def _write_results(workdir: Path, options: EvalOptions, split, preds, result: di
         _to_tensorboard(partial, f"eval_{final.name}", result["checkpoint_step"], preds, result, images)
         outputs.swap_in(partial, final, "jaxpcam.evaluate", legacy=_written_by_evaluate)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were
-        if partial is not None:
-            shutil.rmtree(partial, ignore_errors=True)
         reason = err.strerror or str(err)
         raise UserError(
             f"cannot write the evaluation into {final.parent}: {reason}; earlier results there are intact"
         ) from None
+    finally:  # also when a signal stops it midway: no half-written folder stays behind
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
