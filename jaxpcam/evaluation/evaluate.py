@@ -219,15 +219,6 @@ def _to_tensorboard(out: Path, tag: str, step: int, preds: Predictions, report: 
         writer.write_images(step, {f"{tag}/{name}": image for name, image in images.items()})
 
 
-def _written_by_evaluate(name: str) -> bool:
-    """What an evaluation from before manifests wrote into eval/<split>/ (outputs.swap_in's legacy)."""
-    return (
-        name in ("predictions.csv", "metrics.json", "slices.csv")
-        or name.endswith(".png")
-        or (name.startswith("events.out.tfevents."))
-    )
-
-
 def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
@@ -290,7 +281,7 @@ def _write_results(workdir: Path, options: EvalOptions, split, preds, result: di
         galleries = _gallery_indices(preds, threshold["value"] if preds.task.binary else None, options.gallery_size)
         images = _pictures(partial, split, preds, result, threshold, result["slice_cuts"], galleries)
         _to_tensorboard(partial, f"eval_{final.name}", result["checkpoint_step"], preds, result, images)
-        outputs.swap_in(partial, final, "jaxpcam.evaluate", legacy=_written_by_evaluate)
+        outputs.swap_in(partial, final, "jaxpcam.evaluate", legacy=eval_dir.written_by_evaluation)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were
         reason = err.strerror or str(err)
         raise UserError(

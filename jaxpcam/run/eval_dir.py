@@ -41,6 +41,15 @@ def results_dir(workdir: Path, split: str, tta: bool) -> Path:
     return Path(workdir) / EVAL_DIR / f"{split}{TTA_SUFFIX if tta else ''}"
 
 
+def written_by_evaluation(name: str) -> bool:
+    """What an evaluation from before manifests wrote into <split>/ (run/outputs.py's legacy)."""
+    return (
+        name in ("predictions.csv", METRICS_FILE, "slices.csv")
+        or name.endswith(".png")
+        or (name.startswith("events.out.tfevents."))
+    )
+
+
 def setting_of(record: dict) -> bool:
     """Whether a threshold or metrics record was made with TTA (records from before the key: no)."""
     return bool(record.get("tta", False))
