@@ -20,7 +20,6 @@ shared 2-core machine); audit imports at the top (h5py, numpy, PIL: its --help t
 
 import contextlib
 import faulthandler
-import os
 import sys
 import textwrap
 import threading
@@ -32,7 +31,8 @@ from absl import flags, logging
 
 from jaxpcam.config.command_line import config_argument, unknown_key_message
 from jaxpcam.config.files import load_config_file
-from jaxpcam.core.errors import RunFailed, Stopped, UserError
+from jaxpcam.core.errors import UserError
+from jaxpcam.core.exits import exit_code, signals_as_interrupts
 
 MAX_COUNT = 2**20
 
@@ -110,42 +110,13 @@ def _drop_failed_read_echoes(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def exit_code(command: Callable[[], object]) -> int:
-    """Runs ``command`` and turns how it ended into one line on stderr and the exit code every
-    jaxpcam command uses: 0 done, 1 run failed, 2 bad input (a user mistake, an unreadable
-    file), 128+N stopped on signal N after checkpointing."""
-    try:
-        command()
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-    except BrokenPipeError:
-        # The reader stopped early (`... --list | head`): what it read is all it wanted.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + 13  # as if killed by SIGPIPE, what shells expect of a cut-off writer
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
-    except RunFailed as err:
-        print(f"run failed: {err}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Everything is closed; skip interpreter shutdown, where tensorstore callbacks of a
-        # failed write would print 'Event loop is closed' tracebacks.
-        os._exit(1)
-    except Stopped as err:
-        print(f"stopped on {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
-
-
 def run_command(command: Callable[[], object], quiet: Callable[[], None] = quiet_libraries) -> int:
     """exit_code(command), with the libraries' routine reports quieted (``quiet``) unless
     --verbosity was given (``--verbosity=0`` shows them all)."""
     if not flags.FLAGS["verbosity"].present:
         quiet()
-    return exit_code(command)
+    with signals_as_interrupts():
+        return exit_code(command)
 
 
 SHORT_HELP = ("-h", "--help", "-help", "-?", "--helpshort", "-helpshort")  # absl's spellings and -h

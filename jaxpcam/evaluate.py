@@ -58,7 +58,12 @@ _TTA = flags.DEFINE_bool(
 
 def main(argv: list[str] | None = None) -> int:
     cli.parse(argv, FLAGS, __doc__, required=("workdir",))
-    # After parsing: jax and sklearn take seconds to import, --help and a bad flag answer at once.
+    return cli.run_command(_evaluate)
+
+
+def _evaluate() -> None:
+    # After parsing: jax and sklearn take seconds to import, --help and a bad flag answer at once;
+    # inside the command, so a signal while it imports is one line too.
     from jaxpcam.evaluation.evaluate import EvalOptions, evaluate_run
     from jaxpcam.evaluation.slices import IntensitySlicing
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=_DATA_DIR.value,
         tta=_TTA.value,
     )
-    return cli.run_command(lambda: print(summary_text(evaluate_run(Path(_WORKDIR.value), options))))
+    print(summary_text(evaluate_run(Path(_WORKDIR.value), options)))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,17 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an earlier export in
 
 def main(argv: list[str] | None = None) -> int:
     cli.parse(argv, FLAGS, __doc__, required=("workdir",))
-    # After parsing: jax takes seconds to import, --help and a bad flag answer at once.
+    return cli.run_command(_export)
+
+
+def _export() -> None:
+    # After parsing: jax takes seconds to import, --help and a bad flag answer at once; inside the
+    # command, so a signal while it imports is one line too.
     from jaxpcam.evaluation.export import export_run, export_summary
 
     workdir = Path(_WORKDIR.value)
     output = Path(_OUTPUT.value) if _OUTPUT.value is not None else workdir / "export"
-    return cli.run_command(
-        lambda: print(export_summary(export_run(workdir, _CHECKPOINT.value, output, _OVERWRITE.value), output))
-    )
+    print(export_summary(export_run(workdir, _CHECKPOINT.value, output, _OVERWRITE.value), output))
 
 
 if __name__ == "__main__":

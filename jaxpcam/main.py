@@ -56,14 +56,15 @@ _PROCESS_ID = flags.DEFINE_integer(
 
 def main(argv: list[str] | None = None) -> int:
     cli.parse(argv, FLAGS, __doc__, required=("config",))  # loads the config file: a failure is one line there
-    # After parsing: jax takes seconds to import, --help and a bad flag answer at once.
-    from jaxpcam.training.loop import default_workdir, train_and_evaluate
-    from jaxpcam.training.parallel import initialize_processes
-
-    config = _CONFIG.value
-    workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
 
     def train() -> None:
+        # After parsing: jax takes seconds to import, --help and a bad flag answer at once; inside
+        # the command, so a signal while it imports is one line too.
+        from jaxpcam.training.loop import default_workdir, train_and_evaluate
+        from jaxpcam.training.parallel import initialize_processes
+
+        config = _CONFIG.value
+        workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
         initialize_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         train_and_evaluate(config, workdir, start_fresh=_START_FRESH.value)
 

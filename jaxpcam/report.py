@@ -36,11 +36,13 @@ _RUNS = cli.Arguments(missing="give the run directories, quoted globs, or folder
 
 def main(argv: list[str] | None = None) -> int:
     patterns = cli.parse(argv, FLAGS, __doc__, arguments=_RUNS)
-    # After parsing: the report's library imports jax, which takes seconds; --help answers at once.
-    from jaxpcam.evaluation.report_files import metric_names, write_report
-    from jaxpcam.evaluation.report_text import to_terminal
 
     def report() -> None:
+        # After parsing: the report's library imports jax, which takes seconds; --help answers at
+        # once. Inside the command, so a signal while it imports is one line too.
+        from jaxpcam.evaluation.report_files import metric_names, write_report
+        from jaxpcam.evaluation.report_text import to_terminal
+
         output = Path(_OUTPUT.value) if _OUTPUT.value else None
         table, prefix = write_report(
             patterns, metric_names(_METRICS.value), _AT.value, _CHAMPION.value, output, _OVERWRITE.value

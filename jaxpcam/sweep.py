@@ -48,15 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     cli.parse(argv, FLAGS, __doc__, required=("config",))
     if sum([_LIST.value, _ALL.value, _SUMMARY.value, _INDEX.value is not None]) != 1:
         cli.fail("choose one of --list, --index I, --all, --summary")
-    # After parsing: the sweep's status and training import jax, which takes seconds.
-    from jaxpcam.evaluation.sweep_summary import PointRow, write_hparams, write_summary
-    from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, point_states, run_sweep
-    from jaxpcam.sweeps.runner import log_sweep
-    from jaxpcam.training.loop import train_and_evaluate
-
-    statuses = []
+    failed = []
 
     def sweep() -> None:
+        # After parsing: the sweep's status and training import jax, which takes seconds. Inside
+        # the command, so a signal while it imports is one line too.
+        from jaxpcam.evaluation.sweep_summary import PointRow, write_hparams, write_summary
+        from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, point_states, run_sweep
+        from jaxpcam.sweeps.runner import log_sweep
+        from jaxpcam.training.loop import train_and_evaluate
+
         config = FLAGS["config"]
         plan = plan_sweep(
             _CONFIG.value,
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             print(listing(plan))
             return
         todo = chosen_points(plan, _INDEX.value, _ALL.value)
-        statuses.extend(run_sweep(plan, todo, train_and_evaluate, on_done=write_hparams))
+        statuses = list(run_sweep(plan, todo, train_and_evaluate, on_done=write_hparams))
+        failed.append(any_point_failed(statuses))
         rows = [PointRow(*state) for state in point_states(plan)]
         markdown = write_summary(rows, plan.sweep_dir, plan.champion, plan.champion_mode)
         log_sweep(
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown)
 
     code = cli.run_command(sweep)
-    return code if code or not any_point_failed(statuses) else 1
+    return code if code or not any(failed) else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from conftest import run_main
-from jaxpcam import evaluate
+from jaxpcam import evaluate, predict
 from jaxpcam.core.errors import UserError
 from jaxpcam.data.digits import create_digits_h5, load_mnist_idx, open_digits
 
@@ -104,3 +104,15 @@ def test_smlp_digits_config_trains_end_to_end_and_evaluates(tmp_path, monkeypatc
     assert set(result["model"]["per_class"]) == {str(d) for d in digits}
     assert result["threshold"] is None and (workdir / "eval" / "valid" / "mistakes.png").is_file()
     assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2  # digits have no test split
+
+    # predict takes the task's own layouts: the digits file, and (N, 28, 28) arrays
+    digits_file = tmp_path / "cache" / "digits-456789-sklearn.h5"
+    with h5py.File(digits_file, "r") as f:
+        images = f["images"][:10]
+    np.save(tmp_path / "ten.npy", images)
+    np.save(tmp_path / "one.npy", images[0])
+    for source, count in ((digits_file, None), (tmp_path / "ten.npy", 10), (tmp_path / "one.npy", 1)):
+        output = tmp_path / f"{source.stem}.csv"
+        assert predict.main(["--workdir", str(workdir), "--input", str(source), "--output", str(output)]) == 0
+        rows = np.genfromtxt(output, delimiter=",", names=True)
+        assert len(np.atleast_1d(rows)) == (count or len(h5py.File(digits_file, "r")["images"]))

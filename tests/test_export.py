@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -158,7 +159,7 @@ def test_onnx_gives_the_jax_probabilities(run):
 def test_without_jax2onnx_or_threshold_the_rest_is_written(run):
     workdir, lines = run
     out = workdir / "before_eval"
-    assert sorted(p.name for p in out.iterdir()) == ["model.jaxexport", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".jaxpcam-written.json", "model.jaxexport", "model.json"]
     card = json.loads((out / "model.json").read_text())
     assert card["model.onnx"] == {"written": False, "reason": "jax2onnx is not installed"}
     assert card["fingerprint"]["sha256"]["model.onnx"] is None
@@ -278,6 +279,7 @@ def test_a_threshold_chosen_with_tta_is_not_shipped_with_the_plain_model(tiny_pc
 
     # a run directory from before TTA thresholds had their own file: threshold.json saying "tta": true
     (eval_dir / "threshold_tta.json").replace(eval_dir / "threshold.json")
+    shutil.rmtree(eval_dir / "thresholds")  # nor per-checkpoint files
     assert export_command.main(["--workdir", str(workdir), "--overwrite"]) == 0
     decision = json.loads((workdir / "export" / "model.json").read_text())["decision"]
     assert decision["threshold"] is None and "chosen with --tta" in decision["note"]

@@ -122,7 +122,8 @@ def _as_before_the_tta_layout(workdir):
             path.unlink(missing_ok=True)
     (eval_dir / "threshold_tta.json").rename(eval_dir / "threshold.json")
     (eval_dir / "test_tta").rename(eval_dir / "test")
-    shutil.rmtree(eval_dir / "valid_tta")
+    shutil.rmtree(eval_dir / "valid_tta", ignore_errors=True)
+    shutil.rmtree(eval_dir / "thresholds")  # nor per-checkpoint thresholds
 
 
 def test_a_tta_threshold_from_before_the_layout_is_used_only_with_tta(tiny_run, tiny_pcam, tmp_path, messages, capsys):

@@ -19,3 +19,12 @@ class Stopped(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Interrupted(BaseException):
+    """A signal (SIGTERM, SIGINT) stopped a command outside training's own checkpoint-and-stop: a
+    BaseException, like KeyboardInterrupt, so no ``except Exception`` takes it for a failure."""
+
+    def __init__(self, signal_name: str, exit_code: int):
+        super().__init__(signal_name)
+        self.signal_name, self.exit_code = signal_name, exit_code

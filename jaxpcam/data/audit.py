@@ -29,8 +29,9 @@ import h5py
 import numpy as np
 
 from jaxpcam.core.errors import UserError
-from jaxpcam.core.reporting import ProgressLine
-from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, as_uint8, file_fingerprint, split_paths
+from jaxpcam.core.reporting import ProgressLine, log
+from jaxpcam.data.pcam import IMAGE_SHAPE, SPLITS, file_fingerprint, split_paths
+from jaxpcam.data.pixels import as_uint8, sample_indices, scaled_message, scaled_to_one
 
 EMPTY_STD = 2.0
 OUTLIER_Z = 5.0  # clean synthetic tissue peaks at |z| = 3.0 over 8,192 images
@@ -101,6 +102,9 @@ def scan_split(data_dir: Path, split: str) -> SplitScan:
     with fx, fy:
         x, labels = fx["x"], np.asarray(fy["y"][...]).reshape(-1)
         n = x.shape[0]
+        if n and x.dtype.kind == "f" and scaled_to_one(x[sample_indices(n)]):  # data/pixels.py's rule
+            log(f"WARNING: {scaled_message(x_path, 'the images')}; training and evaluation refuse it, and "
+                "this audit reads every tile as black")  # fmt: skip
         scan = SplitScan(
             labels, np.empty(n), np.empty(n), np.zeros(n, bool), np.zeros(n, np.int64), np.empty(n),
             np.zeros(n, bool), np.zeros((n, 2), np.int32), np.empty(n, "S16"),

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 
 from jaxpcam.data.audit_report import megabytes
-from jaxpcam.data.pcam import SPLITS, as_uint8, split_paths
+from jaxpcam.data.pcam import SPLITS, split_paths
+from jaxpcam.data.pixels import as_uint8
 
 
 def read_speed(path: Path, n: int = 2000) -> float:

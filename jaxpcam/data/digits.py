@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.files import atomic_path
+from jaxpcam.data.pixels import as_uint8, check_not_scaled, sample_indices
 
 DEFAULT_DIGITS = (4, 5, 6, 7, 8, 9)
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049
@@ -118,7 +119,9 @@ def open_digits(path: Path, labels_to_keep, seed: int, valid_fraction: float = 0
     classes = np.searchsorted(np.asarray(keep), digits).astype(np.int32)  # 4..9 -> 0..5, file untouched
     order = np.random.default_rng(seed).permutation(len(digits))
     n_valid = max(1, round(len(digits) * valid_fraction))
-    images = images[..., None].astype(np.uint8)
+    if images.dtype.kind == "f":  # the one value-range rule (data/pixels.py); floats 0..255 are read as such
+        check_not_scaled(images[sample_indices(len(images))], path, "its images")
+    images = as_uint8(images[..., None])
     train_idx, valid_idx = np.sort(order[:-n_valid]), np.sort(order[-n_valid:])
     return (
         DigitsSplit("train", images[train_idx], classes[train_idx]),

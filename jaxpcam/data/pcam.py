@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from jaxpcam.core.errors import UserError
+from jaxpcam.data.pixels import as_uint8, check_not_scaled, sample_indices
 
 IMAGE_SHAPE = (96, 96, 3)
 _FINGERPRINT_BLOCKS, _BLOCK = 64, 1 << 16
@@ -128,16 +129,6 @@ def read_all(split, block: int = 4096) -> np.ndarray:
     return out
 
 
-def as_uint8(block: np.ndarray) -> np.ndarray:
-    """Pixels as training reads them: float values clipped to 0..255 and cast (NaN as 0,
-    without numpy's cast warning; training refuses such files, the audit counts them)."""
-    if block.dtype == np.uint8:
-        return block
-    clipped = np.clip(block, 0, 255)
-    np.nan_to_num(clipped, copy=False, nan=0.0)
-    return clipped.astype(np.uint8)
-
-
 def open_split(data_dir: Path, split: str) -> PcamSplit:
     x_path, y_path = split_paths(data_dir, split)
     for path in (x_path, y_path):
@@ -157,7 +148,16 @@ def open_split(data_dir: Path, split: str) -> PcamSplit:
         if x.dtype not in (np.uint8, np.float32, np.float64):
             raise UserError(f"{x_path}: 'x' must be uint8 or float32, got {x.dtype}")
         dtype = str(x.dtype)
+        if x.dtype.kind == "f" and len(x):  # the one value-range rule, for every split and reader
+            check_not_scaled(_read_sample(x, x_path), x_path, f"the images of 'x' ({split})")
     return PcamSplit(split, x_path, labels, dtype)
+
+
+def _read_sample(x: h5py.Dataset, x_path: Path) -> np.ndarray:
+    try:
+        return np.stack([x[i] for i in sample_indices(x.shape[0])])
+    except OSError as err:
+        raise UserError(f"cannot read 'x' from {x_path} (corrupt or truncated?): {err}") from None
 
 
 def count_nonfinite(x_path: Path, block: int = 256) -> int:

@@ -221,5 +221,11 @@ def eval_dataset(
     return _to_iter(batches.map(load), num_workers if images else 0, prefetch)
 
 
+def eval_batch_size(requested: int, num_records: int) -> int:
+    """The batch an evaluation pass uses: the one asked for, but never beyond the split (padding
+    to a batch larger than the split is memory spent on zeros; data.eval_batch_size may be 2**20)."""
+    return max(1, min(int(requested), int(num_records)))
+
+
 def steps_per_epoch(num_records: int, batch_size: int) -> int:
     return num_records // batch_size

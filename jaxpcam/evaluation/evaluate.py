@@ -36,7 +36,7 @@ from jaxpcam.evaluation.slices import (
     write_slices_csv,
 )
 from jaxpcam.evaluation.thresholds import choose_threshold
-from jaxpcam.run import eval_dir
+from jaxpcam.run import eval_dir, outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Predictions:
 
 def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     """One pass over ``split`` in file order: probabilities, and the slicing features on the side."""
-    batch_size = options.batch_size or run.config.data.eval_batch_size
+    batch_size = pipeline_lib.eval_batch_size(options.batch_size or run.config.data.eval_batch_size, len(split))
     functions = {spec: load_slice_function(spec) for spec in options.slice_functions}
     probs, brightness, masks = [], [], {spec: [] for spec in functions}
     predict = run.predict_fn(options.tta)
@@ -92,9 +92,9 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     """The threshold stored for this checkpoint, rule and TTA setting, else one chosen on
     ``valid`` (computed here when evaluating another split) with this TTA setting and stored in
     that setting's own file, for predict and later evaluations; the other setting's stays."""
-    path = run.threshold_path(options.tta)
     try:
-        stored = run.stored_threshold(options.tta)
+        found = eval_dir.find_threshold(run.workdir, options.tta, run.step)
+        path, stored = found if found else (run.threshold_path(options.tta), None)
     except eval_dir.DamagedRecord as err:
         log(f"{err.path} is damaged ({err.reason}): choosing the decision threshold again")
         stored = None
@@ -112,8 +112,10 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
     chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
     record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step, "tta": options.tta}
     record["data"] = valid_data  # the valid files it was chosen on (warn_if_threshold_on_other_data)
+    path = run.threshold_path(options.tta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, record)
+    write_json_atomic(path, record)  # this checkpoint's, which no other checkpoint's evaluation replaces
+    write_json_atomic(eval_dir.threshold_path(run.workdir, options.tta), record)  # the latest chosen
     log(f"decision threshold {chosen.value:.4f} by {chosen.rule} on valid {tta_words(options.tta)} (precision "
         f"{chosen.precision:.3f}, recall {chosen.recall:.3f}, F2 {chosen.f2:.3f}); stored in {path}")  # fmt: skip
     return record
@@ -217,21 +219,12 @@ def _to_tensorboard(out: Path, tag: str, step: int, preds: Predictions, report: 
         writer.write_images(step, {f"{tag}/{name}": image for name, image in images.items()})
 
 
-def _replace_dir(partial: Path, final: Path) -> None:
-    """Puts a fully written results folder in place of the earlier one."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     """Evaluates ``workdir``'s checkpoint on ``options.split``; returns what metrics.json holds."""
     run = load_run(workdir, options.checkpoint)
     options = dataclasses.replace(options, data_dir=data_dir_for(workdir, run.config, options.data_dir))
-    eval_dir.adopt_older_tta_files(workdir)
+    with outputs.writers_lock(workdir / eval_dir.EVAL_DIR):
+        eval_dir.adopt_older_tta_files(workdir)
     model = f"{run.config.model.name}{run.weights_note}"
     log(f"evaluating {workdir} checkpoint step {run.step} ({model}) on {options.split}")
     split, files = open_eval_data(run.config, options.split, options.data_dir, doing="evaluating on")
@@ -267,13 +260,13 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
 
 
 def _write_results(workdir: Path, options: EvalOptions, split, preds, result: dict) -> None:
-    """eval/<split>[_tta]/: written whole into a partial folder, then put in place of the earlier one."""
+    """eval/<split>[_tta]/: written whole into a folder of its own, then swapped in for the earlier
+    one (run/outputs.py: a concurrent evaluation never shares its temporary names)."""
     threshold = result["threshold"]
     final = eval_dir.results_dir(workdir, options.split, options.tta)
-    eval_root, partial = final.parent, final.with_name(f".{final.name}.partial")
+    partial = None
     try:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        partial = outputs.partial_folder(final)
         write_predictions_csv(
             partial / "predictions.csv",
             preds.task,
@@ -288,10 +281,12 @@ def _write_results(workdir: Path, options: EvalOptions, split, preds, result: di
         galleries = _gallery_indices(preds, threshold["value"] if preds.task.binary else None, options.gallery_size)
         images = _pictures(partial, split, preds, result, threshold, result["slice_cuts"], galleries)
         _to_tensorboard(partial, f"eval_{final.name}", result["checkpoint_step"], preds, result, images)
-        _replace_dir(partial, final)
+        outputs.swap_in(partial, final, "jaxpcam.evaluate", legacy=eval_dir.written_by_evaluation)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were
-        shutil.rmtree(partial, ignore_errors=True)
         reason = err.strerror or str(err)
         raise UserError(
-            f"cannot write the evaluation into {eval_root}: {reason}; earlier results there are intact"
+            f"cannot write the evaluation into {final.parent}: {reason}; earlier results there are intact"
         ) from None
+    finally:  # also when a signal stops it midway: no half-written folder stays behind
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)

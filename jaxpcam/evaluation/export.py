@@ -14,7 +14,6 @@ Both model files are run on fixed probe images before anything is written: the d
 import datetime
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from jaxpcam.data.normalization import Normalization
 from jaxpcam.evaluation import onnx_export
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
+from jaxpcam.run import eval_dir, outputs
 from jaxpcam.run.record import CONFIG_FILE, Health, read_record
 
 FORMAT = "jaxpcam-export/1"
@@ -100,7 +100,8 @@ def _check_artifact(blob: bytes, probe: np.ndarray, expected: np.ndarray) -> flo
 def _decision(run: LoadedRun) -> dict:
     if not run.task.binary:
         return {"threshold": None, "rule": "argmax", "note": "multi-class: the class with the highest probability"}
-    stored = run.stored_threshold(tta=False)  # the exported function has no TTA: a TTA threshold is not its own
+    found = eval_dir.find_threshold(run.workdir, False, run.step)  # the exported function has no TTA
+    path, stored = found if found else (None, None)
     command = f"python -m jaxpcam.evaluate --workdir {run.workdir} --checkpoint {run.step}"
     if stored is None:
         if run.stored_threshold(tta=True) is not None:
@@ -110,7 +111,7 @@ def _decision(run: LoadedRun) -> dict:
             note = f"no threshold chosen on valid for checkpoint {run.step}: run {command} first"
         log(f"WARNING: model.json gets no decision threshold ({note})")
         return {"threshold": None, "note": note}
-    on_other_data = warn_if_threshold_on_other_data(run.workdir, run.threshold_path(tta=False), stored, tta=False)
+    on_other_data = warn_if_threshold_on_other_data(run.workdir, path, stored, tta=False)
     return {
         "threshold": stored["value"],
         "rule": stored["rule"],  # f2: maximise F2 on valid; recall: highest threshold reaching target_recall
@@ -152,44 +153,50 @@ def _specs(run: LoadedRun) -> tuple[dict, dict]:
     return inputs, {"name": onnx_export.OUTPUT_NAME, "dtype": "float32", **outputs}
 
 
+def _legacy(output: Path):
+    """An export folder from before manifests: the files export writes, beside a model.json of its format."""
+    try:
+        ours = json.loads((output / CARD_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    return lambda name: ours and name in (JAX_FILE, ONNX_FILE, CARD_FILE)
+
+
 def check_output(output: Path, overwrite: bool) -> None:
-    """Refuses to write where a user's files are (before any work, and again when replacing)."""
+    """Refuses to write where a user's files are (before any work, and again when replacing):
+    a folder holding any file export cannot prove it wrote (run/outputs.py) is never replaced."""
     blocking = next((p for p in [output, *output.parents] if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise UserError(f"--output {output}: {blocking} is a file, not a folder")
     if not output.is_dir() or not any(output.iterdir()):
         return
-    if not (output / CARD_FILE).is_file():
-        raise UserError(f"--output {output} is a folder holding files that are not an export; choose another --output")
+    foreign = outputs.foreign_files(output, _legacy(output))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(f"--output {output} holds files that are not an export ({shown}): left as they are, nothing "
+                        "replaced; move them away or choose another --output")  # fmt: skip
     if not overwrite:
         raise UserError(f"--output {output} already holds an export; pass --overwrite to replace it")
 
 
 def _put_in_place(files: dict[str, bytes], output: Path, overwrite: bool) -> None:
-    """Writes the files into a fresh folder next to ``output``, then swaps it in: a reader sees
-    the earlier export or the new one, never half of one; a failed write leaves no trace."""
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
+    """Writes the files into a fresh folder next to ``output``, then swaps it in (run/outputs.py):
+    a reader sees the earlier export or the new one, never half of one; a failed write leaves no
+    trace; a folder holding anything export did not write is never replaced."""
+    partial = None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
+        partial = outputs.partial_folder(output)
         for name, data in files.items():
             (partial / name).write_bytes(data)
-        check_output(output, overwrite)  # nobody wrote there meanwhile
-        if output.exists():
-            output.rename(old)
-        try:
-            partial.rename(output)
-        except OSError:
-            if old.exists():  # the earlier export goes back
-                old.rename(output)
-            raise
+        outputs.swap_in(
+            partial, output, "jaxpcam.export", _legacy(output), check=lambda: check_output(output, overwrite)
+        )
     except OSError as err:
         raise UserError(f"cannot write the export into {output}: {err.strerror or err}") from None
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = None, overwrite: bool = False) -> dict:

@@ -52,8 +52,9 @@ class LoadedRun:
         return tuple((self.data_profile or {}).get("image_shape", PCAM_IMAGE_SHAPE))
 
     def threshold_path(self, tta: bool = False) -> Path:
-        """Where evaluation stores the threshold it chose on valid with this TTA setting."""
-        return eval_dir.threshold_path(self.workdir, tta)
+        """Where evaluation stores the threshold it chose on valid for this checkpoint with this
+        TTA setting (kept per checkpoint: evaluating another never changes this one's)."""
+        return eval_dir.checkpoint_threshold_path(self.workdir, tta, self.step)
 
     def stored_threshold(self, tta: bool = False) -> dict | None:
         """The threshold evaluation chose on the validation split for this checkpoint with this
@@ -173,25 +174,54 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int) -> tuple[dict, 
     return state, items
 
 
-def load_run(workdir: Path, which: str = "best") -> LoadedRun:
-    manager = _manager(Path(workdir))
+class CheckpointGone(Exception):
+    """The checkpoint was removed while it was read (a running training rotates old ones away)."""
+
+
+def _read_step(workdir: Path, which: str) -> tuple[int, dict, dict, str]:
+    """(step, state, JSON items, the checkpoints folder) of the checkpoint ``which`` names."""
+    manager = _manager(workdir)
     try:
         step = select_step(manager, which)
         try:
             state, items = _restore_verified(manager, step)
-        except integrity.DamagedCheckpoint as err:
-            raise UserError(_damaged(manager, step, err)) from None
-        except Exception as err:  # unreadable files, a truncated array: damaged as well
-            raise UserError(_damaged(manager, step, integrity.describe_failure(err))) from None
+        except Exception as err:  # a checksum mismatch, unreadable files, a truncated array: damaged
+            if not (Path(manager.directory) / str(step)).is_dir():
+                raise CheckpointGone(step) from None  # not damaged: removed while read
+            reason = err if isinstance(err, integrity.DamagedCheckpoint) else integrity.describe_failure(err)
+            raise UserError(_damaged(manager, step, reason)) from None
+        return step, state, items, str(manager.directory)
     finally:
         manager.close()
+
+
+def _read_checkpoint(workdir: Path, which: str, tries: int = 3) -> tuple[int, dict, dict, str]:
+    """_read_step; 'latest' follows a training that saves a newer one and rotates the one being
+    read away; another removed checkpoint is one line saying so, never 'damaged'."""
+    for attempt in range(tries):
+        try:
+            return _read_step(workdir, which)
+        except CheckpointGone as gone:
+            if which != "latest" or attempt == tries - 1:
+                raise UserError(
+                    f"checkpoint {gone.args[0]} in {workdir / 'checkpoints'} was removed while it was being read "
+                    "(a training running in this run directory keeps only its newest checkpoints): run the "
+                    "command again, or name a checkpoint that is kept (--checkpoint best)"
+                ) from None
+            log(f"checkpoint {gone.args[0]} was removed while being read (the run is training): reading the latest")
+    raise AssertionError("unreachable")
+
+
+def load_run(workdir: Path, which: str = "best") -> LoadedRun:
+    step, state, items, folder = _read_checkpoint(Path(workdir), which)
     config = ml_collections.ConfigDict(with_defaults(items["config"]))  # a run of an older version too
     model = create_model(config.model, config.training.dtype)
     norm = Normalization(jnp.asarray(state["normalization"]["mean"]), jnp.asarray(state["normalization"]["std"]))
     ema_decay = config.training.ema_decay
     params = state.get("ema_params") if ema_decay > 0 else state["params"]  # what validation used
     if params is None:
-        raise UserError(_damaged(manager, step, "no EMA weights, though its config has training.ema_decay > 0"))
+        raise UserError(f"checkpoint {step} in {folder} is damaged (no EMA weights, though its config has "
+                        "training.ema_decay > 0); choose another with --checkpoint STEP")  # fmt: skip
     profile = items.get("data_profile") or None
     return LoadedRun(Path(workdir), step, config, params, norm, profile, model.apply, ema_decay)
 

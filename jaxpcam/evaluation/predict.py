@@ -1,8 +1,9 @@
 """Inference on new patches with a run's stored normalization and decision threshold, plus a
 drift check of the input against the training data's intensity profile.
 
-Inputs: an HDF5 file with ``x`` (N, H, W, C) (uint8, or float 0..255 as in course copies), a
-``.npy`` array (N, H, W, C) or one image (H, W, C), or a folder of PNG/JPEG images.
+Inputs: an HDF5 file with ``x`` (N, H, W, C) (uint8, or float 0..255 as in course copies) or the
+digits task's ``images``, a ``.npy`` array (N, H, W, C) or one image (H, W, C) ((N, H, W) and
+(H, W) for a one-channel model), or a folder of PNG/JPEG images. Pixel values: data/pixels.py.
 """
 
 import dataclasses
@@ -15,7 +16,8 @@ import numpy as np
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.files import write_output_text
 from jaxpcam.core.reporting import log
-from jaxpcam.data.pcam import as_uint8
+from jaxpcam.data.pipeline import eval_batch_size
+from jaxpcam.data.pixels import checked_uint8
 from jaxpcam.data.stats import image_features
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
@@ -25,35 +27,14 @@ from jaxpcam.evaluation.predictions_csv import predictions_csv
 from jaxpcam.run.eval_dir import find_threshold
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_KEYS = ("x", "images")
 
 
 @dataclasses.dataclass(frozen=True)
 class Input:
     names: list[str]  # one per image: its index, or its file name for a folder
     batches: object  # () -> iterator of uint8 (B, H, W, C) batches
-
-
-def _as_uint8(block: np.ndarray, start: int, source: Path) -> np.ndarray:
-    """Pixels as training read them (0..255). NaN or inf, values outside 0..255, or floats that
-    are all within 0..1 (images scaled to 0..1) are data errors: clipping them would predict on
-    different images without a word."""
-    if block.dtype == np.uint8:
-        return block
-    flat = block.reshape(len(block), -1)
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        image = start + int(np.argmax(~np.isfinite(flat).all(axis=1)))
-        raise UserError(f"{source}: image {image} holds non-finite pixel values (NaN or inf)")
-    outside = (flat < 0).any(axis=1) | (flat > 255).any(axis=1)
-    if outside.any():
-        image = start + int(np.argmax(outside))
-        low, high = flat[outside.argmax()].min(), flat[outside.argmax()].max()
-        raise UserError(f"{source}: image {image} holds pixel values {low:g}..{high:g}; the model takes 0..255")
-    if block.dtype.kind == "f" and block.size and float(block.max()) <= 1.0:
-        raise UserError(
-            f"{source}: images {start}..{start + len(block) - 1} hold floats within 0..1; "
-            "the model takes 0..255 (multiply by 255)"
-        )
-    return as_uint8(block)
+    batch_size: int  # B: never beyond the input (pipeline.eval_batch_size)
 
 
 def _check_shape(shape: tuple, expected: tuple, source: Path) -> None:
@@ -62,19 +43,25 @@ def _check_shape(shape: tuple, expected: tuple, source: Path) -> None:
 
 
 def _array_input(array, source: Path, expected: tuple, batch_size: int) -> Input:
-    if array.ndim == len(expected):
-        array = array[None]
-    _check_shape(array.shape[1:], expected, source)
+    """(N, H, W, C) images, one (H, W, C) image; for a one-channel model also (N, H, W) and one
+    (H, W) image, as the digits task stores them."""
+    channel = expected[-1] == 1 and tuple(array.shape[-(len(expected) - 1) :]) == tuple(expected[:-1])
+    if array.ndim == len(expected) - (1 if channel else 0):
+        array = np.asarray(array)[None]
+    shape = (*array.shape[1:], 1) if channel else array.shape[1:]
+    _check_shape(shape, expected, source)
     if array.dtype.kind not in "uif":
         raise UserError(f"{source}: expected numeric pixels, got dtype {array.dtype}")
     if len(array) == 0:
         raise UserError(f"{source} holds 0 images: nothing to predict")
+    batch_size = eval_batch_size(batch_size, len(array))
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, len(array), batch_size):
-            yield _as_uint8(np.asarray(array[start : start + batch_size]), start, source)
+            block = np.asarray(array[start : start + batch_size])
+            yield checked_uint8(block[..., None] if channel else block, start, source)
 
-    return Input([str(i) for i in range(len(array))], batches)
+    return Input([str(i) for i in range(len(array))], batches, batch_size)
 
 
 def _folder_input(folder: Path, expected: tuple, batch_size: int) -> Input:
@@ -84,6 +71,7 @@ def _folder_input(folder: Path, expected: tuple, batch_size: int) -> Input:
     if not files:
         raise UserError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     mode = "L" if expected[-1] == 1 else "RGB"
+    batch_size = eval_batch_size(batch_size, len(files))
 
     def load(path: Path) -> np.ndarray:
         try:
@@ -99,7 +87,7 @@ def _folder_input(folder: Path, expected: tuple, batch_size: int) -> Input:
         for start in range(0, len(files), batch_size):
             yield np.stack([load(p) for p in files[start : start + batch_size]])
 
-    return Input([p.name for p in files], batches)
+    return Input([p.name for p in files], batches, batch_size)
 
 
 def open_input(path: Path, expected: tuple, batch_size: int) -> Input:
@@ -117,9 +105,10 @@ def open_input(path: Path, expected: tuple, batch_size: int) -> Input:
         handle = h5py.File(path, "r")
     except OSError as err:
         raise UserError(f"cannot read {path} as HDF5 (or give a .npy file or a folder of PNG/JPEG): {err}") from None
-    if "x" not in handle:
-        raise UserError(f"{path} has no dataset 'x' (found: {sorted(handle.keys())})")
-    return _array_input(handle["x"], path, expected, batch_size)
+    key = next((k for k in IMAGE_KEYS if k in handle), None)  # PCAM's x, or the digits task's images
+    if key is None:
+        raise UserError(f"{path} has no dataset {' or '.join(map(repr, IMAGE_KEYS))} (found: {sorted(handle.keys())})")
+    return _array_input(handle[key], path, expected, batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,8 +170,8 @@ def predict_file(workdir: Path, checkpoint: str, source_path: Path, output: Path
     """The predict command's work: the run's checkpoint on ``source_path``, written to ``output``
     (checked by predict_output.check_output first); a write that fails is one UserError."""
     run = load_run(workdir, checkpoint)
-    batch_size = batch_size or run.config.data.eval_batch_size
-    result = predict_input(run, open_input(source_path, run.image_shape, batch_size), batch_size, tta)
+    source = open_input(source_path, run.image_shape, batch_size or run.config.data.eval_batch_size)
+    result = predict_input(run, source, source.batch_size, tta)
     if output.is_file():
         log(f"replacing {output} (--overwrite)")
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.files import write_output_text
 from jaxpcam.evaluation.report import Report, build_report, find_runs, to_csv, to_markdown
+from jaxpcam.run import outputs
 
 
 def _outputs(prefix: Path) -> tuple[Path, Path]:
@@ -14,7 +15,8 @@ def _outputs(prefix: Path) -> tuple[Path, Path]:
 
 
 def check_output(prefix: Path, overwrite: bool) -> None:
-    """An --output the user named replaces nothing unasked (the default report.* is the report's own)."""
+    """An --output the user named replaces nothing unasked (the default report.* replaces only
+    what an earlier report wrote there, unchanged since: run/outputs.py)."""
     existing = [str(p) for p in _outputs(prefix) if p.exists()]
     if existing and not overwrite:
         raise UserError(
@@ -41,10 +43,18 @@ def write_report(
     prefix = output or ((common if len(runs) > 1 else common.parent) / "report")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     md, csv = _outputs(prefix)
-    replace = not output or overwrite
+    texts = {md: to_markdown(report, at) + "\n", csv: to_csv(report)}
+    heads = {md: "| run |", csv: "run,"}  # what reports from before manifests begin with
+    if not output:  # the default report.*: replaced only while it is the report's own, unchanged
+        if not overwrite:
+            for path in texts:
+                outputs.check_owned(path, heads[path])  # before writing either: both or neither
+        for path, text in texts.items():
+            outputs.write_owned_text(path, text, "jaxpcam.report", overwrite, heads[path])
+        return report, prefix
     try:  # each file whole or not at all; a user's file only with --overwrite
-        write_output_text(md, to_markdown(report, at) + "\n", replace=replace)
-        write_output_text(csv, to_csv(report), replace=replace)
+        for path, text in texts.items():
+            write_output_text(path, text, replace=overwrite)
     except FileExistsError as err:  # appeared while the report was made
         raise UserError(f"--output {prefix}: {err.filename} exists now: pass --overwrite to replace it") from None
     return report, prefix

@@ -5,14 +5,14 @@ come from the sweep (jaxpcam/sweeps/status.py) through the command; this module 
 import csv
 import dataclasses
 import io
+import json
 import math
 from pathlib import Path
 
-from jaxpcam.core.files import write_json_atomic, write_text_atomic
 from jaxpcam.core.metrics import show
 from jaxpcam.core.reporting import MetricWriter
 from jaxpcam.evaluation.report import read_run
-from jaxpcam.run import best
+from jaxpcam.run import best, outputs
 from jaxpcam.run.record import read_metrics
 
 HPARAMS_SUFFIX = ".hparams"
@@ -109,7 +109,14 @@ def write_summary(rows: list[PointRow], sweep_dir: Path, champion_metric: str, c
     """SWEEP_DIR/summary.md, summary.csv and sweep.json of every point so far; returns the Markdown."""
     markdown, table, _ = summarize(rows, champion_metric, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep_dir / "summary.md", markdown + "\n")  # array tasks finish concurrently
-    write_text_atomic(sweep_dir / "summary.csv", table)
-    write_json_atomic(sweep_dir / "sweep.json", {"points": [{"index": r.point.index, **r.point.hparams} for r in rows]})
+    points = json.dumps({"points": [{"index": r.point.index, **r.point.hparams} for r in rows]}, indent=2) + "\n"
+    files = {
+        "summary.md": (markdown + "\n", "| index |"),
+        "summary.csv": (table, "index,"),
+        "sweep.json": (points, "{"),
+    }
+    for name, (_, head) in files.items():  # array tasks finish concurrently: run/outputs.py orders them
+        outputs.check_owned(sweep_dir / name, head)  # a file of the user's there stops it before any write
+    for name, (text, head) in files.items():
+        outputs.write_owned_text(sweep_dir / name, text, "jaxpcam.sweep", legacy_head=head)
     return markdown

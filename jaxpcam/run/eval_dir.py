@@ -1,12 +1,16 @@
 """Where evaluation keeps its results in a run directory, each TTA setting apart, so that an
 evaluation with ``--tta`` and one without never replace each other:
 
-    RUN/eval/threshold.json       the threshold chosen on valid without TTA (the one export ships)
-    RUN/eval/threshold_tta.json   the threshold chosen on valid with --tta
+    RUN/eval/threshold.json       the latest threshold chosen on valid without TTA (the one export
+                                  ships and predict decides at, for the checkpoint it names)
+    RUN/eval/threshold_tta.json   the latest threshold chosen on valid with --tta
+    RUN/eval/thresholds/<step>.json, <step>_tta.json   each checkpoint's, kept
     RUN/eval/<split>/             an evaluation without TTA
     RUN/eval/<split>_tta/         an evaluation with --tta
 
-Before this layout both settings shared ``threshold.json`` and ``<split>/``, each file saying
+Thresholds are kept per checkpoint too: evaluating another checkpoint replaces threshold.json
+but never changes what predict on the best one decides. Before the TTA layout both settings
+shared ``threshold.json`` and ``<split>/``, each file saying
 which setting wrote it (``"tta"``). Such files are read for what they say they are, and
 ``adopt_older_tta_files`` moves the TTA ones to their own place before an evaluation writes.
 No jax here: the report reads it too.
@@ -29,8 +33,21 @@ def threshold_path(workdir: Path, tta: bool) -> Path:
     return Path(workdir) / EVAL_DIR / f"threshold{TTA_SUFFIX if tta else ''}.json"
 
 
+def checkpoint_threshold_path(workdir: Path, tta: bool, step: int) -> Path:
+    return Path(workdir) / EVAL_DIR / "thresholds" / f"{int(step)}{TTA_SUFFIX if tta else ''}.json"
+
+
 def results_dir(workdir: Path, split: str, tta: bool) -> Path:
     return Path(workdir) / EVAL_DIR / f"{split}{TTA_SUFFIX if tta else ''}"
+
+
+def written_by_evaluation(name: str) -> bool:
+    """What an evaluation from before manifests wrote into <split>/ (run/outputs.py's legacy)."""
+    return (
+        name in ("predictions.csv", METRICS_FILE, "slices.csv")
+        or name.endswith(".png")
+        or (name.startswith("events.out.tfevents."))
+    )
 
 
 def setting_of(record: dict) -> bool:
@@ -102,9 +119,12 @@ def _read_json(path: Path, problem=None) -> dict | None:
 
 def find_threshold(workdir: Path, tta: bool, step: int) -> tuple[Path, dict] | None:
     """(its file, the record) of the threshold chosen on valid for checkpoint ``step`` with this
-    TTA setting, if stored. A TTA threshold from before this layout (in threshold.json) counts
-    as the TTA one; a threshold is never used for the other setting."""
-    candidates = [threshold_path(workdir, tta)] + ([threshold_path(workdir, False)] if tta else [])
+    TTA setting, if stored: threshold(_tta).json when it names the checkpoint (the latest chosen;
+    a damaged one is DamagedRecord), else the checkpoint's own file in thresholds/. A TTA
+    threshold from before this layout (in threshold.json) counts as the TTA one; a threshold is
+    never used for the other setting."""
+    candidates = [threshold_path(workdir, tta), checkpoint_threshold_path(workdir, tta, step)]
+    candidates += [threshold_path(workdir, False)] if tta else []
     for path in candidates:
         record = _read_json(path, threshold_problem)
         if record is not None and setting_of(record) == tta and record.get("checkpoint_step") == step:

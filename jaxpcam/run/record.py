@@ -101,12 +101,23 @@ def write_record(workdir: Path, config: dict, provenance: dict, resumption: dict
     """Writes config.json: the config in effect, the provenance of the run's first start, and one
     entry per resumption (``resumption`` is None for a fresh start, else {"from_step": ...,
     "changed": {...}}). A resumption whose earlier record is damaged or missing writes a record
-    marked ``rebuilt`` (its provenance is the resumption's). Returns the earlier record's health."""
+    marked ``rebuilt``: the first start's provenance is lost (null, never the resumption's in its
+    place) and the resumption is its one entry. Returns the earlier record's health."""
     earlier = read_record(workdir)
-    if resumption is None or earlier.health is not Health.OK or earlier.provenance is None:
+    if resumption is None:
         payload = {"config": config, "provenance": provenance, "resumptions": []}
-        if resumption is not None:
-            payload["rebuilt"] = {"from_step": resumption.get("from_step"), "earlier": earlier.health.value}
+    elif earlier.health is not Health.OK or (earlier.provenance is None and not earlier.rebuilt):
+        payload = {
+            "config": config,
+            "rebuilt": {
+                "from_step": resumption.get("from_step"),
+                "earlier": earlier.health.value,
+                "note": "config.json was rebuilt on this resumption: the first start's provenance and any "
+                "earlier resumptions are lost; 'resumptions' holds only the one that rebuilt it",
+            },
+            "provenance": None,
+            "resumptions": [{**resumption, "provenance": provenance}],
+        }
     else:
         raw = json.loads(earlier.path.read_text())
         payload = {

@@ -33,6 +33,7 @@ from jaxpcam.run.checkpoint_items import (  # noqa: F401 (re-exported for traini
     read_verified_json_item,
     restore_verified,
 )
+from jaxpcam.training.parallel import is_primary
 from jaxpcam.training.schedules import ScheduleState
 from jaxpcam.training.state import TrainState
 
@@ -80,12 +81,20 @@ def write_errors(workdir: Path):
     except Exception as err:
         last_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         reason = last_line.rsplit(": ", 1)[-1] if len(last_line) > 160 else last_line  # e.g. "File too large"
-        for partial in (workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"):  # never complete: free the space
-            shutil.rmtree(partial, ignore_errors=True)
+        remove_partial_saves(workdir)  # never complete: free the space
         raise RunFailed(
             f"writing a checkpoint in {workdir / 'checkpoints'} failed: {reason}; "
             "earlier checkpoints are intact, rerun to resume from the latest one"
         ) from None
+
+
+def remove_partial_saves(workdir: Path) -> None:
+    """Removes the temporary folders of checkpoint writes that never completed (a full disk, a
+    kill): ours, since the caller holds the run's lock (process 0; the others leave it to it)."""
+    if not is_primary():
+        return
+    for partial in (workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)

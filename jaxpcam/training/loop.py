@@ -3,7 +3,7 @@
 
 Everything the loop reads is built once by training/setup.py; the jitted steps are in steps.py,
 the epoch-end validation pass in validation.py. The loop keeps every promise of the README:
-bit-exact resume, SIGTERM honoured at sync points, metrics.jsonl lines only once a committed
+bit-exact resume, SIGTERM honoured within a bounded time (preemption.py), metrics.jsonl lines only once a committed
 checkpoint covers them, data-wait accounting, a log line every training.log_every_steps steps.
 """
 
@@ -23,17 +23,16 @@ from jaxpcam.core.errors import RunFailed, Stopped, UserError
 from jaxpcam.core.files import json_ready
 from jaxpcam.core.reporting import ProgressLine, log
 from jaxpcam.core.runtime import apply_run_settings
-from jaxpcam.data.pipeline import release_shared_memory
 from jaxpcam.run import best
 from jaxpcam.run import lock as workdir_lock
 from jaxpcam.run.record import append_metrics, read_metrics
 from jaxpcam.training import checkpoint, early_stopping
 from jaxpcam.training.checkpoint import Progress
 from jaxpcam.training.parallel import any_process, is_primary
-from jaxpcam.training.preemption import StopRequest
+from jaxpcam.training.preemption import RunAhead, StopRequest
 from jaxpcam.training.progress import Pace, Position, progress_text
 from jaxpcam.training.schedules import step_rate, update_schedule
-from jaxpcam.training.setup import Run, compile_train_step, prepare
+from jaxpcam.training.setup import Run, close, compile_train_step, prepare
 from jaxpcam.training.tracking import io_errors
 from jaxpcam.training.validation import evaluate
 
@@ -51,18 +50,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, start_f
     except OSError as err:
         raise UserError(f"cannot create the run directory {workdir}: {err.strerror or err}") from None
     with _workdir_held(workdir):
-        run = prepare(config, workdir, start_fresh, run_settings)
+        checkpoint.remove_partial_saves(workdir)  # a killed run's: this run holds the lock, none writes here
         try:
-            with StopRequest() as stop:
+            run = prepare(config, workdir, start_fresh, run_settings)
+        except BaseException:
+            checkpoint.remove_partial_saves(workdir)
+            raise
+        try:
+            with StopRequest(int(run.state.step)) as stop:
                 final = _train(run, stop)
         finally:
-            run.batches.close()  # stops Grain's workers and frees the batches they prefetched (shared memory)
-            release_shared_memory()
-            run.manager.close()
-            try:
-                run.writer.close()  # flushes TensorBoard events: may meet the full disk that stopped the run
-            except OSError as err:
-                log(f"WARNING: could not finish the TensorBoard file in {workdir}: {err.strerror or err}")
+            close(run)
     if run.restored is not None and run.restored.step == int(final.step):
         log(early_stopping.nothing_to_do(run.restored.step, run.steps_per_epoch, run.progress, config))
     return _summary(workdir, config.checkpoint)
@@ -115,10 +113,10 @@ def _time_to_checkpoint(step: int, config) -> bool:
 
 def _stop_requested(stop: StopRequest, at_sync_point: bool) -> bool:
     """With several processes all must stop at the same step, so the flag is agreed on (one tiny
-    all-gather) only at the points where metrics sync anyway."""
+    all-gather) only at agreement points: about every preemption.AGREE_SECONDS, and epoch ends."""
     if jax.process_count() == 1:
         return stop.requested
-    return at_sync_point and any_process(stop.requested)
+    return at_sync_point and stop.agree()
 
 
 def _train(run: Run, stop: StopRequest):
@@ -133,6 +131,7 @@ def _train(run: Run, stop: StopRequest):
     tally.correct, tally.count = progress.epoch_correct, progress.epoch_count
     pending, unpublished = [], []
     pace, line = Pace(time.perf_counter(), step), ProgressLine(every=0.0)
+    ahead = RunAhead()  # a stop waits for the step in flight, not for a queue of them
     try:
         while step < run.total_steps:
             before = time.perf_counter()
@@ -140,10 +139,12 @@ def _train(run: Run, stop: StopRequest):
             tally.wait += time.perf_counter() - before
             state, metrics = train_fn(state, batch, run.dropout_key, run.resident_train)
             pending.append(metrics)
+            ahead.dispatched(metrics)
             step += 1
             epoch_ends = step % spe == 0
             sync = _time_to_sync(len(pending), c)
-            stop_now = not epoch_ends and _stop_requested(stop, sync)  # read once: a signal may land any time
+            agree = stop.agreement_due(step)  # read once: a signal may land any time
+            stop_now = not epoch_ends and _stop_requested(stop, agree)
             save_mid_epoch = not epoch_ends and (stop_now or _time_to_checkpoint(step, c))
             if sync or epoch_ends or save_mid_epoch:
                 _sync(run, pending, step, tally, pace, line)

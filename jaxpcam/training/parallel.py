@@ -139,6 +139,16 @@ def any_process(flag: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.asarray([flag]), tiled=True)))
 
 
+def agree_on_stop(signal_number: int, step_seconds: float) -> tuple[int, float]:
+    """(the signal any process was asked to stop by, 0 if none; the slowest process's seconds
+    per step), the same on every process: one tiny all-gather."""
+    if jax.process_count() == 1:
+        return signal_number, step_seconds
+    mine = np.asarray([float(signal_number), step_seconds])
+    gathered = np.asarray(multihost_utils.process_allgather(mine, tiled=True)).reshape(-1, 2)
+    return int(gathered[:, 0].max()), float(gathered[:, 1].max())
+
+
 def barrier(name: str) -> None:
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)

@@ -17,15 +17,16 @@ from jaxpcam.core.task import Task, task_for
 from jaxpcam.data import open_training_data, transforms
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.normalization import Normalization, fixed_normalization
+from jaxpcam.data.pipeline import release_shared_memory
 from jaxpcam.data.profile import intensity_profile
 from jaxpcam.data.stats import cached_channel_stats
 from jaxpcam.models import create_model
 from jaxpcam.run import data_identity as moved_data
 from jaxpcam.run.keys import changed_keys
 from jaxpcam.run.record import read_metrics, rewrite_metrics
-from jaxpcam.training import checkpoint, early_stopping, resume, summary, tracking
+from jaxpcam.training import checkpoint, early_stopping, memory, resume, summary, tracking
 from jaxpcam.training.checkpoint import Progress
-from jaxpcam.training.parallel import DataParallel, barrier, is_primary
+from jaxpcam.training.parallel import DataParallel, any_process, barrier, is_primary
 from jaxpcam.training.placement import ResidentSplit, place_training_data
 from jaxpcam.training.schedules import ScheduleState, init_schedule, step_rate
 from jaxpcam.training.state import TrainState, create_train_state, make_optimizer
@@ -105,6 +106,17 @@ def _devices_line(parallel: DataParallel, batch_size: int) -> str:
     if parallel.num_devices == 1:
         return f"devices: {devices} {jax.devices()}"
     return f"data parallel over {devices}: global batch {batch_size}, {batch_size // parallel.num_devices} per device"
+
+
+def _check_memory(config, data, parallel: DataParallel, build) -> None:
+    """Refuses in one line, with the numbers, a run whose state and largest batch cannot fit."""
+    n = parallel.num_devices
+    eval_batch = parallel.eval_batch_size(pipeline_lib.eval_batch_size(config.data.eval_batch_size, len(data.valid)))
+    per_device = (effective_batch_size(config) // n, config.data.batch_size // n, eval_batch // n)
+    needed = memory.needed_bytes(jax.eval_shape(build), *per_device, data.image_shape)
+    refusal = memory.refusal(needed, jax.local_devices()[0])
+    if any_process(refusal is not None):  # every process stops, not only the one short of memory
+        raise refusal or UserError("another process of this job has too little memory for this run; see its log")
 
 
 def _open_checkpoints(config, workdir: Path, start_fresh: bool) -> ocp.CheckpointManager:
@@ -192,7 +204,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         model = create_model(config.model, config.training.dtype)
         norm = _normalization(config, data, data.image_shape[-1])
         tx, ema_decay = make_optimizer(config.training), config.training.ema_decay
-        fresh = create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)
+        build = lambda: create_train_state(streams.init, model, tx, norm, data.image_shape, ema_decay)  # noqa: E731
+        _check_memory(config, data, parallel, build)  # before anything large is allocated
+        fresh = build()
         fresh = parallel.replicate(fresh)  # restored checkpoints take this layout too
         log(_devices_line(parallel, config.data.batch_size))
         if manager is None:
@@ -227,6 +241,21 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, start_fresh: bool,
         progress=progress,
         restored=restored,
     )
+
+
+def close(run: Run) -> None:
+    """Ends a run's workers, checkpoint writes and TensorBoard file, whatever stopped it; a
+    checkpoint write that failed (a full disk) leaves no temporary folder behind."""
+    run.batches.close()  # stops Grain's workers and frees the batches they prefetched (shared memory)
+    release_shared_memory()
+    try:
+        run.manager.close()
+    finally:
+        checkpoint.remove_partial_saves(run.workdir)
+        try:
+            run.writer.close()  # flushes TensorBoard events: may meet the full disk that stopped the run
+        except OSError as err:
+            log(f"WARNING: could not finish the TensorBoard file in {run.workdir}: {err.strerror or err}")
 
 
 def _train_batches(config, data, streams, parallel, start_step: int, images: bool, augmentations):

@@ -31,7 +31,7 @@ def evaluate(
     each process reads its rows of each batch (or, with ``resident``, only their indices), and
     every process gets the same numbers. Outputs come to the host once, after the last batch."""
     outputs = []
-    batch_size = parallel.eval_batch_size(batch_size)
+    batch_size = parallel.eval_batch_size(pipeline_lib.eval_batch_size(batch_size, len(split)))
     rows = parallel.local_rows(batch_size)
     local_batches = pipeline_lib.eval_dataset(
         split, batch_size=batch_size, num_workers=num_workers, rows=rows, images=resident is None
