@@ -1,9 +1,11 @@
 """``python -m jaxpcam.evaluate --workdir RUN [--split valid|test] [--checkpoint best|latest|STEP] [--tta]``
 
 Evaluates a run's checkpoint (model, config and normalization come from the checkpoint alone)
-and writes predictions, metrics, the decision threshold, slices, plots and error galleries to
-``RUN/eval/<split>/``, or with ``--tta`` to ``RUN/eval/<split>_tta/`` (see the README's
-"Evaluation" section).
+and writes predictions with a per-tile uncertainty, metrics, the decision threshold and the
+temperature fitted with it on valid, calibration (ECE, Brier, reliability diagram), the
+risk-coverage curve, slide-level results (when the split has a _meta.csv naming slides),
+slices, plots and error galleries to ``RUN/eval/<split>/``, or with ``--tta`` to
+``RUN/eval/<split>_tta/`` (docs/evaluation-and-export.md).
 """
 
 import sys

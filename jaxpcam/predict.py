@@ -1,8 +1,10 @@
 """``python -m jaxpcam.predict --workdir RUN --input FILE_OR_FOLDER --output preds.csv [--overwrite] [--tta]``
 
-Probabilities and decisions for new patches with the run's stored normalization and decision
-threshold; warns when the input's intensity statistics drift from the training data's. An
-existing output file is replaced only with --overwrite, and written whole or not at all.
+Probabilities, decisions and a per-image uncertainty for new patches with the run's stored
+normalization, decision threshold and temperature (0.5 and uncalibrated when evaluate has chosen
+no threshold for the setting, with or without --tta, it predicts with); warns when the input's
+intensity statistics drift from the training data's. An existing output file is replaced only
+with --overwrite, and written whole or not at all.
 """
 
 import sys
@@ -29,8 +31,8 @@ _BATCH_SIZE = cli.define_count("batch_size", "Default: the run's data.eval_batch
 _TTA = flags.DEFINE_bool(
     "tta",
     False,
-    "Average the probabilities over the 8 flips/rotations of each image; needs a "
-    "threshold chosen with --tta (jaxpcam.evaluate --tta).",
+    "Average the probabilities over the 8 flips/rotations of each image; decides at the "
+    "threshold chosen with --tta (jaxpcam.evaluate --tta), else at 0.5.",
     flag_values=FLAGS,
 )
 
@@ -46,6 +48,7 @@ def _predict() -> None:
     )
     print(drift_line(result), file=sys.stderr)
     decided = "" if result.threshold is None else f" at threshold {result.threshold:.4f}"
+    decided += f" (temperature {result.temperature:.4f})" if result.temperature != 1.0 else ""
     decided += " with TTA (mean over 8 flips/rotations)" if _TTA.value else ""
     print(
         f"wrote {count(len(result.names), 'prediction')}{decided} (checkpoint step {run.step}{run.weights_note}) "

@@ -103,6 +103,11 @@ def test_smlp_digits_config_trains_end_to_end_and_evaluates(tmp_path, monkeypatc
     assert result["model"]["accuracy"] > result["majority_baseline"]["accuracy"] + 0.5
     assert set(result["model"]["per_class"]) == {str(d) for d in digits}
     assert result["threshold"] is None and (workdir / "eval" / "valid" / "mistakes.png").is_file()
+    # calibration and uncertainty for a multi-class task too (no temperature: that comes with a threshold)
+    assert result["calibration"]["temperature"] == 1.0 and 0 <= result["calibration"]["ece"] <= 1
+    entropy = -np.sum(np.where(probs > 0, probs * np.log2(np.where(probs > 0, probs, 1)), 0), axis=1)
+    np.testing.assert_allclose(rows["uncertainty"], entropy, atol=1e-9)
+    assert result["uncertainty"]["measure"] == "entropy" and result["slide_level"] is None
     assert evaluate.main(["--workdir", str(workdir), "--split", "test"]) == 2  # digits have no test split
 
     # predict takes the task's own layouts: the digits file, and (N, 28, 28) arrays

@@ -231,7 +231,7 @@ def test_predict_writes_into_a_pipe_as_it_is_and_through_a_link(tiny_run, tmp_pa
     args = ["--workdir", str(tiny_run), "--input", str(tmp_path / "images.npy"), "--output", str(fifo)]
     assert predict.main(args) == 0
     reader.join(timeout=30)
-    assert received and received[0].startswith("name,probability,predicted\n0,")
+    assert received and received[0].startswith("name,probability,predicted,uncertainty\n0,")
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
     # a link to a file: with --overwrite the file it points to is replaced, the link stays

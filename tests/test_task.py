@@ -67,4 +67,4 @@ def test_a_two_logit_pcam_run_logs_roc_auc_and_evaluates_like_a_one_logit_run(ti
     assert report["model"]["roc_auc"] == pytest.approx(record["val_roc_auc"], abs=1e-12)
     assert (workdir / "eval" / "valid" / "roc.png").is_file()
     header = (workdir / "eval" / "valid" / "predictions.csv").read_text().splitlines()[0]
-    assert header == "index,label,probability,predicted"
+    assert header == "index,label,probability,predicted,uncertainty"

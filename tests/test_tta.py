@@ -62,13 +62,18 @@ def test_with_and_without_tta_are_kept_side_by_side_and_never_mixed(tiny_run, ti
     assert not (eval_dir / "threshold.json").exists() and not (eval_dir / "valid").exists()
     assert "TTA: mean over 8 flips/rotations" in capsys.readouterr().out
 
-    # predict without TTA refuses the TTA threshold, in one line, before predicting
+    # predict without TTA never uses the TTA threshold: like a run with no threshold at all, it
+    # decides at 0.5 on uncalibrated probabilities, and says which threshold is missing and why
     test_x = tiny_pcam / "camelyonpatch_level_2_split_test_x.h5"
     args = ["--workdir", str(tiny_run), "--input", str(test_x)]
-    assert predict.main([*args, "--output", str(tmp_path / "plain.csv")]) == 2
-    err = _one_line_error(capsys)
-    assert "chosen with --tta" in err and "refusing" in err and "without --tta" in err
-    assert not (tmp_path / "plain.csv").exists()
+    messages.clear()
+    assert predict.main([*args, "--output", str(tmp_path / "plain.csv")]) == 0
+    [note] = [m for m in messages if m.startswith("deciding at 0.5")]
+    assert "no decision threshold chosen without --tta" in note and "only one chosen with --tta" in note
+    assert f"python -m jaxpcam.evaluate --workdir {tiny_run} chooses one" in note
+    assert "at threshold 0.5000" in capsys.readouterr().out
+    assert set(_csv(tmp_path / "plain.csv")["predicted"]) <= {0, 1}
+    (tmp_path / "plain.csv").unlink()
 
     # test without TTA: its own threshold is chosen on valid without TTA; the TTA one stays
     tta_file = (eval_dir / "threshold_tta.json").read_bytes()
@@ -135,9 +140,9 @@ def test_a_tta_threshold_from_before_the_layout_is_used_only_with_tta(tiny_run, 
     older_results = (workdir / "eval/test/metrics.json").read_bytes()
     test_x = tiny_pcam / "camelyonpatch_level_2_split_test_x.h5"
     args = ["--workdir", str(workdir), "--input", str(test_x)]
-    capsys.readouterr()
-    assert predict.main([*args, "--output", str(tmp_path / "plain.csv")]) == 2  # never for plain predictions
-    assert "chosen with --tta" in _one_line_error(capsys)
+    messages.clear()
+    assert predict.main([*args, "--output", str(tmp_path / "plain.csv")]) == 0  # never for plain predictions
+    assert any(m.startswith("deciding at 0.5") and "only one chosen with --tta" in m for m in messages)
     messages.clear()
     assert predict.main([*args, "--output", str(tmp_path / "tta.csv"), "--tta"]) == 0
     assert any(f"decision threshold {older['value']:.4f}" in m and "threshold.json" in m for m in messages)
@@ -182,6 +187,10 @@ def test_tta_refuses_non_square_images_and_warns_for_models_trained_without_flip
         ('{"value": 0.', "not a JSON object"),  # e.g. a disk that filled up while someone edited it
         ('{"checkpoint_step": 64}', "not the record jaxpcam.evaluate writes: its value is null, not a number in 0..1"),
         ('{"value": NaN, "rule": "f2", "checkpoint_step": 64}', "not the record jaxpcam.evaluate writes: its value is"),
+        (
+            '{"value": 0.3, "rule": "f2", "checkpoint_step": 64, "temperature": {"value": 0}}',
+            "not the record jaxpcam.evaluate writes: its temperature is",
+        ),
     ],
 )
 def test_a_damaged_threshold_stops_predict_and_export_and_evaluate_chooses_it_again(

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpcam.core import metrics as metrics_lib
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.files import json_ready, write_json_atomic
 from jaxpcam.core.reporting import MetricWriter, log
-from jaxpcam.core.task import Task
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.stats import image_features
-from jaxpcam.evaluation import plots
+from jaxpcam.evaluation import extended_results, plots
 from jaxpcam.evaluation.data import (
     data_dir_for,
     data_record,
@@ -28,13 +26,10 @@ from jaxpcam.evaluation.data import (
 )
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predictions_csv import write_predictions_csv
-from jaxpcam.evaluation.slices import (
-    IntensitySlicing,
-    apply_slice_function,
-    load_slice_function,
-    slice_table,
-    write_slices_csv,
-)
+from jaxpcam.evaluation.scores import combined_scores, probabilities, view_scores_fn
+from jaxpcam.evaluation.slices import IntensitySlicing, apply_slice_function, load_slice_function, write_slices_csv
+from jaxpcam.evaluation.slides import read_meta
+from jaxpcam.evaluation.split_predictions import Predictions, patch_report, split_slices
 from jaxpcam.evaluation.thresholds import choose_threshold
 from jaxpcam.run import eval_dir, outputs
 
@@ -53,25 +48,17 @@ class EvalOptions:
     tta: bool = False  # mean probability over the 8 flips/rotations of each image
 
 
-@dataclasses.dataclass(frozen=True)
-class Predictions:
-    task: Task
-    labels: np.ndarray
-    probs: np.ndarray  # (N,) P(positive) for a binary task, else (N, C)
-    brightness: np.ndarray  # per-image mean intensity, the dark/bright slicing feature
-    user_slices: dict[str, np.ndarray]
-
-
 def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
-    """One pass over ``split`` in file order: probabilities, and the slicing features on the side."""
+    """One pass over ``split`` in file order: per-view scores and probabilities (T = 1), and the
+    slicing features and the slides (the split's _meta.csv) on the side."""
     batch_size = pipeline_lib.eval_batch_size(options.batch_size or run.config.data.eval_batch_size, len(split))
     functions = {spec: load_slice_function(spec) for spec in options.slice_functions}
-    probs, brightness, masks = [], [], {spec: [] for spec in functions}
-    predict = run.predict_fn(options.tta)
+    scores, brightness, masks = [], [], {spec: [] for spec in functions}
+    predict = view_scores_fn(run, options.tta)
     start = time.perf_counter()
     for batch in pipeline_lib.eval_dataset(split, batch_size=batch_size):
         images = batch["image"][batch["mask"]]
-        probs.append(next(batched_probs(predict, [batch["image"]], batch_size))[: len(images)])
+        scores.append(next(batched_probs(predict, [batch["image"]], batch_size))[: len(images)])
         brightness.append(image_features(images)["brightness"])
         for spec, function in functions.items():
             masks[spec].append(apply_slice_function(function, spec, images))
@@ -79,13 +66,16 @@ def predict_split(run: LoadedRun, split, options: EvalOptions) -> Predictions:
     tta = " with TTA (8 flips/rotations each)" if options.tta else ""
     log(f"predicted {len(split)} images{tta} in {seconds:.1f} s ({len(split) / max(seconds, 1e-9):.0f} img/s)")
     names = {spec: spec.rpartition(":")[2] for spec in functions}
+    labels, view_scores = np.asarray(split.labels, np.int64), np.concatenate(scores)
     return Predictions(
         run.task,
-        np.asarray(split.labels, np.int64),
-        check_finite(run, np.concatenate(probs).astype(np.float64)),
+        labels,
+        check_finite(run, probabilities(run.task, combined_scores(run.task, view_scores))),
         np.concatenate(brightness),
         {names[spec]: np.concatenate(m) for spec, m in masks.items()},
-    )
+        view_scores,
+        slide_meta=read_meta(split, labels) if run.task.binary else None,
+    ).at_temperature(1.0)
 
 
 def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | None, valid_data: dict | None) -> dict:
@@ -109,8 +99,11 @@ def _threshold_for(run: LoadedRun, options: EvalOptions, valid: Predictions | No
         log(f"choosing the decision threshold on the valid split first, {tta_words(options.tta)}")
         split, files = open_eval_data(run.config, "valid", options.data_dir)
         valid, valid_data = predict_split(run, split, options), data_record(files)
-    chosen = choose_threshold(valid.labels, valid.probs, options.threshold_rule, options.target_recall)
+    temperature = extended_results.fit_on_valid(valid)  # the threshold is chosen on the probabilities it gives
+    at_t = valid.at_temperature(temperature["value"]) if temperature else valid
+    chosen = choose_threshold(valid.labels, at_t.probs, options.threshold_rule, options.target_recall)
     record = {**chosen.to_dict(), "chosen_on": "valid", "checkpoint_step": run.step, "tta": options.tta}
+    record["temperature"] = temperature
     record["data"] = valid_data  # the valid files it was chosen on (warn_if_threshold_on_other_data)
     path = run.threshold_path(options.tta)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,36 +143,6 @@ def _caption(preds: Predictions, i: int) -> str:
         return f"#{i} p={preds.probs[i]:.3f}"
     names = preds.task.class_names
     return f"#{i} {names[preds.labels[i]]}->{names[preds.probs[i].argmax()]} p={preds.probs[i].max():.2f}"
-
-
-def _report(run: LoadedRun, preds: Predictions, reference_labels: np.ndarray, threshold: dict | None) -> dict:
-    task = preds.task
-    outputs = 1 if task.binary else task.num_logits
-    baseline_probs = metrics_lib.majority_baseline(reference_labels, preds.labels, outputs)
-    if preds.task.binary:
-        value = threshold["value"]
-        return {
-            "model": metrics_lib.binary_report(preds.labels, preds.probs, value),
-            "model_at_0.5": metrics_lib.binary_report(preds.labels, preds.probs, 0.5),
-            "majority_baseline": metrics_lib.binary_report(preds.labels, baseline_probs, 0.5),
-        }
-    return {
-        "model": metrics_lib.multiclass_report(preds.labels, preds.probs, task.class_names),
-        "majority_baseline": metrics_lib.multiclass_report(preds.labels, baseline_probs, task.class_names),
-    }
-
-
-def _slices(preds: Predictions, options: EvalOptions, threshold: float | None) -> tuple[list[dict], dict]:
-    masks = {**options.slicing.masks(preds.brightness), **preds.user_slices}
-    if preds.task.binary:
-        return slice_table(preds.labels, preds.probs, threshold, masks), options.slicing.cuts(preds.brightness)
-    correct = (preds.probs.argmax(axis=1) == preds.labels).astype(np.float64)
-    rows = [{"slice": "all", "count": len(correct), "accuracy": float(correct.mean())}]
-    for name, mask in masks.items():
-        accuracy = float(correct[mask].mean()) if mask.any() else float("nan")
-        rows.append({"slice": name, "count": int(mask.sum()), "accuracy": accuracy,
-                     "accuracy_gap": accuracy - rows[0]["accuracy"]})  # fmt: skip
-    return rows, options.slicing.cuts(preds.brightness)
 
 
 def _pictures(out: Path, split, preds: Predictions, report: dict, threshold: dict | None, cuts, galleries) -> dict:
@@ -236,12 +199,15 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
     if binary:
         on_valid = options.split == "valid"
         threshold = _threshold_for(run, options, preds if on_valid else None, data if on_valid else None)
+        where = "" if on_valid else str(run.threshold_path(options.tta))
+        temperature = extended_results.stored_temperature(threshold, where)
+        preds = preds.at_temperature(temperature["value"]) if temperature else preds  # decisions as they were
     if options.split == "valid":
         reference = preds.labels
     else:
         reference = np.asarray(open_eval_split(run.config, "valid", options.data_dir).labels, np.int64)
-    report = _report(run, preds, reference, threshold)
-    slices, cuts = _slices(preds, options, threshold["value"] if binary else None)
+    report = patch_report(preds, reference, threshold)
+    slices, cuts = split_slices(preds, options.slicing, threshold["value"] if binary else None)
     result = {
         "workdir": str(workdir),
         "split": options.split,
@@ -253,6 +219,7 @@ def evaluate_run(workdir: Path, options: EvalOptions) -> dict:
         **report,
         "slices": slices,
         "slice_cuts": cuts,
+        **extended_results.sections(preds, threshold),  # calibration, uncertainty, slide_level
         "baseline_note": "majority baseline: always the class frequencies of the valid split (predicts its majority)",
     }
     _write_results(workdir, options, split, preds, result)
@@ -275,11 +242,13 @@ def _write_results(workdir: Path, options: EvalOptions, split, preds, result: di
             threshold["value"] if preds.task.binary else None,
             preds.labels,
             id_column="index",
+            uncertainty=preds.uncertainty,
         )
         write_json_atomic(partial / "metrics.json", json_ready(result))
         write_slices_csv(partial / "slices.csv", result["slices"])
         galleries = _gallery_indices(preds, threshold["value"] if preds.task.binary else None, options.gallery_size)
         images = _pictures(partial, split, preds, result, threshold, result["slice_cuts"], galleries)
+        images |= extended_results.write_files(partial, preds, result)
         _to_tensorboard(partial, f"eval_{final.name}", result["checkpoint_step"], preds, result, images)
         outputs.swap_in(partial, final, "jaxpcam.evaluate", legacy=eval_dir.written_by_evaluation)
     except OSError as err:  # e.g. a full disk: the earlier results stay as they were

@@ -4,8 +4,9 @@
   probabilities, with the parameters and the normalization inside; loads with jax alone;
 - ``model.onnx``: the same function through jax2onnx, when it converts and onnxruntime gives the
   same outputs (:mod:`jaxpcam.evaluation.onnx_export`);
-- ``model.json``: input and output spec, class names, the decision threshold chosen on valid,
-  the training data's intensity profile, config and provenance, and the files' SHA-256.
+- ``model.json``: input and output spec, class names, the decision threshold chosen on valid and
+  the temperature inside the function (``calibration``), the training data's intensity profile,
+  config and provenance, and the files' SHA-256.
 
 Both model files are run on fixed probe images before anything is written: the deserialized
 ``model.jaxexport`` must give what the model gives in this process.
@@ -28,6 +29,7 @@ from jaxpcam.core.reporting import log
 from jaxpcam.core.task import Task
 from jaxpcam.data.normalization import Normalization
 from jaxpcam.evaluation import onnx_export
+from jaxpcam.evaluation.calibration import stored_temperature
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.loading import LoadedRun, inference_probabilities, load_run
 from jaxpcam.run import eval_dir, outputs
@@ -39,16 +41,19 @@ PLATFORMS = ("cpu", "cuda", "rocm")  # lowering for the GPUs needs none; CPU alo
 JAX_TOLERANCE = 1e-5  # the artifact against the model in this process (measured: equal)
 
 
-def inference_function(apply_fn, params, normalization: Normalization, task: Task) -> Callable:
+def inference_function(
+    apply_fn, params, normalization: Normalization, task: Task, temperature: float = 1.0
+) -> Callable:
     """uint8 images (B, H, W, C) -> the task's probabilities ((B,) P(positive), or (B, C) for a
-    multi-class task), parameters and normalization inside: the function that is exported.
+    multi-class task) from logit / ``temperature``, parameters and normalization inside: the
+    function that is exported.
 
     The hook for test-time augmentation: an ``--tta`` option would wrap the returned function
     (the mean over the 8 dihedral transforms of the batch) before export; nothing else changes.
     """
 
     def probabilities(images: jax.Array) -> jax.Array:
-        return inference_probabilities(apply_fn, task, params, normalization, images)
+        return inference_probabilities(apply_fn, task, params, normalization, images, temperature)
 
     return probabilities
 
@@ -95,6 +100,19 @@ def _check_artifact(blob: bytes, probe: np.ndarray, expected: np.ndarray) -> flo
     if not diff <= JAX_TOLERANCE:
         raise RunFailed(f"the exported model differs from the checkpoint's by {diff:.3g}; nothing written")
     return diff
+
+
+def _calibration(run: LoadedRun) -> dict:
+    """model.json's ``calibration``: the temperature stored with the threshold the export ships."""
+    if not run.task.binary:
+        return {"temperature": 1.0, "note": "uncalibrated: temperatures are fitted for binary tasks only"}
+    stored = run.stored_threshold(tta=False)
+    temperature = stored_temperature(stored, str(run.threshold_path(tta=False)))
+    if temperature is None:
+        why = "no threshold chosen on valid" if stored is None else "the threshold was chosen before temperatures"
+        return {"temperature": 1.0, "note": f"uncalibrated: {why} (python -m jaxpcam.evaluate fits one)"}
+    return {**temperature, "temperature": temperature["value"],
+            "applied": "inside model.jaxexport and model.onnx: probabilities from logit / temperature"}  # fmt: skip
 
 
 def _decision(run: LoadedRun) -> dict:
@@ -207,7 +225,8 @@ def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = No
     check_output(output, overwrite)
     run = load_run(workdir, checkpoint)
     log(f"exporting {workdir} checkpoint step {run.step} ({run.config.model.name}{run.weights_note})")
-    fn = inference_function(run.apply_fn, run.params, run.normalization, run.task)
+    calibration = _calibration(run)
+    fn = inference_function(run.apply_fn, run.params, run.normalization, run.task, calibration["temperature"])
     spec, probe = image_spec(run.image_shape), probe_images(run.image_shape)
     expected = np.asarray(jax.jit(fn)(probe), np.float64)
     if not np.isfinite(expected).all():
@@ -232,6 +251,7 @@ def export_run(workdir: Path, checkpoint: str = "best", output: Path | None = No
         "output": outputs,
         "class_names": list(run.task.class_names),
         "decision": _decision(run),
+        "calibration": calibration,
         "fingerprint": {"sha256": {JAX_FILE: sha[JAX_FILE], ONNX_FILE: sha.get(ONNX_FILE)}},
         JAX_FILE: {"platforms": list(platforms), **jax_info, "max_abs_diff_vs_checkpoint": jax_diff},
         ONNX_FILE: {"written": onnx.data is not None, "reason": onnx.reason, **onnx.details},
@@ -252,6 +272,8 @@ def export_summary(card: dict, output: Path) -> str:
     decision = card["decision"]
     decided = f"threshold {decision['threshold']:.4f}" if decision["threshold"] is not None else "no threshold"
     decided = "argmax" if decision.get("rule") == "argmax" else decided
+    temperature = (card.get("calibration") or {}).get("temperature", 1.0)
+    decided += f", temperature {temperature:.4f}" if temperature != 1.0 else ""
     return (
         f"wrote {', '.join([*written, CARD_FILE])} ({decided}; checkpoint step {card['checkpoint_step']}) to {output}"
     )

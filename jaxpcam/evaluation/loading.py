@@ -73,8 +73,9 @@ class LoadedRun:
                     f"{transform.untrained_warning}")  # fmt: skip
 
     def predict_fn(self, tta: bool = False):
-        """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C); with ``tta``
-        the mean of the probabilities over the test-time views of each image (tta_mean)."""
+        """jitted (uint8 images) -> P(positive) (B,) or class probabilities (B, C) at T = 1; with
+        ``tta`` the mean of the probabilities over the test-time views of each image (tta_mean).
+        Evaluate and predict go through scores.view_scores_fn, which gives the same at T = 1."""
 
         if tta:
             self.check_tta()
@@ -89,9 +90,12 @@ class LoadedRun:
         return lambda images: jitted(self.params, self.normalization, images)
 
 
-def inference_probabilities(apply_fn, task: Task, params, norm: Normalization, images: jax.Array) -> jax.Array:
-    """uint8 images -> the task's probabilities: what evaluate, predict and the export compute."""
-    return task.probabilities(apply_fn({"params": params}, normalize(images, norm), train=False))
+def inference_probabilities(
+    apply_fn, task: Task, params, norm: Normalization, images: jax.Array, temperature: float = 1.0
+) -> jax.Array:
+    """uint8 images -> the task's probabilities from logit / ``temperature`` (the export's function)."""
+    logits = apply_fn({"params": params}, normalize(images, norm), train=False)
+    return task.probabilities(logits if temperature == 1.0 else logits / temperature)
 
 
 def tta_mean(probs, images: jax.Array) -> jax.Array:

@@ -115,3 +115,48 @@ def gallery(images: np.ndarray, captions: list[str], path: Path, title: str, col
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title if len(images) else f"{title}: none")
     return _finish(fig, path)
+
+
+def reliability_diagram(curves: dict[str, list], path: Path, title: str) -> np.ndarray:
+    """Accuracy against mean confidence per bin (calibration.reliability_bins), one line per set of
+    probabilities (e.g. before and after temperature scaling); marker area grows with the count."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    for (name, rows), colour in zip(curves.items(), ("tab:red", "tab:blue"), strict=False):
+        counts, confidence, accuracy = (np.asarray(c, np.float64) for c in zip(*rows, strict=True))
+        ax.plot(confidence, accuracy, "-", color=colour, label=name)
+        ax.scatter(confidence, accuracy, s=10 + 200 * counts / counts.sum(), color=colour, alpha=0.6)
+    ax.set(xlabel="confidence (probability of the predicted class)", ylabel="accuracy", title=title)
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
+    return _finish(fig, path)
+
+
+def risk_coverage(curve: list[dict], path: Path, title: str) -> np.ndarray:
+    """Accuracy, sensitivity and F2 on the most certain tiles against the share kept."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    coverage = [row["coverage"] for row in curve]
+    for key in ("accuracy", "sensitivity", "f2"):
+        if key in curve[0]:
+            ax.plot(coverage, [row[key] for row in curve], "o-", ms=3, label=key)
+    ax.set(xlabel="coverage (share of tiles decided, most certain first)", ylabel="on the kept tiles", title=title)
+    ax.invert_xaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(loc="lower left")
+    return _finish(fig, path)
+
+
+def slide_map(coords: np.ndarray, probs: np.ndarray, labels: np.ndarray, path: Path, title: str) -> np.ndarray:
+    """The slide's tiles at their coordinates (x right, y down), coloured by P(tumour); tiles
+    labelled tumour are outlined in black."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    shown = ax.scatter(coords[:, 1], coords[:, 0], c=probs, cmap="viridis", vmin=0, vmax=1, marker="s", s=12)
+    tumour = labels == 1
+    ax.scatter(coords[tumour, 1], coords[tumour, 0], facecolors="none", edgecolors="black", marker="s", s=18,
+               linewidths=0.6, label="labelled tumour")  # fmt: skip
+    fig.colorbar(shown, ax=ax, label="P(tumour)")
+    ax.invert_yaxis()
+    ax.set(xlabel="coord_x", ylabel="coord_y", title=title, aspect="equal")
+    if tumour.any():
+        ax.legend(loc="upper right", fontsize=8)
+    return _finish(fig, path)

@@ -1,5 +1,6 @@
-"""Inference on new patches with a run's stored normalization and decision threshold, plus a
-drift check of the input against the training data's intensity profile.
+"""Inference on new patches with a run's stored normalization, decision threshold and the
+temperature stored with it, plus a drift check of the input against the training data's
+intensity profile.
 
 Inputs: an HDF5 file with ``x`` (N, H, W, C) (uint8, or float 0..255 as in course copies) or the
 digits task's ``images``, a ``.npy`` array (N, H, W, C) or one image (H, W, C) ((N, H, W) and
@@ -19,11 +20,13 @@ from jaxpcam.core.reporting import log
 from jaxpcam.data.pipeline import eval_batch_size
 from jaxpcam.data.pixels import checked_uint8
 from jaxpcam.data.stats import image_features
+from jaxpcam.evaluation.calibration import stored_temperature
 from jaxpcam.evaluation.data import warn_if_threshold_on_other_data
 from jaxpcam.evaluation.drift import DriftCheck, check_drift
 from jaxpcam.evaluation.loading import LoadedRun, batched_probs, check_finite, load_run, tta_words
 from jaxpcam.evaluation.predict_output import exists_message
 from jaxpcam.evaluation.predictions_csv import predictions_csv
+from jaxpcam.evaluation.scores import combined_scores, probabilities, uncertainty, view_scores_fn
 from jaxpcam.run.eval_dir import find_threshold
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -117,52 +120,55 @@ class PredictResult:
     probs: np.ndarray
     threshold: float | None
     drift: DriftCheck | None
+    uncertainty: np.ndarray | None = None  # per image (scores.uncertainty)
+    temperature: float = 1.0
 
 
-def _threshold(run: LoadedRun, tta: bool) -> float | None:
-    """The decision threshold stored for this checkpoint with this TTA setting. Refused when only
-    the other setting's is stored (it belongs to other probabilities); 0.5 with a notice when
-    none is."""
+def _threshold(run: LoadedRun, tta: bool) -> tuple[float | None, float]:
+    """(the decision threshold, the temperature stored with it) for this checkpoint and TTA
+    setting. Without one for this setting (none at all, or only the other setting's, which
+    belongs to other probabilities) it decides at 0.5 on uncalibrated probabilities, saying why."""
     if not run.task.binary:
-        return None
+        return None, 1.0
     found = find_threshold(run.workdir, tta, run.step)
     if found is not None:
         path, stored = found
-        log(f"decision threshold {stored['value']:.4f}, chosen on valid {tta_words(tta)}, from {path}")
+        temperature = stored_temperature(stored, str(path))
+        at_t = f" on probabilities at temperature T = {temperature['value']:.4f}" if temperature else ""
+        log(f"decision threshold {stored['value']:.4f}{at_t}, chosen on valid {tta_words(tta)}, from {path}")
         warn_if_threshold_on_other_data(run.workdir, path, stored, tta)
-        return stored["value"]
+        return stored["value"], temperature["value"] if temperature else 1.0
     flag = " --tta" if tta else ""
-    if run.stored_threshold(not tta) is not None:
-        raise UserError(
-            f"the decision threshold stored for checkpoint {run.step} was chosen {tta_words(not tta)} and this "
-            f"prediction is {tta_words(tta)}: refusing to mix them; run python -m jaxpcam.evaluate --workdir "
-            f"{run.workdir}{flag} first (it chooses one {tta_words(tta)} and keeps the other), or predict "
-            f"{tta_words(not tta)}"
-        )
-    log(
-        f"no decision threshold stored for checkpoint step {run.step} (run python -m jaxpcam.evaluate --workdir "
-        f"{run.workdir}{flag} first); deciding at 0.5"
-    )
-    return 0.5
+    other = run.stored_threshold(not tta) is not None
+    why = (f"only one chosen {tta_words(not tta)} is stored, and it belongs to other probabilities" if other
+           else "none is stored")  # fmt: skip
+    log(f"deciding at 0.5 on uncalibrated probabilities: no decision threshold chosen {tta_words(tta)} for "
+        f"checkpoint step {run.step} ({why}); python -m jaxpcam.evaluate --workdir {run.workdir}{flag} chooses "
+        "one on valid")  # fmt: skip
+    return 0.5, 1.0
 
 
 def predict_input(run: LoadedRun, source: Input, batch_size: int, tta: bool = False) -> PredictResult:
-    threshold = _threshold(run, tta)  # before any work: a refusal comes at once
-    predict = run.predict_fn(tta)
-    probs, features = [], []
+    threshold, temperature = _threshold(run, tta)  # before any work: a damaged record stops it at once
+    predict = view_scores_fn(run, tta)
+    scores, features = [], []
     for batch in source.batches():
-        probs.append(next(batched_probs(predict, [batch], batch_size)))
+        scores.append(next(batched_probs(predict, [batch], batch_size)))
         features.append(image_features(batch))
     merged = {k: np.concatenate([f[k] for f in features]) for k in features[0]}
     drift = check_drift(run.data_profile, merged) if run.data_profile else None
-    return PredictResult(source.names, check_finite(run, np.concatenate(probs).astype(np.float64)), threshold, drift)
+    view_scores = np.concatenate(scores)
+    probs = check_finite(run, probabilities(run.task, combined_scores(run.task, view_scores), temperature))
+    values = uncertainty(run.task, view_scores, probs)[1]
+    return PredictResult(source.names, probs, threshold, drift, values, temperature)
 
 
 def write_predictions(path: Path, run: LoadedRun, result: PredictResult, overwrite: bool = False) -> None:
     """The CSV, whole or not at all; an existing file only replaced with ``overwrite``
     (FileExistsError otherwise, also for one that appeared while predicting)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_output_text(path, predictions_csv(run.task, result.names, result.probs, result.threshold), overwrite)
+    text = predictions_csv(run.task, result.names, result.probs, result.threshold, uncertainty=result.uncertainty)
+    write_output_text(path, text, overwrite)
 
 
 def predict_file(workdir: Path, checkpoint: str, source_path: Path, output: Path, batch_size: int | None,

@@ -15,15 +15,14 @@ from jaxpcam.core.errors import UserError
 from jaxpcam.core.metrics import show
 from jaxpcam.core.reporting import log
 from jaxpcam.core.task import task_for
+from jaxpcam.evaluation.eval_columns import EVAL_BINARY, EVAL_MULTICLASS, eval_column, evaluation_values
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.run import best
-from jaxpcam.run.eval_dir import SPLITS, TTA_SUFFIX, read_evaluations
+from jaxpcam.run.eval_dir import SPLITS
 from jaxpcam.run.record import read_metrics, read_record
 
 BINARY_METRICS = ("val_roc_auc", "val_f2", "val_accuracy", "val_loss")
 MULTICLASS_METRICS = ("val_accuracy", "val_macro_f1", "val_balanced_accuracy", "val_loss")
-EVAL_BINARY = ("roc_auc", "pr_auc", "f2", "recall", "precision", "accuracy")
-EVAL_MULTICLASS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def find_runs(patterns: list[str]) -> list[Path]:
@@ -93,24 +92,6 @@ def _grouped_config(row: RunRow) -> dict:
         return row.config
     # the files decide, not where they are: the built-in sample and a copy of it are one data set
     return {**row.config, "data": {**row.config.get("data", {}), "dir": "", "digits_file": "", "files": row.data}}
-
-
-def eval_column(split: str, metric: str, tta: bool) -> str:
-    """'test_roc_auc', or 'test_roc_auc_tta' for an evaluation with --tta."""
-    return f"{split}_{metric}{TTA_SUFFIX if tta else ''}"
-
-
-def evaluation_values(path: Path, keys: tuple[str, ...]) -> dict[str, float | None]:
-    """The run's evaluation results (RUN/eval/<split>/ and <split>_tta/) as report columns, each
-    metric's TTA column right after its plain one."""
-    found = read_evaluations(path)
-    return {
-        eval_column(split, key, tta): (found[split, tta].get("model") or {}).get(key)
-        for split in SPLITS
-        for key in keys
-        for tta in (False, True)
-        if (split, tta) in found
-    }
 
 
 def _finite(value) -> bool:

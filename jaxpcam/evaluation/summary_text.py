@@ -1,9 +1,11 @@
 """The evaluation's summary as the evaluate command prints it: metrics beside the 0.5 cut and the
-majority baseline, the threshold, the confusion matrix in confusion.png's words, and the slices."""
+majority baseline, the threshold, the confusion matrix in confusion.png's words, the slices, then
+calibration, uncertainty and slide-level results (extended_text.py)."""
 
 from pathlib import Path
 
 from jaxpcam.core.metrics import confusion_cells, show
+from jaxpcam.evaluation.extended_text import extended_lines
 from jaxpcam.run.eval_dir import results_dir
 
 _SHOWN = ("accuracy", "precision", "recall", "f1", "f2", "balanced_accuracy", "roc_auc", "pr_auc", "log_loss", "brier")
@@ -36,7 +38,9 @@ def _metric_lines(result: dict, binary: bool) -> list[str]:
     if binary:
         t = result["threshold"]
         rule = "max F2" if t["rule"] == "f2" else f"recall >= {t['target_recall']}"
-        lines.append(f"  threshold {t['value']:.4f} chosen on valid by {rule}")
+        temperature = (t.get("temperature") or {}).get("value")
+        at_t = f", on probabilities at temperature T = {temperature:.4f}" if temperature else ""
+        lines.append(f"  threshold {t['value']:.4f} chosen on valid by {rule}{at_t}")
     return lines
 
 
@@ -58,4 +62,5 @@ def summary_text(result: dict) -> str:
     confusion = confusion_lines(result["model"]["confusion_matrix"], result["class_names"], title)
     folder = results_dir(Path(result["workdir"]), result["split"], result["tta"])
     wrote = f"\nWrote {folder}/ (metrics.json, predictions.csv, PNGs)"
-    return "\n".join([*_metric_lines(result, binary), *confusion, *_slice_lines(result["slices"]), wrote])
+    lines = [*_metric_lines(result, binary), *confusion, *_slice_lines(result["slices"]), *extended_lines(result)]
+    return "\n".join([*lines, wrote])

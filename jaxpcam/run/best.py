@@ -6,7 +6,8 @@ always name the same epoch and checkpoint.
 
 import math
 
-LOWER_IS_BETTER = ("loss", "log_loss", "brier")  # metric names (after any val_/test_/best_ prefix)
+# metric names (after any val_/test_/best_ prefix, before any _tta suffix)
+LOWER_IS_BETTER = ("loss", "log_loss", "brier", "ece", "ece_equal_mass", "ece_uncalibrated", "aurc")
 
 
 def _finite(value) -> bool:
@@ -36,6 +37,7 @@ def improves(value, best_value, mode: str) -> bool:
 
 def mode_of(metric: str) -> str:
     """The direction of one of our metric names, e.g. 'best_val_loss' -> 'min'."""
+    metric = metric.removesuffix("_tta")
     return "min" if any(metric == n or metric.endswith(f"_{n}") for n in LOWER_IS_BETTER) else "max"
 
 

@@ -85,6 +85,10 @@ def threshold_problem(record: dict) -> str | None:
         return f"its checkpoint_step is {json.dumps(step)}, not a step number"
     if not isinstance(record.get("tta", False), bool):
         return "its tta is not true or false"
+    temperature = record.get("temperature")  # the one the threshold's probabilities came from, if any
+    if temperature is not None and not (isinstance(temperature, dict) and _number(temperature.get("value"))
+                                        and temperature["value"] > 0):  # fmt: skip
+        return f"its temperature is {json.dumps(temperature)}, not a record with a positive value"
     return None
 
 
