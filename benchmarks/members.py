@@ -56,7 +56,7 @@ def commands(variant: str, config: str, seeds: list[int], folder: Path, override
     extra = []
     if variant.startswith("vectorized"):
         extra.append("--vectorize")
-    digits = variant.removeprefix("vectorized").removeprefix("dispatch")
+    digits = variant.removeprefix("vectorized").removeprefix("dispatch").removeprefix("sweep")
     if digits:
         extra.append(f"--config.training.steps_per_dispatch={int(digits)}")
     return [[*sweep, *extra, *overrides]]

@@ -177,7 +177,7 @@ def test_members_benchmark_builds_each_variants_commands_and_ratios(tmp_path):
     (sweep,) = members.commands("vectorized8", "configs/smlp_digits.py", [1, 2], folder, ["--config.training.epochs=1"])
     assert sweep[1:3] == ["-m", "jaxpcam.sweep"] and "--vectorize" in sweep
     assert "--config.training.steps_per_dispatch=8" in sweep and sweep[-1] == "--config.training.epochs=1"
-    assert "'seed': [1, 2]" in (folder / "seeds_sweep.py").read_text()
+    assert '"seed": [1, 2]' in (folder / "seeds_sweep.py").read_text()
     mains = members.commands("mains", "configs/smlp_digits.py", [1, 2], folder, [])
     assert [argv[-2:] for argv in mains] == [
         ["--config.seed=1", f"--workdir={folder / 'runs' / '1'}"],

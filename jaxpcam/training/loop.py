@@ -12,6 +12,7 @@ line every training.log_every_steps steps.
 """
 
 import contextlib
+import functools
 import signal
 import time
 from pathlib import Path
@@ -190,13 +191,12 @@ def _after_step(group: Group, members: list, active: list[Member], dispatched: l
     save_mid_epoch = not epoch_ends and (stop_now or _time_to_checkpoint(step, c))
     if sync or epoch_ends or save_mid_epoch:
         _sync(group, members, dispatched)
-    for m in active:
-        if m.finished:  # failed in the sync just now
-            continue
+    going = [m for m in active if not m.finished]  # not failed in the sync just now
+    for m in going:
         if save_mid_epoch:
             bookkeeping.save(m.run, group.member_state(m.index), m.schedule, m.tally.progress(m.progress))
-        if epoch_ends:
-            _end_epoch(group, m)
+    if epoch_ends:
+        _end_epochs(group, going)
     if epoch_ends:
         stop_now = _stop_requested(stop, at_sync_point=True)  # arrived in the last step or validation
     if stop_now:
@@ -224,9 +224,16 @@ def _sync(group: Group, members: list[Member], dispatched: list) -> None:
     dispatched.clear()  # every member's pending metrics are on the host now
 
 
-def _end_epoch(group: Group, m: Member) -> None:
+def _end_epochs(group: Group, members: list[Member]) -> None:
+    """Ends the epoch of each member, one after another (Orbax's saves are not thread-safe: two
+    started from two threads collided on a temporary folder)."""
+    for m in members:
+        _end_epoch(group, m, functools.partial(group.set_learning_rate, m.index))
+
+
+def _end_epoch(group: Group, m: Member, set_learning_rate) -> None:
     validation_start = time.perf_counter()
-    record = bookkeeping.end_epoch(m, group.member_state(m.index), lambda lr: group.set_learning_rate(m.index, lr))
+    record = bookkeeping.end_epoch(m, group.member_state(m.index), set_learning_rate)
     m.pace.validation_seconds = time.perf_counter() - validation_start
     m.pace.restart_window(m.step)
     m.unpublished.append(record)
