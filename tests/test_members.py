@@ -253,3 +253,8 @@ def test_k_steps_per_dispatch_with_members(layout, tiny_pcam, tmp_path):
         train_members(configs, [tmp_path / str(k) / str(seed) for seed in (1, 2)])
     for seed in (1, 2):
         assert metrics_without_timing(tmp_path / "3" / str(seed)) == metrics_without_timing(tmp_path / "1" / str(seed))
+
+
+def test_vectorize_goes_with_all(tmp_path):
+    refused = _sweep(REPO / "configs" / "sweep_seeds.py", tmp_path, "--index", "0", "--vectorize")
+    assert refused.returncode == 2 and "--vectorize trains points together: use it with --all" in refused.stderr
