@@ -4,6 +4,9 @@
 --index I  runs point I (0-based; a SLURM array task passes $SLURM_ARRAY_TASK_ID)
 --all      runs every point in sequence here
 --summary  only (re)writes the summary
+--vectorize  with --all: the points that differ only in seed or training.learning_rate
+           train together, one compiled step for all, each in its own point directory with
+           everything its own run would write (as many as fit the device at once)
 
 Points run in ``--sweep_dir`` (default runs/<experiment_name>), one directory per point named by
 its values. A finished point is skipped, an unfinished one resumes from its latest checkpoint,
@@ -39,6 +42,12 @@ _SUMMARY = flags.DEFINE_bool("summary", False, "Only write the summary of what h
 _SWEEP_DIR = flags.DEFINE_string(
     "sweep_dir", None, "Where the points run; default runs/<experiment_name>.", flag_values=FLAGS
 )
+_VECTORIZE = flags.DEFINE_bool(
+    "vectorize",
+    False,
+    "Train the points that differ only in seed or training.learning_rate together (one compiled step).",
+    flag_values=FLAGS,
+)
 _CHAMPION = flags.DEFINE_string(
     "champion", None, "Summary column that picks the champion (default best_<best_metric>).", flag_values=FLAGS
 )
@@ -48,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.parse(argv, FLAGS, __doc__, required=("config",))
     if sum([_LIST.value, _ALL.value, _SUMMARY.value, _INDEX.value is not None]) != 1:
         cli.fail("choose one of --list, --index I, --all, --summary")
+    if _VECTORIZE.value and not _ALL.value:
+        cli.fail("--vectorize trains points together: use it with --all")
     failed = []
 
     def sweep() -> None:
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         from jaxpcam.evaluation.sweep_summary import PointRow, write_hparams, write_summary
         from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, point_states, run_sweep
         from jaxpcam.sweeps.runner import log_sweep
-        from jaxpcam.training.loop import train_and_evaluate
+        from jaxpcam.training.loop import train_and_evaluate, train_members
 
         config = FLAGS["config"]
         plan = plan_sweep(
@@ -70,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             print(listing(plan))
             return
         todo = chosen_points(plan, _INDEX.value, _ALL.value)
-        statuses = list(run_sweep(plan, todo, train_and_evaluate, on_done=write_hparams))
+        together = train_members if _VECTORIZE.value else None
+        statuses = list(run_sweep(plan, todo, train_and_evaluate, write_hparams, together))
         failed.append(any_point_failed(statuses))
         rows = [PointRow(*state) for state in point_states(plan)]
         markdown = write_summary(rows, plan.sweep_dir, plan.champion, plan.champion_mode)

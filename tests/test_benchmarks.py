@@ -167,3 +167,21 @@ def test_features_benchmark_writes_ratios_to_plain_and_a_table(tmp_path):
         assert len(r["values"]) == 2 and all(v > 0 for v in r["values"])
         assert r["time_vs_plain"]["min"] <= r["time_vs_plain"]["median"] <= r["time_vs_plain"]["max"]
     assert "| mlp | evaluate --tta | eval s (valid) |" in table.read_text()
+
+
+def test_members_benchmark_builds_each_variants_commands_and_ratios(tmp_path):
+    """No training here (each variant is several processes): the command lines and the ratios."""
+    members = _load("members")
+    folder = tmp_path / "v"
+    folder.mkdir()
+    (sweep,) = members.commands("vectorized8", "configs/smlp_digits.py", [1, 2], folder, ["--config.training.epochs=1"])
+    assert sweep[1:3] == ["-m", "jaxpcam.sweep"] and "--vectorize" in sweep
+    assert "--config.training.steps_per_dispatch=8" in sweep and sweep[-1] == "--config.training.epochs=1"
+    assert '"seed": [1, 2]' in (folder / "seeds_sweep.py").read_text()
+    mains = members.commands("mains", "configs/smlp_digits.py", [1, 2], folder, [])
+    assert [argv[-2:] for argv in mains] == [
+        ["--config.seed=1", f"--workdir={folder / 'runs' / '1'}"],
+        ["--config.seed=2", f"--workdir={folder / 'runs' / '2'}"],
+    ]
+    ratios = members.summarize({"sweep": [10.0, 20.0], "vectorized": [5.0, 12.0]})
+    assert ratios["vectorized"]["vs_sweep"] == {"median": 0.55, "min": 0.5, "max": 0.6}

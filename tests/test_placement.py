@@ -7,7 +7,8 @@ from jaxpcam.core.errors import UserError
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data.pcam import open_split, read_all
 from jaxpcam.data.transforms import Dihedral, apply_dihedral, dihedral_table
-from jaxpcam.training.placement import ResidentSplit, choose_placement, free_device_memory, gather_batch
+from jaxpcam.training.memory import free_device_memory
+from jaxpcam.training.placement import ResidentSplit, choose_placement, gather_batch
 
 GIB = 2**30
 

@@ -260,6 +260,8 @@ def _check_run_control(t: ml_collections.ConfigDict) -> None:
         t.early_stopping_patience,
     )
     _require(t.log_every_steps >= 1, "training.log_every_steps", "an integer >= 1", t.log_every_steps)
+    k = t.steps_per_dispatch
+    _require(1 <= k <= 1024, "training.steps_per_dispatch", "an integer in [1, 1024]", k)
     _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
     _require(t.nan_policy in NAN_POLICIES, "training.nan_policy", f"one of {NAN_POLICIES}", t.nan_policy)
     _require(

@@ -22,6 +22,7 @@ class KeyKind(enum.Enum):
 
 _KINDS = {
     "training.log_every_steps": KeyKind.NEUTRAL,
+    "training.steps_per_dispatch": KeyKind.NEUTRAL,
     "data.num_workers": KeyKind.NEUTRAL,
     "data.prefetch_batches": KeyKind.NEUTRAL,
     "data.in_memory": KeyKind.NEUTRAL,
@@ -61,6 +62,16 @@ def movable(key: str) -> bool:
 def ignored_when_grouping(key: str) -> bool:
     """Whether runs that differ in this key still belong to one group of a report."""
     return kind(key) in (KeyKind.NEUTRAL, KeyKind.LABEL, KeyKind.SEED)
+
+
+# The keys in which members of one vectorized group (training/members.py) may differ: they are
+# per member inside one compiled step (its init and streams; the rate in its optimizer state).
+MEMBER_KEYS = ("seed", "training.learning_rate")
+
+
+def member_group_key(config: dict) -> tuple:
+    """Equal for configs that may train as members of one group: the same in every other key."""
+    return tuple(sorted((k, repr(v)) for k, v in flat_config(config).items() if k not in MEMBER_KEYS))
 
 
 DATA_PATH_KEYS = tuple(sorted(keys_of(KeyKind.DATA_PATH)))

@@ -13,6 +13,7 @@ from jaxpcam.run import best
 from jaxpcam.sweeps.grid import Point, expand, load_sweep, points
 from jaxpcam.sweeps.runner import Train, refuse_other_configs, run_point
 from jaxpcam.sweeps.status import point_epochs, point_status
+from jaxpcam.sweeps.together import TrainMembers, member_groups, run_points_together
 
 SWEEP_KEEP = 1
 
@@ -73,11 +74,24 @@ def point_states(sweep: Sweep) -> list[tuple[Point, Path, str, tuple[int, int]]]
     return [(p, d, point_status(p, d), point_epochs(p, d)) for p, d in dirs]
 
 
-def run_sweep(sweep: Sweep, todo: list[Point], train: Train, on_done=None) -> list[str]:
+def run_sweep(
+    sweep: Sweep, todo: list[Point], train: Train, on_done=None, train_members: TrainMembers | None = None
+) -> list[str]:
     """Runs ``todo`` with ``train`` (refused at once when a point holds another config); returns
-    each point's status. ``on_done(point, run_dir)`` runs after a point finished training."""
+    each point's status. ``on_done(point, run_dir)`` runs after a point finished training. With
+    ``train_members`` (--vectorize) the points that differ only in seed or learning rate train
+    together, a group at a time."""
     refuse_other_configs(todo, sweep.sweep_dir)
-    return [run_point(p, sweep.sweep_dir, train, on_done) for p in todo]
+    if train_members is None:
+        return [run_point(p, sweep.sweep_dir, train, on_done) for p in todo]
+    statuses = {}
+    for group in member_groups(todo):
+        if len(group) == 1:
+            statuses[group[0].index] = run_point(group[0], sweep.sweep_dir, train, on_done)
+        else:
+            done = run_points_together(group, sweep.sweep_dir, train_members, on_done)
+            statuses.update({p.index: s for p, s in zip(group, done, strict=True)})
+    return [statuses[p.index] for p in todo]
 
 
 def any_point_failed(statuses: list[str]) -> bool:

@@ -56,20 +56,20 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     )
 
 
-def run_point(point, sweep_dir: Path, train: Train, on_done=None) -> str:
-    """Trains one point with ``train`` (skipping it when finished); returns its status afterwards.
-    ``on_done(point, run_dir)`` runs after a point finished training here."""
+def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
+    """Decides whether ``point`` trains now: (its status, when it is skipped, else None; its
+    sweep_point.json as it was). A point that trains is recorded as running."""
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
     if status == "other config":  # never trained on, skipped as done or summarized as this config's
         keys = _show(other_config(point, run_dir).keys)
         log_sweep(f"point {point.index} ({point.name}) was run with another config ({keys}): skipped")
-        return status
+        return status, None
     finished, wanted = point_epochs(point, run_dir)[0], point.config.training.epochs
     reason = skip_reason(status, finished, wanted)
     if reason:
         log_sweep(f"point {point.index} ({point.name}) {reason}")
-        return status
+        return status, None
     doing = "starting" if status == "not started" else f"resuming (epoch {finished} of {wanted})"
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
@@ -77,23 +77,46 @@ def run_point(point, sweep_dir: Path, train: Train, on_done=None) -> str:
     record = run_dir / SWEEP_POINT_FILE
     before = record.read_text(errors="replace") if record.is_file() else None
     write_status(point, run_dir, "running")
-    try:
-        train(point.config, run_dir)
-    except ConfigChanged as err:  # its checkpoints hold another config: the record stays theirs
-        if before is None:
-            record.unlink(missing_ok=True)
-        else:
-            write_text_atomic(record, before)
-        log_sweep(f"point {point.index} was run with another config: {err}")
-        return "other config"
-    except (RunFailed, UserError) as err:  # one point's failure never stops the others
-        write_status(point, run_dir, "failed", str(err))
-        log_sweep(f"point {point.index} failed: {err}")
-        return "failed"
-    except Stopped as err:
-        write_status(point, run_dir, "stopped", str(err))
-        raise
-    write_status(point, run_dir, "done")
+    return None, before
+
+
+def point_other_config(point, sweep_dir: Path, before: str | None, err: ConfigChanged) -> str:
+    """Its checkpoints hold another config: the record stays theirs."""
+    record = sweep_dir / point.name / SWEEP_POINT_FILE
+    if before is None:
+        record.unlink(missing_ok=True)
+    else:
+        write_text_atomic(record, before)
+    log_sweep(f"point {point.index} was run with another config: {err}")
+    return "other config"
+
+
+def point_failed(point, sweep_dir: Path, err: Exception) -> str:
+    write_status(point, sweep_dir / point.name, "failed", str(err))
+    log_sweep(f"point {point.index} failed: {err}")
+    return "failed"
+
+
+def point_done(point, sweep_dir: Path, on_done=None) -> str:
+    write_status(point, sweep_dir / point.name, "done")
     if on_done is not None:
-        on_done(point, run_dir)
+        on_done(point, sweep_dir / point.name)
     return "done"
+
+
+def run_point(point, sweep_dir: Path, train: Train, on_done=None) -> str:
+    """Trains one point with ``train`` (skipping it when finished); returns its status afterwards.
+    ``on_done(point, run_dir)`` runs after a point finished training here."""
+    skipped, before = start_point(point, sweep_dir)
+    if skipped:
+        return skipped
+    try:
+        train(point.config, sweep_dir / point.name)
+    except ConfigChanged as err:
+        return point_other_config(point, sweep_dir, before, err)
+    except (RunFailed, UserError) as err:  # one point's failure never stops the others
+        return point_failed(point, sweep_dir, err)
+    except Stopped as err:
+        write_status(point, sweep_dir / point.name, "stopped", str(err))
+        raise
+    return point_done(point, sweep_dir, on_done)

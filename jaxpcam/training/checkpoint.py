@@ -125,6 +125,7 @@ def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointM
         preservation_policy=retention(c),
         create=True,
         cleanup_tmp_directories=True,
+        enable_background_delete=True,  # a retired checkpoint is removed off the training thread
     )
     folder = workdir.resolve() / "checkpoints"
     return ocp.CheckpointManager(folder, options=options, handler_registry=handler_registry())

@@ -26,6 +26,7 @@ from jaxpcam.core.reporting import log
 from jaxpcam.data import hold_in_memory
 from jaxpcam.data.pcam import read_all
 from jaxpcam.data.transforms import Transform
+from jaxpcam.training.memory import free_device_memory
 from jaxpcam.training.parallel import DataParallel, any_process
 
 AUTO_SHARE = 0.5  # auto: the splits may take this share of a device's free memory
@@ -62,28 +63,6 @@ def choose_placement(requested: str, needed: int, free: int | None) -> Placement
     if needed <= AUTO_SHARE * free:
         return Placement("device", f"data.placement=auto chose device: {sizes}")
     return Placement("host", f"data.placement=auto chose host: {sizes} (device needs at most {AUTO_SHARE:.0%})")
-
-
-def _host_available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def free_device_memory(devices) -> int | None:
-    """The least free memory of ``devices``: the allocator's limit minus what is in use on a
-    GPU; on the CPU, where devices share RAM, the available RAM divided among them."""
-    devices = list(devices)
-    stats = [d.memory_stats() or {} for d in devices]
-    if all("bytes_limit" in s for s in stats):
-        return min(int(s["bytes_limit"]) - int(s.get("bytes_in_use", 0)) for s in stats)
-    if all(d.platform == "cpu" for d in devices):
-        available = _host_available_bytes()
-        return None if available is None else available // len(devices)
-    return None
 
 
 @flax.struct.dataclass
