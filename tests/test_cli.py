@@ -56,6 +56,16 @@ MISTAKES = [  # a command, its arguments, and the start of its one error line
     ("jaxpcam.main", ["--config", "configs/mlp.py", "extra"], "error: unexpected arguments: extra"),
     ("jaxpcam.main", ["--config", "configs/mlp.py", "--workdir="], "error: --workdir is empty"),
     ("jaxpcam.sweep", ["--config", "configs/sweep_mlp.py"], "error: choose one of --list, --index I, --all"),
+    (  # ml_collections would train hidden_units (16, 64): a key given twice is refused
+        "jaxpcam.main",
+        ["--config", "configs/mlp.py", "--config.model.hidden_units=(16,)", "--config.model.hidden_units", "(64,)"],
+        "error: --config.model.hidden_units is given more than once: give each key once",
+    ),
+    (
+        "jaxpcam.main",
+        ["--config", "configs/mlp.py", "--config.seed=1", "--config.seed=2"],
+        "error: --config.seed is given",
+    ),
     ("jaxpcam.sweep", ["--list"], "error: --config is required: e.g. python -m jaxpcam.sweep --config configs/sw"),
 ]
 
