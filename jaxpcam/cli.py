@@ -204,8 +204,8 @@ def parse(
     _forget_earlier_parse(flag_values)
     if "config" in flag_values:
         _check_config_file(argv, _program(doc), "config" in required)
-        _check_overrides_given_once(argv)
     rest = _parse_flags(argv, flag_values)
+    _check_tuples_given_once(flag_values)
     missing = [name for name in required if flag_values[name].value is None]
     if missing:
         fail(f"{' and '.join(f'--{name}' for name in missing)} is required (--help lists the flags)")
@@ -218,14 +218,14 @@ def parse(
     return rest
 
 
-def _check_overrides_given_once(argv: list[str]) -> None:
-    """ml_collections joins a tuple key given twice into one tuple (``hidden_units=(16,)`` and
-    ``=(64,)`` train (16, 64)), and a scalar given twice keeps the last: either is more likely a
-    script appending an override than what was meant, so a key given twice is a mistake."""
-    keys = [a.split("=", 1)[0].lstrip("-") for a in argv if a.startswith("--config.")]
-    twice = sorted({k for k in keys if keys.count(k) > 1})
-    if twice:
-        fail(f"--{twice[0]} is given more than once: give each key once (a tuple as '(512, 256)')")
+def _check_tuples_given_once(flag_values: flags.FlagValues) -> None:
+    """ml_collections joins a tuple key given twice into one tuple (``hidden_units=(16,)`` then
+    ``=(64,)`` trains (16, 64)): more likely a script appending an override than what was meant.
+    A scalar given twice keeps the last, as launch scripts that set a default rely on."""
+    for name in flag_values:
+        flag = flag_values[name]
+        if name.startswith("config.") and isinstance(flag, flags.MultiFlag) and flag.present > 1:
+            fail(f"--{name} is given more than once: give a tuple once, as '(512, 256)'")
 
 
 def _start_like_absl_app() -> None:

@@ -56,15 +56,10 @@ MISTAKES = [  # a command, its arguments, and the start of its one error line
     ("jaxpcam.main", ["--config", "configs/mlp.py", "extra"], "error: unexpected arguments: extra"),
     ("jaxpcam.main", ["--config", "configs/mlp.py", "--workdir="], "error: --workdir is empty"),
     ("jaxpcam.sweep", ["--config", "configs/sweep_mlp.py"], "error: choose one of --list, --index I, --all"),
-    (  # ml_collections would train hidden_units (16, 64): a key given twice is refused
+    (  # ml_collections would train hidden_units (16, 64): a tuple given twice is refused
         "jaxpcam.main",
         ["--config", "configs/mlp.py", "--config.model.hidden_units=(16,)", "--config.model.hidden_units", "(64,)"],
-        "error: --config.model.hidden_units is given more than once: give each key once",
-    ),
-    (
-        "jaxpcam.main",
-        ["--config", "configs/mlp.py", "--config.seed=1", "--config.seed=2"],
-        "error: --config.seed is given",
+        "error: --config.model.hidden_units is given more than once: give a tuple once",
     ),
     ("jaxpcam.sweep", ["--list"], "error: --config is required: e.g. python -m jaxpcam.sweep --config configs/sw"),
 ]
@@ -181,3 +176,12 @@ def test_a_missing_config_is_one_line_saying_how_to_give_it(argv, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --config is required: e.g. ") and err.count("\n") == 1
     assert "--config configs/mlp.py, then --config.KEY=VALUE" in err
+
+
+def test_a_scalar_key_given_twice_takes_the_last(capsys):
+    """Launch scripts set a default (--config.data.num_workers=6) that the user's own override follows."""
+    from jaxpcam import main
+
+    argv = ["--config", "configs/mlp.py", "--config.seed=1", "--config.seed=2"]
+    cli.parse(argv, main.FLAGS, main.__doc__, required=("config",))
+    assert main.FLAGS["config"].value.seed == 2
