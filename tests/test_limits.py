@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, train_in_process
 from jaxpcam import cli
-from jaxpcam.core.errors import RunFailed, UserError
+from jaxpcam.core.errors import Interrupted, RunFailed, UserError
 from jaxpcam.core.exits import exit_code, signals_as_interrupts
 from jaxpcam.data.pipeline import eval_batch_size
 from jaxpcam.run.record import read_record, write_record
@@ -149,3 +149,20 @@ def test_a_rebuilt_record_says_so_and_keeps_no_borrowed_provenance(tmp_path):
     record = read_record(tmp_path)
     assert record.rebuilt and [r["from_step"] for r in record.resumptions] == [16, 24]
     assert [s["git"] for s in record.starts] == ["abc", "def"]
+
+
+class _SignalledWhileCollected:
+    """Sends SIGTERM while Python finalizes it: the handler then raises inside __del__, where
+    Python prints the exception and goes on (as in jax's garbage-collection callback)."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10**6):  # the handler runs here, inside __del__
+            pass
+
+
+def test_a_signal_that_lands_where_python_ignores_exceptions_still_stops_the_command():
+    with pytest.raises(Interrupted) as stopped, signals_as_interrupts():
+        _SignalledWhileCollected()
+        time.sleep(5)  # before the fix: the Interrupted was printed and lost, the command went on
+    assert stopped.value.exit_code == 128 + signal.SIGTERM

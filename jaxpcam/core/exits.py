@@ -80,6 +80,29 @@ def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(name, 128 + signum)
 
 
+REDELIVER_SECONDS = 0.05
+
+
+def _redeliver_swallowed(previous_hook):
+    """An unraisable-exception hook: Interrupted raised where Python only prints and ignores an
+    exception (a garbage-collection callback, such as jax's, which the signal's handler happened
+    to interrupt) is not lost: the signal is sent again, from another thread a moment later,
+    so that the handler runs once that callback is over (a Ctrl-C on export was printed as a traceback and
+    the export went on to exit 0)."""
+
+    def hook(unraisable) -> None:
+        err = unraisable.exc_value
+        if not isinstance(err, Interrupted):
+            previous_hook(unraisable)
+            return
+        signum = err.exit_code - 128
+        resend = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum))  # after this hook returns
+        resend.daemon = True
+        resend.start()
+
+    return hook
+
+
 @contextlib.contextmanager
 def signals_as_interrupts():
     """SIGTERM (and SIGINT) become Interrupted while a command runs, so a stop at any moment
@@ -88,8 +111,10 @@ def signals_as_interrupts():
         yield
         return
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed(sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
