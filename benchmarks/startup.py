@@ -4,6 +4,7 @@ cache.
 
     python benchmarks/startup.py                      # 3 rounds, a temporary cache and run
     python benchmarks/startup.py --rounds 5 --json startup.json
+    python benchmarks/startup.py --models mlp,cnn,resnet   # main's first step for each model
 
 It trains one tiny MLP run on the built-in sample first (1 epoch of 4 steps), then times, per
 round: ``main`` (a fresh run, until its first train step is logged, then stopped), ``evaluate
@@ -53,23 +54,19 @@ def timed(argv: list[str], env: dict, until: str | None = None) -> dict:
     return {"first_line": first, "marker": reached, "exit": end}
 
 
-def commands(run: Path, scratch: Path, round_: int) -> dict[str, tuple[list[str], str | None]]:
-    fresh = scratch / f"fresh{round_}"
+def to_first_step(model: str, workdir: Path) -> tuple[list[str], str]:
+    """A fresh run of configs/<model>.py, timed until its first train step is logged."""
+    flags = [*TINY, "--config.training.log_every_steps=1"]
+    return ["-m", "jaxpcam.main", "--config", f"configs/{model}.py", "--workdir", str(workdir), *flags], FIRST_STEP
+
+
+def commands(run: Path, scratch: Path, round_: int, models: list[str]) -> dict[str, tuple[list[str], str | None]]:
     out = scratch / f"preds{round_}.csv"
+    mains = {f"main {m} (to first step)": to_first_step(m, scratch / f"fresh-{m}{round_}") for m in models}
+    if models == ["mlp"]:
+        mains = {"main (to first step)": mains["main mlp (to first step)"]}
     return {
-        "main (to first step)": (
-            [
-                "-m",
-                "jaxpcam.main",
-                "--config",
-                "configs/mlp.py",
-                "--workdir",
-                str(fresh),
-                *TINY,
-                "--config.training.log_every_steps=1",
-            ],
-            FIRST_STEP,
-        ),
+        **mains,
         "evaluate --split valid": (["-m", "jaxpcam.evaluate", "--workdir", str(run), "--split", "valid"], None),
         "predict (20 tiles)": (
             [
@@ -103,6 +100,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--models", default="mlp", help="models whose main is timed to its first step: mlp,cnn,resnet")
     args = p.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="jaxpcam-startup-"))
     env = {**os.environ, "JAXPCAM_COMPILE_CACHE": str(scratch / "xla-cache"), "PYTHONUNBUFFERED": "1"}
@@ -118,7 +116,7 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch / "xla-cache")  # round 1 compiles from nothing
         results: dict[str, list[dict]] = {}
         for round_ in range(args.rounds):
-            for name, (cmd, until) in commands(run, scratch, round_).items():
+            for name, (cmd, until) in commands(run, scratch, round_, args.models.split(",")).items():
                 results.setdefault(name, []).append(timed(cmd, env, until))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
