@@ -205,7 +205,7 @@ def parse(
     if "config" in flag_values:
         _check_config_file(argv, _program(doc), "config" in required)
     rest = _parse_flags(argv, flag_values)
-    _check_tuples_given_once(flag_values)
+    _check_tuples_given_once(argv, flag_values)
     missing = [name for name in required if flag_values[name].value is None]
     if missing:
         fail(f"{' and '.join(f'--{name}' for name in missing)} is required (--help lists the flags)")
@@ -218,13 +218,13 @@ def parse(
     return rest
 
 
-def _check_tuples_given_once(flag_values: flags.FlagValues) -> None:
+def _check_tuples_given_once(argv: list[str], flag_values: flags.FlagValues) -> None:
     """ml_collections joins a tuple key given twice into one tuple (``hidden_units=(16,)`` then
     ``=(64,)`` trains (16, 64)): more likely a script appending an override than what was meant.
     A scalar given twice keeps the last, as launch scripts that set a default rely on."""
-    for name in flag_values:
-        flag = flag_values[name]
-        if name.startswith("config.") and isinstance(flag, flags.MultiFlag) and flag.present > 1:
+    given = [a.split("=", 1)[0].lstrip("-") for a in argv if a.startswith("--config.")]
+    for name in sorted(set(given)):
+        if given.count(name) > 1 and name in flag_values and isinstance(flag_values[name], flags.MultiFlag):
             fail(f"--{name} is given more than once: give a tuple once, as '(512, 256)'")
 
 
