@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -75,6 +76,17 @@ def test_a_run_that_cannot_fit_is_refused_before_allocating(tiny_pcam, tmp_path,
     assert not (tmp_path / "run" / "checkpoints").exists()
     needed = memory.needed_bytes(_abstract_state(), 32, 32, 40, (96, 96, 3))
     assert needed["largest batch"] == max(32 + 4 * 32, 5 * 40) * 96 * 96 * 3
+
+
+def test_the_refusal_divides_host_memory_among_cpu_devices_as_placement_does(monkeypatch):
+    """One rule for "what is free": the RAM is shared by the CPU devices of a data-parallel run."""
+    monkeypatch.setattr(memory, "available_bytes", lambda device: (4 * memory.GIB, "host memory (RAM available)"))
+    cpu = types.SimpleNamespace(platform="cpu")
+    needed = {"train state": 3 * memory.GIB}
+    assert memory.refusal(needed, [cpu]) is None
+    refused = memory.refusal(needed, [cpu, cpu])
+    assert refused is not None and "2.00 GiB of host memory (RAM available), shared by 2 devices" in str(refused)
+    assert memory.free_device_memory([cpu, cpu]) == 2 * memory.GIB
 
 
 def _abstract_state():

@@ -148,10 +148,11 @@ def test_members_that_do_not_fit_train_in_groups(tiny_pcam, tmp_path, monkeypatc
     configs = [tiny_config(tiny_pcam, seed=seed) for seed in (1, 2, 3)]
     together = tmp_path / "together"
     train_members(configs, [together / str(seed) for seed in (1, 2, 3)])
-    # room for two members, not three: each "needs" half of what the first one's state holds
-    monkeypatch.setattr(memory, "free_device_memory", lambda devices: 0)
+    # room for two members, not three: 1 GiB free (so the single-run check passes), and each member
+    # "needs" half of that plus what the first one's state holds
+    monkeypatch.setattr(memory, "free_device_memory", lambda devices: memory.GIB)
     monkeypatch.setattr(memory, "MEMBERS_SHARE", 1.0)
-    monkeypatch.setattr(memory, "member_bytes", lambda run: memory.tree_bytes(run.state) // 2)
+    monkeypatch.setattr(memory, "member_bytes", lambda run: (memory.GIB + memory.tree_bytes(run.state)) // 2)
     with captured_log() as lines:
         train_members(configs, [tmp_path / "split" / str(seed) for seed in (1, 2, 3)])
     assert any("3 members do not fit the device together" in x and "2 groups of at most 2" in x for x in lines)

@@ -98,17 +98,20 @@ def needed_bytes(abstract_state, step_images: int, micro_batch: int, eval_batch:
     }
 
 
-def refusal(needed: dict[str, int], device) -> UserError | None:
-    """One line with the numbers, before any allocation, when the estimate exceeds what is available."""
-    available, where = available_bytes(device)
-    total = sum(needed.values())
+def refusal(needed: dict[str, int], devices) -> UserError | None:
+    """One line with the numbers, before any allocation, when the estimate exceeds what is free
+    per device (``free_device_memory``: on the CPU the RAM, shared by the devices)."""
+    devices = list(devices)
+    available, total = free_device_memory(devices), sum(needed.values())
     if available is None or total <= available:
         return None
+    where = available_bytes(devices[0])[1]
+    shared = f", shared by {len(devices)} devices" if len(devices) > 1 and devices[0].platform == "cpu" else ""
     parts = ", ".join(f"{name} {size / GIB:.2f} GiB" for name, size in needed.items())
     return UserError(
         f"this run needs at least {total / GIB:.2f} GiB per device ({parts}; activations come on top) but "
-        f"{available / GIB:.2f} GiB of {where} is available: lower data.batch_size or data.eval_batch_size, "
-        "or choose a smaller model (model.hidden_units, ...)"
+        f"{available / GIB:.2f} GiB of {where}{shared} is available per device: lower data.batch_size or "
+        "data.eval_batch_size, or choose a smaller model (model.hidden_units, ...)"
     )
 
 

@@ -114,7 +114,7 @@ def _check_memory(config, data, parallel: DataParallel, build) -> None:
     eval_batch = parallel.eval_batch_size(pipeline_lib.eval_batch_size(config.data.eval_batch_size, len(data.valid)))
     per_device = (effective_batch_size(config) // n, config.data.batch_size // n, eval_batch // n)
     needed = memory.needed_bytes(jax.eval_shape(build), *per_device, data.image_shape)
-    refusal = memory.refusal(needed, jax.local_devices()[0])
+    refusal = memory.refusal(needed, jax.local_devices())
     if any_process(refusal is not None):  # every process stops, not only the one short of memory
         raise refusal or UserError("another process of this job has too little memory for this run; see its log")
 
