@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, metrics_without_timing, run_main, tiny_overrides, tiny_state
+from conftest import REPO, metrics_without_timing, run_main, tiny_overrides, tiny_state, train_in_process
 from jaxpcam.config import base_config
 from jaxpcam.training import checkpoint
 from jaxpcam.training.schedules import ScheduleState
@@ -352,3 +352,24 @@ def test_a_damaged_config_item_is_damage_not_a_changed_config(tiny_pcam, referen
     assert "WARNING: checkpoint 24 is damaged (checksum mismatch in config)" in result.stderr
     assert "resuming from checkpoint step 16 " in result.stderr
     _assert_same_run(workdir, reference)  # metrics.jsonl rewritten from the checkpoint: garbage gone
+
+
+def test_on_the_cpu_a_save_is_complete_when_it_returns(tmp_path):
+    """On the CPU saves run on the training thread (checkpoint.SAVES_IN_BACKGROUND), not beside the step."""
+    config = base_config()
+    manager = checkpoint.open_manager(tmp_path, config.checkpoint)
+    state, schedule = tiny_state().replace(step=jnp.asarray(7)), ScheduleState(lr=1e-3)
+    checkpoint.save(manager, state, schedule, checkpoint.Progress(), config, None, {})
+    assert not manager.is_saving_in_progress() and manager.all_steps() == [7]
+    assert (tmp_path / "checkpoints" / "7").is_dir()
+    manager.close()
+
+
+def test_saves_in_the_background_write_the_same_run(tiny_pcam, tmp_path, monkeypatch):
+    """An accelerator's background saves (forced here on the CPU) and the CPU's own: the same results."""
+    train_in_process(tmp_path / "foreground", tiny_pcam, **RESILIENT)
+    monkeypatch.setitem(checkpoint.SAVES_IN_BACKGROUND, "cpu", True)
+    train_in_process(tmp_path / "background", tiny_pcam, **RESILIENT)
+    assert metrics_without_timing(tmp_path / "foreground") == metrics_without_timing(tmp_path / "background")
+    steps = [sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir()) for run in ("foreground", "background")]
+    assert steps[0] == steps[1] and len(metrics_without_timing(tmp_path / "foreground")) == 3

@@ -3,7 +3,8 @@ position, the config, the training data's intensity profile (for drift checks at
 (at epoch ends) that epoch's metrics, so a checkpoint alone says how it
 was made and a resumed run continues bit for bit.
 
-Saves are asynchronous; Orbax writes into a temporary directory and renames it into place only
+Saves run on Orbax's background thread on an accelerator and on the training thread on the CPU
+(``saves_in_background``). Either way Orbax writes into a temporary directory and renames it into place only
 when complete, so a killed run never leaves a half-written checkpoint that looks finished (the
 leftover temporary directory is removed when the manager next opens). Old checkpoints are
 deleted only after a newer one is complete. Kept (``retention``): the newest checkpoint, whatever
@@ -120,8 +121,20 @@ def retention(c: ml_collections.ConfigDict):
     return policies.AnyPreservationPolicy([policies.LatestN(1), LatestEpochEnds(c.keep), best])
 
 
+# Where a save runs on Orbax's background thread, per platform (measured: benchmarks/README.md,
+# "Several seeds in one program"). On an accelerator the host is idle while the device steps, so
+# the write overlaps training. On the CPU the host is the device: a background writer takes the
+# cores and the interpreter from the step, and a group of members starts its saves in a burst.
+SAVES_IN_BACKGROUND = {"cpu": False}
+
+
+def saves_in_background() -> bool:
+    return SAVES_IN_BACKGROUND.get(jax.default_backend(), True)
+
+
 def open_manager(workdir: Path, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=saves_in_background(),
         preservation_policy=retention(c),
         create=True,
         cleanup_tmp_directories=True,
@@ -140,7 +153,7 @@ def save(
     metrics: dict | None,
     data_profile: dict,
 ) -> None:
-    """Starts an asynchronous save at ``state.step``; ``metrics`` only at epoch ends."""
+    """Saves (or, in the background, starts saving) ``state.step``; ``metrics`` only at epoch ends."""
     step = int(state.step)
     items = {
         "schedule": schedule.to_dict(),
