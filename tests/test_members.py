@@ -17,7 +17,7 @@ from jaxpcam.core.reporting import captured_log
 from jaxpcam.data.digits import create_digits_h5
 from jaxpcam.sweeps.grid import points
 from jaxpcam.sweeps.together import member_groups
-from jaxpcam.training import members, memory
+from jaxpcam.training import memory
 from jaxpcam.training.loop import train_and_evaluate, train_members
 
 TOLERANCE = 1e-4  # batched kernels may round differently from the single run's (the issue's bound)
@@ -74,10 +74,9 @@ def _alone(model, data, seed, tmp_path_factory):
     return _ALONE[model, seed]
 
 
-@pytest.fixture(params=["vectorized", "unrolled"])
-def layout(request, monkeypatch):
-    """Both ways members train together (members.UNROLLED_ON picks one per platform)."""
-    monkeypatch.setattr(members, "UNROLLED_ON", {"cpu": request.param == "unrolled"})
+@pytest.fixture(params=["vmap", "one_after_another"])
+def layout(request):
+    """Both ways members train together (training.member_layout)."""
     return request.param
 
 
@@ -85,10 +84,10 @@ def layout(request, monkeypatch):
 def test_each_member_equals_its_own_run(model, layout, tiny_pcam, digits_file, tmp_path, tmp_path_factory):
     data = digits_file if model == "digits" else tiny_pcam
     seeds = (42, 43)
-    configs = [_config(model, data, seed) for seed in seeds]
+    configs = [_config(model, data, seed, **{"training.member_layout": layout}) for seed in seeds]
     with captured_log() as lines:
         summaries = train_members(configs, [tmp_path / f"member{seed}" for seed in seeds])
-    how = "one after another" if layout == "unrolled" else "vectorized"
+    how = "one after another" if layout == "one_after_another" else "vmap"
     assert any(f"compiled the train step of 2 members ({how} in one step)" in line for line in lines)
     assert [s["epochs"] for s in summaries] == [2, 2]
     for seed in seeds:
@@ -101,7 +100,7 @@ def test_each_member_equals_its_own_run(model, layout, tiny_pcam, digits_file, t
         (step_a, a), (step_b, b) = _final_params(alone), _final_params(member)
         pairs = list(zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
         assert step_a == step_b and max(float(np.max(np.abs(x - y))) for x, y in pairs) < 1e-3
-        if layout == "unrolled":  # the single run's kernels: bit for bit
+        if layout == "one_after_another":  # the single run's kernels: bit for bit
             assert metrics_without_timing(member) == metrics_without_timing(alone)
             assert all(np.array_equal(x, y) for x, y in pairs)
     assert metrics_without_timing(tmp_path / "member42") != metrics_without_timing(tmp_path / "member43")
@@ -109,7 +108,8 @@ def test_each_member_equals_its_own_run(model, layout, tiny_pcam, digits_file, t
 
 def test_vectorized_twins_are_identical(layout, tiny_pcam, tmp_path):
     for twin in ("a", "b"):
-        configs = [tiny_config(tiny_pcam, seed=seed, **{"model.dropout_rate": 0.3}) for seed in (1, 2, 3)]
+        extra = {"model.dropout_rate": 0.3, "training.member_layout": layout}
+        configs = [tiny_config(tiny_pcam, seed=seed, **extra) for seed in (1, 2, 3)]
         train_members(configs, [tmp_path / twin / str(seed) for seed in (1, 2, 3)])
     for seed in (1, 2, 3):
         a, b = tmp_path / "a" / str(seed), tmp_path / "b" / str(seed)
@@ -250,7 +250,8 @@ def test_k_steps_per_dispatch_train_exactly_as_one(model, tiny_pcam, tmp_path):
 
 def test_k_steps_per_dispatch_with_members(layout, tiny_pcam, tmp_path):
     for k in (1, 3):
-        configs = [tiny_config(tiny_pcam, seed=seed, **{"training.steps_per_dispatch": k}) for seed in (1, 2)]
+        extra = {"training.steps_per_dispatch": k, "training.member_layout": layout}
+        configs = [tiny_config(tiny_pcam, seed=seed, **extra) for seed in (1, 2)]
         train_members(configs, [tmp_path / str(k) / str(seed) for seed in (1, 2)])
     for seed in (1, 2):
         assert metrics_without_timing(tmp_path / "3" / str(seed)) == metrics_without_timing(tmp_path / "1" / str(seed))

@@ -78,6 +78,7 @@ def _training() -> ml_collections.ConfigDict:
     training.early_stopping_patience = 0  # stop after N epochs without a better best_metric; 0 = off
     training.log_every_steps = 20
     training.steps_per_dispatch = 1  # K > 1: run up to K steps per jitted call (same numbers, less overhead)
+    training.member_layout = "one_after_another"  # members trained together: their own kernels, or 'vmap'
     training.dtype = "float32"  # compute dtype; params and loss stay float32
     training.nan_policy = "stop"  # non-finite loss/grad norm: 'stop', or 'skip' the update
     training.deterministic = True  # GPU: bit-identical twin runs (--xla_gpu_deterministic_ops)

@@ -21,6 +21,7 @@ DATASETS = ("pcam", "digits")
 SAMPLE_VERSIONS = (1, 2)  # data.sample_version; jaxpcam/data/sample.py
 DTYPES = ("float32", "bfloat16", "float16")
 NAN_POLICIES = ("stop", "skip")
+MEMBER_LAYOUTS = ("one_after_another", "vmap")  # training/members.py
 BEST_MODES = ("max", "min")
 PLACEMENTS = ("auto", "host", "device")  # data.placement; jaxpcam/training/placement.py
 MATMUL_PRECISIONS = ("default", "high", "highest")  # jax_default_matmul_precision
@@ -263,6 +264,7 @@ def _check_run_control(t: ml_collections.ConfigDict) -> None:
     k = t.steps_per_dispatch
     _require(1 <= k <= 1024, "training.steps_per_dispatch", "an integer in [1, 1024]", k)
     _require(t.dtype in DTYPES, "training.dtype", f"one of {DTYPES}", t.dtype)
+    _require(t.member_layout in MEMBER_LAYOUTS, "training.member_layout", f"one of {MEMBER_LAYOUTS}", t.member_layout)
     _require(t.nan_policy in NAN_POLICIES, "training.nan_policy", f"one of {NAN_POLICIES}", t.nan_policy)
     _require(
         t.matmul_precision in MATMUL_PRECISIONS,

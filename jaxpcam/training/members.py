@@ -4,15 +4,18 @@ trained by one compiled step: the device side of the member loop (training/loop.
 One member is the single run, with exactly the single run's compiled step (``jit_train_step``),
 state and batches: nothing is stacked, so its numbers are those of ``python -m jaxpcam.main``.
 Several members take their batches (one from each member's own Grain stream) stacked along a
-leading member axis, and one jitted program steps them all, in one of two layouts (UNROLLED_ON
-picks per platform):
+leading member axis, and one jitted program steps them all, in one of two layouts
+(``training.member_layout``):
 
-- vectorized: the states are stacked too, and a ``jax.vmap`` of the same ``train_step``
-  updates them all at once: batched matrix products and convolutions, which fill a GPU and round
-  differently from the single run's kernels in the last bits;
-- one after another: the states stay a tuple of the members' own states, and the program runs
-  the single run's ``train_step`` for each member in turn: the same kernels, so each member's
-  numbers are its own run's; what is shared is the dispatch, the host loop and the compile.
+- one after another (the default): the states stay a tuple of the members' own states, and the
+  program runs the single run's ``train_step`` for each member in turn: the same kernels, so
+  each member's numbers are its own run's; what is shared is the dispatch, the host loop and
+  the compile;
+- vmap: the states are stacked too, and a ``jax.vmap`` of the same ``train_step`` updates them
+  all at once: batched matrix products and grouped convolutions, which may fill a GPU better
+  but round differently from the single run's kernels in the last bits. Training amplifies
+  that: the CNN's first steps differ by 1e-7, its metrics after one epoch by 5e-3
+  (benchmarks/README.md), so a vmap member is a close relative of its run alone, not its twin.
 
 Nothing random is shared: each member's state was initialised from its own seed, its step key is
 ``fold_in(its dropout key, its step)``, and its batches come from its own stream (its data seed,
@@ -46,11 +49,6 @@ from jaxpcam.training.parallel import DATA_AXIS
 from jaxpcam.training.schedules import step_rate
 from jaxpcam.training.setup import Run, compile_train_step
 from jaxpcam.training.steps import train_step
-
-# How members train together, per platform (measured: benchmarks/README.md): one after another in
-# one program (the single run's kernels, bit-identical members), or vectorized (jax.vmap: batched
-# kernels, which round differently in the last bits, and fill a GPU).
-UNROLLED_ON = {"cpu": True}
 
 
 def check_members(configs: list) -> None:
@@ -140,8 +138,8 @@ class Group:
     unrolled: bool = False  # the members' states as a tuple, their steps one after another
 
     @classmethod
-    def of(cls, runs: list[Run], unrolled: bool | None = None) -> "Group":
-        unrolled = UNROLLED_ON.get(jax.default_backend(), False) if unrolled is None else unrolled
+    def of(cls, runs: list[Run]) -> "Group":
+        unrolled = runs[0].config.training.member_layout == "one_after_another"
         if len(runs) == 1:
             run = runs[0]
             return cls(runs, run.state, run.dropout_key, run.resident_train, None)
@@ -252,7 +250,7 @@ class Group:
         sharding = NamedSharding(run.parallel.mesh, P(*(None,) * len(leading), DATA_AXIS))
         args[1] = jax.tree.map(lambda s: jax.ShapeDtypeStruct((*leading, *s.shape), s.dtype, sharding=sharding), single)
         compiled = stepped.lower(*args).compile()
-        how = "one after another" if self.unrolled else "vectorized"
+        how = "one after another" if self.unrolled else "vmap"
         members = f" of {n} members ({how} in one step)" if self.vectorized else ""
         chunk = f", {k} steps per call" if k > 1 else ""
         hold = ", holding some" if held else ""
