@@ -86,6 +86,7 @@ CHECK_ORDER = [
     ("training.scheduler", "linear"),
     ("training.warmup_steps", -1),
     ("training.early_stopping_patience", -1),
+    ("training.member_layout", "vectorized"),
     ("training.matmul_precision", "low"),
     ("checkpoint.keep", 0),
     ("checkpoint.best_metric", "val_bogus"),
