@@ -123,6 +123,7 @@ def test_groups_ignore_the_seed_and_paths_but_not_whether_a_path_is_given():
     del older["training"]["deterministic"]  # a run made before the key existed: its default
     assert comparable(older) == same
     assert comparable(config(**{"data.dir": ""})) != same  # '' is the built-in sample: another experiment
+    assert comparable(config(**{"training.member_layout": "vmap"})) != same  # vmap members: not twins of these
     labels, keys = group_configs(
         [config(**{"model.hidden_units": (16,)}), config(**{"model.hidden_units": (16, 8)}), {}]
     )

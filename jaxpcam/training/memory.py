@@ -73,6 +73,11 @@ def available_bytes(device) -> tuple[int | None, str]:
     return None, f"{device.platform} device memory"
 
 
+def _sharing(devices: list) -> int:
+    """How many devices share each one's memory: CPU devices share the host's RAM."""
+    return len(devices) if all(d.platform == "cpu" for d in devices) else 1
+
+
 def free_device_memory(devices) -> int | None:
     """The least free memory of ``devices``; on the CPU, where devices share RAM, the available
     RAM divided among them. None when any is unknown."""
@@ -80,8 +85,7 @@ def free_device_memory(devices) -> int | None:
     free = [available_bytes(d)[0] for d in devices]
     if any(f is None for f in free):
         return None
-    shared = all(d.platform == "cpu" for d in devices)
-    return min(free) // len(devices) if shared else min(free)
+    return min(free) // _sharing(devices)
 
 
 # A single run.
@@ -106,7 +110,7 @@ def refusal(needed: dict[str, int], devices) -> UserError | None:
     if available is None or total <= available:
         return None
     where = available_bytes(devices[0])[1]
-    shared = f", shared by {len(devices)} devices" if len(devices) > 1 and devices[0].platform == "cpu" else ""
+    shared = f", shared by {_sharing(devices)} devices" if _sharing(devices) > 1 else ""
     parts = ", ".join(f"{name} {size / GIB:.2f} GiB" for name, size in needed.items())
     return UserError(
         f"this run needs at least {total / GIB:.2f} GiB per device ({parts}; activations come on top) but "
