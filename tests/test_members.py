@@ -4,6 +4,7 @@ each member's run directory is what its own run writes, its numbers equal its ow
 import json
 import os
 import subprocess
+import time
 
 import jax
 import ml_collections
@@ -17,7 +18,7 @@ from jaxpcam.core.reporting import captured_log
 from jaxpcam.data.digits import create_digits_h5
 from jaxpcam.sweeps.grid import points
 from jaxpcam.sweeps.together import member_groups
-from jaxpcam.training import memory
+from jaxpcam.training import bookkeeping, memory
 from jaxpcam.training.loop import train_and_evaluate, train_members
 
 TOLERANCE = 1e-4  # batched kernels may round differently from the single run's (the issue's bound)
@@ -142,6 +143,33 @@ def test_per_member_rates_plateau_and_early_stopping(tiny_pcam, tmp_path):
     assert _final_params(tmp_path / "member1e-12")[0] == 3 * 8  # no update or save after it stopped
     learner = metrics_without_timing(tmp_path / "member0.001")
     assert len(learner) == 4 and len({r["lr"] for r in learner}) > 1  # its own plateau decisions
+
+
+def test_members_share_one_clock(tiny_pcam, tmp_path, monkeypatch):
+    # Each member's epoch end (validation and save) takes 100 s on a clock that runs only there.
+    # The members end their epochs one after another, so a member's img/s must count none of
+    # that (the others' included), and its run ETA must count the whole group's epoch end.
+    offset, real = [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + offset[0])
+    end_epoch = bookkeeping.end_epoch
+
+    def slow_end_epoch(*args, **kwargs):
+        record = end_epoch(*args, **kwargs)
+        offset[0] += 100.0
+        return record
+
+    monkeypatch.setattr(bookkeeping, "end_epoch", slow_end_epoch)
+    configs = [tiny_config(tiny_pcam, seed=seed) for seed in (1, 2, 3)]
+    with captured_log() as lines:
+        train_members(configs, [tmp_path / str(seed) for seed in (1, 2, 3)])
+    for seed in (1, 2, 3):
+        records = [json.loads(x) for x in (tmp_path / str(seed) / "metrics.jsonl").read_text().splitlines()]
+        assert len(records) == 2 and all(r["images_per_second"] > 256 / 50 for r in records)  # 8 steps of 32
+    shown = [x.split(" img/s (last ")[0].rsplit(" ", 1)[1] for x in lines if "img/s (last" in x]
+    windows = [float(rate.replace(",", "")) for rate in shown]
+    assert len(windows) == 3 * 2 * 3 and min(windows) > 32 / 50  # every window's rate, no 100 s in any
+    second_epoch = [x for x in lines if "epoch 2/2 step 3/8" in x]
+    assert len(second_epoch) == 3 and all("run 0:05:" in x for x in second_epoch)  # 1 epoch end left: 300 s
 
 
 def test_members_that_do_not_fit_train_in_groups(tiny_pcam, tmp_path, monkeypatch):

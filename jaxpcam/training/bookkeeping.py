@@ -129,12 +129,13 @@ def _epoch_record(member: Member, val, step: int, epoch: int, elapsed: float) ->
     }
 
 
-def end_epoch(member: Member, state, set_learning_rate) -> dict:
+def end_epoch(member: Member, state, set_learning_rate, steps_ended: float) -> dict:
     """Validates ``state`` (the member's), steps its schedule (``set_learning_rate(lr)`` puts the
     new epoch rate in the trained state), tracks the best epoch, writes the scalars and starts the
-    epoch-end checkpoint; returns the epoch's record."""
+    epoch-end checkpoint; returns the epoch's record. ``steps_ended``: when the epoch's last step
+    ended (``time.perf_counter``), the same for every member of a group."""
     run, c, step = member.run, member.run.config, member.step
-    epoch, elapsed, d = step // run.steps_per_epoch, time.perf_counter() - member.tally.start, c.data
+    epoch, elapsed, d = step // run.steps_per_epoch, steps_ended - member.tally.start, c.data
     val = evaluate(state, run.valid, d.eval_batch_size, d.num_workers, run.parallel, run.task, run.resident_valid)
     record = _epoch_record(member, val, step, epoch, elapsed)
     member.schedule = update_schedule(member.schedule, c.training, val.loss)

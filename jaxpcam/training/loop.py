@@ -229,18 +229,24 @@ def _sync(group: Group, members: list[Member], dispatched: list) -> None:
 
 def _end_epochs(group: Group, members: list[Member]) -> None:
     """Ends the epoch of each member, one after another (Orbax's saves are not thread-safe: two
-    started from two threads collided on a temporary folder)."""
+    started from two threads collided on a temporary folder).
+
+    The members share one clock: their next epoch starts when the last of them has validated and
+    saved, and each one's epoch-end time is the group's. Otherwise the first member's img/s would
+    carry the others' validations and saves, the last member's none, and its ETA would leave them out."""
+    steps_ended = time.perf_counter()
     for m in members:
-        _end_epoch(group, m, functools.partial(group.set_learning_rate, m.index))
+        _end_epoch(group, m, functools.partial(group.set_learning_rate, m.index), steps_ended)
+    now = time.perf_counter()
+    for m in members:
+        m.pace.validation_seconds = now - steps_ended
+        m.pace.window_start, m.pace.window_step = now, m.step
+        m.tally = Tally([], 0, m.step, start=now)
 
 
-def _end_epoch(group: Group, m: Member, set_learning_rate) -> None:
-    validation_start = time.perf_counter()
-    record = bookkeeping.end_epoch(m, group.member_state(m.index), set_learning_rate)
-    m.pace.validation_seconds = time.perf_counter() - validation_start
-    m.pace.restart_window(m.step)
+def _end_epoch(group: Group, m: Member, set_learning_rate, steps_ended: float) -> None:
+    record = bookkeeping.end_epoch(m, group.member_state(m.index), set_learning_rate, steps_ended)
     m.unpublished.append(record)
-    m.tally = Tally([], 0, m.step)
     if record.get("stopped_early") or m.step >= m.run.total_steps:
         m.finished = True
 
