@@ -16,8 +16,10 @@ from jaxpcam.config.files import load_config_file
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import captured_log
 from jaxpcam.data.digits import create_digits_h5
+from jaxpcam.run import lock as workdir_lock
+from jaxpcam.run.record import read_sweep_point
 from jaxpcam.sweeps.grid import points
-from jaxpcam.sweeps.together import member_groups
+from jaxpcam.sweeps.together import member_groups, run_points_together
 from jaxpcam.training import bookkeeping, memory
 from jaxpcam.training.loop import train_and_evaluate, train_members
 
@@ -189,6 +191,39 @@ def test_members_that_do_not_fit_train_in_groups(tiny_pcam, tmp_path, monkeypatc
     for seed in (1, 2, 3):
         split = metrics_without_timing(tmp_path / "split" / str(seed))
         assert _largest_difference(split, metrics_without_timing(together / str(seed))) <= TOLERANCE
+
+
+def test_a_point_another_process_locks_first_is_left_to_it(tiny_pcam, tmp_path):
+    # Two --vectorize commands started together: the other takes point 1's lock after this one
+    # looked at it and before this one locks it. This one trains the two others, leaves point 1
+    # to the other process (its record says running), and marks nothing failed.
+    grid = points(tiny_config(tiny_pcam), {"seed": [1, 2, 3]})
+    busy = tmp_path / grid[1].name
+
+    def another_process_takes_point_1(configs, workdirs):
+        with workdir_lock.held(busy):
+            return train_members(configs, workdirs)
+
+    assert run_points_together(grid, tmp_path, another_process_takes_point_1) == ["done", "running", "done"]
+    assert read_sweep_point(busy)["status"] == "running" and not (busy / "metrics.jsonl").exists()
+    assert [len(metrics_without_timing(tmp_path / grid[i].name)) for i in (0, 2)] == [2, 2]
+    assert run_points_together(grid, tmp_path, train_members) == ["done", "done", "done"]  # later: it trains it
+
+
+def test_a_member_whose_checkpoints_hold_another_config_is_left_out(tiny_pcam, tmp_path):
+    # Point 1's config.json matches, its checkpoints were made with another learning rate: that
+    # point alone is refused (as without --vectorize), the others train, its files stay as they were.
+    grid = points(tiny_config(tiny_pcam), {"seed": [1, 2, 3]})
+    other, reference = tmp_path / grid[1].name, tmp_path / "reference"
+    train_and_evaluate(tiny_config(tiny_pcam, seed=2, **{"training.learning_rate": 5e-3, "training.epochs": 1}), other)
+    train_and_evaluate(tiny_config(tiny_pcam, seed=2), reference)  # for its config.json: point 1's config
+    (other / "config.json").write_bytes((reference / "config.json").read_bytes())
+    kept = {f: f.read_bytes() for f in (other / "metrics.jsonl", other / "config.json")}
+    with captured_log() as lines:
+        assert run_points_together(grid, tmp_path, train_members) == ["done", "other config", "done"]
+    assert any("point 1 was run with another config" in x and "training.learning_rate" in x for x in lines)
+    assert all(f.read_bytes() == content for f, content in kept.items())
+    assert [len(metrics_without_timing(tmp_path / grid[i].name)) for i in (0, 2)] == [2, 2]
 
 
 def test_members_may_differ_only_in_seed_and_learning_rate(tiny_pcam, tmp_path):

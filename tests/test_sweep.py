@@ -231,6 +231,18 @@ def test_running_the_sweep_trains_a_point_on_only_when_it_asks_for_more_epochs(t
     assert "is running (a live process holds its run.lock): skipped" in "\n".join(lines)
 
 
+def test_a_point_another_process_locks_after_this_one_looked_is_left_to_it(tmp_path, lines):
+    # Two sweeps started together: the other takes the lock between this one's look (not
+    # running) and its own lock. The point is the other's: not marked failed, its record running.
+    def train_locked_by_another(config, run_dir):
+        with workdir_lock.held(run_dir):  # the other process, which got there first
+            train_and_evaluate(config, run_dir)
+
+    assert run_point(_point(1), tmp_path, train_locked_by_another) == "running"
+    assert json.loads((tmp_path / "seed=1" / STATUS_FILE).read_text())["status"] == "running"
+    assert "is being trained by another process: skipped" in "\n".join(lines)
+
+
 def test_running_a_sweep_never_imports_training():
     """training | evaluation | sweeps are layers apart: the sweep command hands train_and_evaluate in.
     (sweeps/status.py still reads training.resume's config comparison: being reworked apart.)"""

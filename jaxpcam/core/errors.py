@@ -9,6 +9,10 @@ class ConfigChanged(UserError):
     """A run directory holds a run made with a config that differs in a key that changes results."""
 
 
+class RunInUse(UserError):
+    """Another live process holds the run directory's lock (it is training there now)."""
+
+
 class RunFailed(Exception):
     """Training cannot go on (e.g. a non-finite loss): printed as one line, exit code 1."""
 

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from jaxpcam.core.errors import UserError
+from jaxpcam.core.errors import RunInUse
 from jaxpcam.core.reporting import log
 
 LOCK_NAME = "run.lock"
@@ -163,7 +163,7 @@ def _take_over(path: Path, seen: tuple) -> bool:
 
 
 def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float = 1.0) -> Holder:
-    """Takes the workdir's lock or raises UserError naming who holds it."""
+    """Takes the workdir's lock or raises RunInUse naming who holds it."""
     path, me = workdir / LOCK_NAME, _me()
     while not _try_create(path, me):
         seen = _read(path)
@@ -172,7 +172,7 @@ def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float
         if _is_alive(path, seen, stale_after, poll):
             holder = seen[0]
             who = holder.describe() if holder else "a process whose lock file is unreadable"
-            raise UserError(
+            raise RunInUse(
                 f"{workdir} is in use by another run ({who}); wait for it to end or choose another --workdir "
                 f"(a lock whose holder has died is taken over at once on its own host, and from another host "
                 f"{stale_after:.0f} s after its last heartbeat; see {path})"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
+from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
 from jaxpcam.core.files import write_text_atomic
 from jaxpcam.core.reporting import count, log
 from jaxpcam.run.record import SWEEP_POINT_FILE
@@ -91,6 +91,13 @@ def point_other_config(point, sweep_dir: Path, before: str | None, err: ConfigCh
     return "other config"
 
 
+def point_in_use(point, err: RunInUse) -> str:
+    """Another process trains it now (it took the lock after this command looked): its record
+    says 'running', as this command wrote it, and the point is left to that process."""
+    log_sweep(f"point {point.index} ({point.name}) is being trained by another process: skipped ({err})")
+    return "running"
+
+
 def point_failed(point, sweep_dir: Path, err: Exception) -> str:
     write_status(point, sweep_dir / point.name, "failed", str(err))
     log_sweep(f"point {point.index} failed: {err}")
@@ -114,6 +121,8 @@ def run_point(point, sweep_dir: Path, train: Train, on_done=None) -> str:
         train(point.config, sweep_dir / point.name)
     except ConfigChanged as err:
         return point_other_config(point, sweep_dir, before, err)
+    except RunInUse as err:
+        return point_in_use(point, err)
     except (RunFailed, UserError) as err:  # one point's failure never stops the others
         return point_failed(point, sweep_dir, err)
     except Stopped as err:

@@ -9,14 +9,21 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxpcam.core.errors import ConfigChanged, RunFailed, Stopped, UserError
+from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
 from jaxpcam.core.reporting import count
 from jaxpcam.run.keys import member_group_key
-from jaxpcam.sweeps.runner import log_sweep, point_done, point_failed, point_other_config, start_point
-from jaxpcam.sweeps.status import point_status, write_status
+from jaxpcam.sweeps.runner import (
+    log_sweep,
+    point_done,
+    point_failed,
+    point_in_use,
+    point_other_config,
+    start_point,
+)
+from jaxpcam.sweeps.status import write_status
 
 # trains configs in their run directories as members of one group; each member's summary, or
-# the RunFailed that ended that member alone
+# the error that ended or refused that member alone (RunFailed, RunInUse, ConfigChanged)
 TrainMembers = Callable[[list[ml_collections.ConfigDict], list[Path]], list]
 
 
@@ -46,22 +53,24 @@ def run_points_together(points: list, sweep_dir: Path, train_members: TrainMembe
 def _train_together(todo: list, sweep_dir: Path, train_members: TrainMembers, on_done) -> dict[int, str]:
     try:
         outcomes = train_members([p.config for p, _ in todo], [sweep_dir / p.name for p, _ in todo])
-    except ConfigChanged as err:  # one point's checkpoints hold another config: nothing trained
-        named = [(p, before) for p, before in todo if str(sweep_dir / p.name) in str(err)]
-        statuses = {p.index: point_other_config(p, sweep_dir, before, err) for p, before in named}
-        for p, _ in todo:
-            if p.index not in statuses:
-                write_status(p, sweep_dir / p.name, "not started")
-                statuses[p.index] = point_status(p, sweep_dir / p.name)
-        return statuses
     except (RunFailed, UserError) as err:  # the group could not train: its points failed, the sweep goes on
         return {p.index: point_failed(p, sweep_dir, err) for p, _ in todo}
     except Stopped as err:
         for p, _ in todo:
             write_status(p, sweep_dir / p.name, "stopped", str(err))
         raise
-    statuses = {}
-    for (p, _), outcome in zip(todo, outcomes, strict=True):
-        failed = isinstance(outcome, Exception)
-        statuses[p.index] = point_failed(p, sweep_dir, outcome) if failed else point_done(p, sweep_dir, on_done)
-    return statuses
+    return {
+        p.index: _point_outcome(p, before, outcome, sweep_dir, on_done)
+        for (p, before), outcome in zip(todo, outcomes, strict=True)
+    }
+
+
+def _point_outcome(p, before: str | None, outcome, sweep_dir: Path, on_done) -> str:
+    """A member's outcome as its point's status: trained, refused alone (the others trained), or failed."""
+    if isinstance(outcome, ConfigChanged):
+        return point_other_config(p, sweep_dir, before, outcome)
+    if isinstance(outcome, RunInUse):
+        return point_in_use(p, outcome)
+    if isinstance(outcome, Exception):
+        return point_failed(p, sweep_dir, outcome)
+    return point_done(p, sweep_dir, on_done)

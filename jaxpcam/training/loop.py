@@ -21,7 +21,7 @@ import jax
 import ml_collections
 
 from jaxpcam.config.checks import validate as validate_config
-from jaxpcam.core.errors import RunFailed, Stopped, UserError
+from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
 from jaxpcam.core.reporting import log
 from jaxpcam.core.runtime import apply_run_settings
 from jaxpcam.run import best
@@ -48,7 +48,9 @@ def train_members(configs: list, workdirs: list[Path], start_fresh: bool = False
     """Trains each config in its workdir, all of them by one compiled step (as many as fit the
     device together; the rest in later groups), each resuming from its own latest checkpoint.
     Returns each member's summary; with several members, a member whose training failed (a
-    non-finite loss) gets its RunFailed instead and the others go on."""
+    non-finite loss) gets its RunFailed instead, and one whose run directory refused it (another
+    process trains there; it holds another config's run) its RunInUse or ConfigChanged, and the
+    others go on."""
     for config in configs:
         validate_config(config)
     check_members(configs)
@@ -66,29 +68,56 @@ def train_members(configs: list, workdirs: list[Path], start_fresh: bool = False
     return outcomes
 
 
+# What refuses one member's run directory alone (another process trains there; it holds a run of
+# another config): beside others that member is left out, as a sweep without --vectorize skips
+# that point; alone it is the command's answer.
+MEMBER_REFUSALS = (RunInUse, ConfigChanged)
+
+
 def _train_group(pairs: list, start_fresh: bool, run_settings: dict, alone: bool) -> list:
-    """Trains the first of ``pairs`` (config, workdir) that fit the device together; returns their outcomes."""
+    """Trains the first of ``pairs`` (config, workdir) that fit the device together; returns the
+    outcomes of the pairs it took, in order (a member refused: its MEMBER_REFUSALS error)."""
     with contextlib.ExitStack() as stack:
-        runs, fit = [], len(pairs)
-        for i, (config, workdir) in enumerate(pairs):
-            stack.enter_context(_workdir_held(workdir))
-            runs.append(_prepare(config, workdir, start_fresh, run_settings))
-            stack.callback(close, runs[-1])
-            share_resident_data(runs[0], runs[-1])
-            if i == 0 and len(pairs) > 1:
-                fit = memory.members_that_fit(runs[0], len(pairs))
+        runs, taken, fit = [], [], len(pairs)
+        for config, workdir in pairs:
+            try:
+                run = _enter(stack, config, workdir, start_fresh, run_settings)
+            except MEMBER_REFUSALS as refusal:
+                if alone:
+                    raise
+                taken.append(refusal)  # its outcome: the caller (the sweep) reports it
+                continue
+            runs.append(run)
+            taken.append(run)
+            share_resident_data(runs[0], run)
+            if len(runs) == 1 and (left := len(pairs) - len(taken) + 1) > 1:  # this one and those after it
+                fit = memory.members_that_fit(run, left)
             if len(runs) == fit:
                 break
         labels = [""] if alone else [member_label(r.config) for r in runs]
         members = [Member.start(i, run, label) for i, (run, label) in enumerate(zip(runs, labels, strict=True))]
-        with StopRequest(min(m.step for m in members)) as stop:
-            _train(members, stop)
-    outcomes = []
-    for m in members:
-        if m.run.restored is not None and m.run.restored.step == m.step:
-            m.log(early_stopping.nothing_to_do(m.step, m.run.steps_per_epoch, m.progress, m.run.config))
-        outcomes.append(m.failure or _summary(m.run.workdir, m.run.config.checkpoint, m.label))
-    return outcomes
+        if members:
+            with StopRequest(min(m.step for m in members)) as stop:
+                _train(members, stop)
+    outcomes = {id(m.run): _outcome(m) for m in members}
+    return [outcomes.get(id(t), t) for t in taken]
+
+
+def _enter(stack: contextlib.ExitStack, config, workdir: Path, start_fresh: bool, run_settings: dict):
+    """One member's run, prepared in its held run directory, closed (and the lock released) with
+    ``stack``; if it is refused, nothing of it is held."""
+    with contextlib.ExitStack() as member:
+        member.enter_context(_workdir_held(workdir))
+        run = _prepare(config, workdir, start_fresh, run_settings)
+        member.callback(close, run)
+        stack.enter_context(member.pop_all())
+    return run
+
+
+def _outcome(m: Member):
+    if m.run.restored is not None and m.run.restored.step == m.step:
+        m.log(early_stopping.nothing_to_do(m.step, m.run.steps_per_epoch, m.progress, m.run.config))
+    return m.failure or _summary(m.run.workdir, m.run.config.checkpoint, m.label)
 
 
 def _prepare(config, workdir: Path, start_fresh: bool, run_settings: dict):
