@@ -222,3 +222,17 @@ def test_runs_on_other_data_files_are_not_averaged_together_and_the_report_says_
     groups = {r["group"] for r in _rows(tmp_path / "report.csv") if r["run"].startswith("seed")}
     assert len(groups) == 2 and all(g.startswith("data.files=") for g in groups)  # a copy of the files is no other data
     assert "The groups differ in their data (data.files)" in out
+
+
+def test_a_run_without_config_json_is_reported_by_what_its_metrics_hold(tmp_path, capsys):
+    # config.json deleted by hand: the task (binary or digits) comes from its metrics.jsonl lines
+    _run(tmp_path / "pcam", 42, [0.7, 0.8])
+    (tmp_path / "pcam" / "config.json").unlink()
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    record = {"epoch": 1, "val_accuracy": 0.9, "val_macro_f1": 0.88, "val_balanced_accuracy": 0.89, "val_loss": 0.3}
+    (digits / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    assert report.main([str(tmp_path)]) == 0
+    rows = {r["run"]: r for r in _rows(tmp_path / "report.csv")}
+    assert float(rows["pcam"]["val_roc_auc"]) == 0.8 and rows["pcam"]["group"] == "(no config.json)"
+    assert float(rows["digits"]["val_macro_f1"]) == 0.88 and not rows["digits"].get("val_roc_auc")

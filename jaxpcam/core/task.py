@@ -65,6 +65,12 @@ class Task:
 PCAM_ONE_LOGIT = Task(binary=True, num_logits=1, class_names=PCAM_CLASS_NAMES)
 
 
+def is_binary_record(record: dict) -> bool:
+    """Whether a metrics.jsonl line was written by a binary task, from its validation fields:
+    for a run whose config.json is gone (task_for needs the config)."""
+    return f"val_{metrics_lib.BINARY_METRICS[1]}" in record  # val_roc_auc: binary tasks only
+
+
 def task_for(config) -> Task:
     """The task of a whole config: a ConfigDict, or the plain dict of a config.json or checkpoint
     made whole by run.keys.with_defaults."""

@@ -14,7 +14,7 @@ from jaxpcam.config.migrate import with_defaults
 from jaxpcam.core.errors import UserError
 from jaxpcam.core.metrics import show
 from jaxpcam.core.reporting import log
-from jaxpcam.core.task import task_for
+from jaxpcam.core.task import is_binary_record, task_for
 from jaxpcam.evaluation.eval_columns import EVAL_BINARY, EVAL_MULTICLASS, eval_column, evaluation_values
 from jaxpcam.evaluation.run_groups import Stat, column_stat, group_configs
 from jaxpcam.run import best
@@ -63,7 +63,7 @@ def read_run(path: Path, metrics: tuple[str, ...] | None, at: str) -> tuple[RunR
     records = read_metrics(path)
     if not records:
         raise UserError(f"{path}/metrics.jsonl holds no finished epoch yet")
-    multiclass = not task_for(whole).binary
+    multiclass = not (task_for(whole).binary if config else is_binary_record(records[-1]))  # no config.json
     metrics = metrics or (MULTICLASS_METRICS if multiclass else BINARY_METRICS)
     best_key, mode = whole["checkpoint"]["best_metric"], whole["checkpoint"]["best_mode"]
     best_epoch = best.best_record(records, best_key, mode) or records[-1]
