@@ -170,6 +170,10 @@ def test_members_share_one_clock(tiny_pcam, tmp_path, monkeypatch):
     shown = [x.split(" img/s (last ")[0].rsplit(" ", 1)[1] for x in lines if "img/s (last" in x]
     windows = [float(rate.replace(",", "")) for rate in shown]
     assert len(windows) == 3 * 2 * 3 and min(windows) > 32 / 50  # every window's rate, no 100 s in any
+    by_step = {}
+    for line, rate in zip([x for x in lines if "img/s (last" in x], shown, strict=True):
+        by_step.setdefault(line.split("(global ")[1].split(")")[0], []).append(rate)
+    assert all(len(set(rates)) == 1 for rates in by_step.values())  # the same steps: the same rate for each
     second_epoch = [x for x in lines if "epoch 2/2 step 3/8" in x]
     assert len(second_epoch) == 3 and all("run 0:05:" in x for x in second_epoch)  # 1 epoch end left: 300 s
 

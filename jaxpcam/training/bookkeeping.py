@@ -62,12 +62,13 @@ class Member:
     label: str = ""  # prefixed to its log lines when it trains beside others
 
     @classmethod
-    def start(cls, index: int, run: Run, label: str = "") -> "Member":
+    def start(cls, index: int, run: Run, now: float, label: str = "") -> "Member":
+        """``now``: when training starts (``time.perf_counter``), the same for every member of a group."""
         step, progress = int(run.state.step), run.progress
-        tally = Tally(list(progress.epoch_losses), progress.epoch_skipped, step)
+        tally = Tally(list(progress.epoch_losses), progress.epoch_skipped, step, start=now)
         tally.correct, tally.count = progress.epoch_correct, progress.epoch_count
         done = step >= run.total_steps or bool(early_stopping.stopped(step, run.steps_per_epoch, progress, run.config))
-        pace, line = Pace(time.perf_counter(), step), ProgressLine(every=0.0)
+        pace, line = Pace(now, step), ProgressLine(every=0.0)
         return cls(index, run, step, run.schedule, progress, tally, pace, line, finished=done, label=label)
 
     def log(self, message: str) -> None:
@@ -85,9 +86,10 @@ def check_finite(member: Member, m, at: int) -> None:
         )
 
 
-def sync(member: Member, host_metrics: list) -> None:
+def sync(member: Member, host_metrics: list, now: float) -> None:
     """Takes in the member's pending step metrics (now on the host): TensorBoard scalars, the
-    epoch's losses, the non-finite check, and the progress report."""
+    epoch's losses, the non-finite check, and the progress report. ``now``: when the metrics
+    arrived (``time.perf_counter``), the same for every member of a group, so their img/s agree."""
     run, tally, pace, step = member.run, member.tally, member.pace, member.step
     for j, m in enumerate(host_metrics):
         at = step - len(host_metrics) + 1 + j
@@ -99,12 +101,11 @@ def sync(member: Member, host_metrics: list) -> None:
         else:
             tally.losses.append(float(m.loss))
             tally.correct, tally.count = tally.correct + int(m.correct), tally.count + int(m.count)
-    now = time.perf_counter()
     window, so_far = (step - pace.window_step, now - pace.window_start), (step - tally.first_step, now - tally.start)
     at = Position(step, run.steps_per_epoch, run.config.training.epochs)
     loss = tally.losses[-1] if tally.losses else math.nan
     member.line.show(member.label + progress_text(at, loss, window, so_far, run.batch_size, pace, member.line.live))
-    pace.restart_window(step)
+    pace.window_start, pace.window_step = now, step
 
 
 def _latest(run: Run) -> str:

@@ -95,7 +95,8 @@ def _train_group(pairs: list, start_fresh: bool, run_settings: dict, alone: bool
             if len(runs) == fit:
                 break
         labels = [""] if alone else [member_label(r.config) for r in runs]
-        members = [Member.start(i, run, label) for i, (run, label) in enumerate(zip(runs, labels, strict=True))]
+        now = time.perf_counter()
+        members = [Member.start(i, run, now, label) for i, (run, label) in enumerate(zip(runs, labels, strict=True))]
         if members:
             with StopRequest(min(m.step for m in members)) as stop:
                 _train(members, stop)
@@ -240,13 +241,14 @@ def _after_step(group: Group, members: list, active: list[Member], dispatched: l
 def _sync(group: Group, members: list[Member], dispatched: list) -> None:
     """Brings every member's pending step metrics to the host (one transfer) and takes them in."""
     fetched = group.host_metrics(dispatched)
+    now = time.perf_counter()
     for m in members:
         if not m.pending:
             continue
         host = [fetched[d][j][m.index if group.vectorized else 0] for d, j in m.pending]
         m.pending = []
         try:
-            bookkeeping.sync(m, host)
+            bookkeeping.sync(m, host, now)
         except RunFailed as failure:
             if not group.vectorized:
                 raise

@@ -10,7 +10,6 @@ file (a SLURM .out) one plain labelled line per sync. Both show the same numbers
 
 import dataclasses
 import shutil
-import time
 
 from jaxpcam.core.reporting import format_duration
 
@@ -24,9 +23,6 @@ class Pace:
     window_start: float
     window_step: int
     validation_seconds: float = 0.0
-
-    def restart_window(self, step: int) -> None:
-        self.window_start, self.window_step = time.perf_counter(), step
 
 
 @dataclasses.dataclass(frozen=True)
