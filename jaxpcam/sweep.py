@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     def sweep() -> None:
         # After parsing: the sweep's status and training import jax, which takes seconds. Inside
         # the command, so a signal while it imports is one line too.
-        from jaxpcam.evaluation.sweep_summary import PointRow, write_hparams, write_summary
+        from jaxpcam.evaluation.sweep_summary import PointRow, check_summary_files, write_hparams, write_summary
         from jaxpcam.sweeps.driver import any_point_failed, chosen_points, listing, plan_sweep, point_states, run_sweep
         from jaxpcam.sweeps.runner import log_sweep
         from jaxpcam.training.loop import train_and_evaluate, train_members
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if _LIST.value:
             print(listing(plan))
             return
+        check_summary_files(plan.sweep_dir)  # before any point trains: the summary goes there after
         todo = chosen_points(plan, _INDEX.value, _ALL.value)
         together = train_members if _VECTORIZE.value else None
         statuses = list(run_sweep(plan, todo, train_and_evaluate, write_hparams, together))

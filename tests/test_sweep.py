@@ -13,6 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO, command
+from jaxpcam import sweep as sweep_command
 from jaxpcam.config import base_config
 from jaxpcam.core.errors import UserError
 from jaxpcam.evaluation.sweep_summary import PointRow, summarize
@@ -123,6 +124,20 @@ def test_a_sweep_skips_finished_resumes_unfinished_records_failures_and_summariz
             best = events.Scalars("hparams/best_val_roc_auc")[0].value
             assert best == pytest.approx(float(r["best_val_roc_auc"]), rel=1e-6)
     assert "Champion by best_val_roc_auc" in (sweep_dir / "summary.md").read_text()
+
+
+def test_a_users_summary_in_the_sweep_dir_stops_the_sweep_before_any_point_trains(tmp_path, capsys):
+    sweep_file = tmp_path / "sweep_tiny.py"
+    sweep_file.write_text(TINY_SWEEP.format(data=str(tmp_path)))
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "summary.md").write_text("# my notes on this sweep\n")
+    assert sweep_command.main([f"--config={sweep_file}", f"--sweep_dir={sweep_dir}", "--all"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "summary.md exists and is not a file jaxpcam wrote" in err[0], err
+    assert "choose another --sweep_dir" in err[0] and "--overwrite" not in err[0]  # the sweep has no --overwrite
+    assert [p.name for p in sweep_dir.iterdir()] == ["summary.md"]  # no point started
+    assert (sweep_dir / "summary.md").read_text() == "# my notes on this sweep\n"
 
 
 def test_a_listing_cut_off_by_the_reader_is_no_traceback(tmp_path):

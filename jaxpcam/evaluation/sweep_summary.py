@@ -105,18 +105,27 @@ def summarize(points: list[PointRow], champion_metric: str, champion_mode: str) 
     return "\n".join([*lines, "", footer]), table.getvalue(), champion
 
 
+# The files the sweep writes in SWEEP_DIR, each with what its versions from before manifests begin with.
+SUMMARY_FILES = {"summary.md": "| index |", "summary.csv": "index,", "sweep.json": "{"}
+_REMEDY = "move it elsewhere, or choose another --sweep_dir"
+
+
+def check_summary_files(sweep_dir: Path) -> None:
+    """NotOurs when a file of the user's sits where the summary goes: asked before any point
+    trains, so the refusal comes at once and not after the training."""
+    for name, head in SUMMARY_FILES.items():
+        outputs.check_owned(sweep_dir / name, head, _REMEDY)
+
+
 def write_summary(rows: list[PointRow], sweep_dir: Path, champion_metric: str, champion_mode: str) -> str:
     """SWEEP_DIR/summary.md, summary.csv and sweep.json of every point so far; returns the Markdown."""
     markdown, table, _ = summarize(rows, champion_metric, champion_mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     points = json.dumps({"points": [{"index": r.point.index, **r.point.hparams} for r in rows]}, indent=2) + "\n"
-    files = {
-        "summary.md": (markdown + "\n", "| index |"),
-        "summary.csv": (table, "index,"),
-        "sweep.json": (points, "{"),
-    }
-    for name, (_, head) in files.items():  # array tasks finish concurrently: run/outputs.py orders them
-        outputs.check_owned(sweep_dir / name, head)  # a file of the user's there stops it before any write
-    for name, (text, head) in files.items():
-        outputs.write_owned_text(sweep_dir / name, text, "jaxpcam.sweep", legacy_head=head)
+    texts = {"summary.md": markdown + "\n", "summary.csv": table, "sweep.json": points}
+    check_summary_files(sweep_dir)  # a file of the user's there stops it before any write
+    for name, text in texts.items():  # array tasks finish concurrently: run/outputs.py orders them
+        outputs.write_owned_text(
+            sweep_dir / name, text, "jaxpcam.sweep", legacy_head=SUMMARY_FILES[name], remedy=_REMEDY
+        )
     return markdown

@@ -178,21 +178,28 @@ def swap_in(
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def check_owned(path: Path, legacy_head: str | None = None) -> None:
-    """NotOurs when ``path`` exists and is not provably a jaxpcam command's output, unchanged."""
+OVERWRITE_REMEDY = "pass --overwrite to replace it, or choose another place"
+
+
+def check_owned(path: Path, legacy_head: str | None = None, remedy: str = OVERWRITE_REMEDY) -> None:
+    """NotOurs when ``path`` exists and is not provably a jaxpcam command's output, unchanged;
+    ``remedy``: what the asking command offers instead (not every command has --overwrite)."""
     if path.exists() and not is_ours(path, legacy_head):
         raise NotOurs(f"{path} exists and is not a file jaxpcam wrote there (yours, or edited since): left as it "
-                      "is; pass --overwrite to replace it, or choose another place")  # fmt: skip
+                      f"is; {remedy}")  # fmt: skip
 
 
-def write_owned_text(path: Path, text: str, command: str, overwrite: bool = False, legacy_head: str | None = None):
+def write_owned_text(
+    path: Path, text: str, command: str, overwrite: bool = False, legacy_head: str | None = None,
+    remedy: str = OVERWRITE_REMEDY,
+):  # fmt: skip
     """Writes ``path`` whole (a unique temporary name, then a rename) and lists it in its folder's
     manifest. An existing file is replaced only when it is provably ``command``'s output
     unchanged since, or with ``overwrite`` (the user asked); else NotOurs, the file untouched."""
     path = Path(path)
     with writers_lock(path.parent):
         if not overwrite:
-            check_owned(path, legacy_head)
+            check_owned(path, legacy_head, remedy)
         with atomic_path(path) as tmp:
             tmp.write_text(text)
         record_written(path.parent, [path.name], command)
