@@ -93,6 +93,8 @@ def test_each_member_equals_its_own_run(model, layout, tiny_pcam, digits_file, t
     how = "one after another" if layout == "one_after_another" else "vmap"
     assert any(f"compiled the train step of 2 members ({how} in one step)" in line for line in lines)
     assert [s["epochs"] for s in summaries] == [2, 2]
+    starts = [x for x in lines if " data " in x or x.startswith("data ")]  # each member's start-up reads its data
+    assert len(starts) == 2 and all(x.startswith(f"[seed {s}, lr ") for x, s in zip(starts, seeds, strict=True))
     for seed in seeds:
         alone, member = _alone(model, data, seed, tmp_path_factory), tmp_path / f"member{seed}"
         assert json.loads((member / "config.json").read_text())["config"]["seed"] == seed

@@ -7,6 +7,7 @@ routine INFO reports the commands silence. In a multi-process job only process 0
 """
 
 import contextlib
+import contextvars
 import logging
 import math
 import shutil
@@ -54,10 +55,24 @@ def _is_primary() -> bool:
     return jax.process_index() == 0
 
 
+_PREFIX = contextvars.ContextVar("jaxpcam_log_prefix", default="")
+
+
+@contextlib.contextmanager
+def log_prefix(prefix: str) -> Iterator[None]:
+    """Starts every line logged inside the block with ``prefix`` (a member's "[seed 43, lr 0.001] ",
+    so the lines of its start-up, logged deep in data and resume code, say whose they are)."""
+    token = _PREFIX.set(prefix)
+    try:
+        yield
+    finally:
+        _PREFIX.reset(token)
+
+
 def log(message: str) -> None:
     """A timestamped line on stderr; in a multi-process job only process 0 speaks."""
     if _is_primary():
-        LOGGER.info(message)
+        LOGGER.info(_PREFIX.get() + message)
 
 
 @contextlib.contextmanager

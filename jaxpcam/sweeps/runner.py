@@ -70,7 +70,7 @@ def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
     if reason:
         log_sweep(f"point {point.index} ({point.name}) {reason}")
         return status, None
-    doing = "starting" if status == "not started" else f"resuming (epoch {finished} of {wanted})"
+    doing = "starting" if status == "not started" else f"resuming ({finished} of {wanted} epochs done)"
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")

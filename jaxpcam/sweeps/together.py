@@ -10,7 +10,6 @@ from pathlib import Path
 import ml_collections
 
 from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
-from jaxpcam.core.reporting import count
 from jaxpcam.run.keys import member_group_key
 from jaxpcam.sweeps.runner import (
     log_sweep,
@@ -45,7 +44,8 @@ def run_points_together(points: list, sweep_dir: Path, train_members: TrainMembe
         else:
             todo.append((p, before))
     if todo:
-        log_sweep(f"training {count(len(todo), 'point')} together: {', '.join(str(p.index) for p, _ in todo)}")
+        indices = ", ".join(str(p.index) for p, _ in todo)
+        log_sweep(f"training {len(todo)} points together: {indices}" if len(todo) > 1 else f"training point {indices}")
         statuses.update(_train_together(todo, sweep_dir, train_members, on_done))
     return [statuses[p.index] for p in points]
 

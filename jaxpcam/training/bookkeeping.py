@@ -80,7 +80,7 @@ def check_finite(member: Member, m, at: int) -> None:
     if not finite and member.run.config.training.nan_policy == "stop":
         wait_for_saves(member.run)
         raise RunFailed(
-            f"{member.label}non-finite loss ({float(m.loss)}) or gradient norm ({float(m.grad_norm)}) at step "
+            f"non-finite loss ({float(m.loss)}) or gradient norm ({float(m.grad_norm)}) at step "
             f"{at}; last good checkpoint: {_latest(member.run)}. "
             "Lower training.learning_rate, set training.grad_clip_norm, or training.nan_policy=skip"
         )

@@ -22,7 +22,7 @@ import ml_collections
 
 from jaxpcam.config.checks import validate as validate_config
 from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
-from jaxpcam.core.reporting import log
+from jaxpcam.core.reporting import log, log_prefix
 from jaxpcam.core.runtime import apply_run_settings
 from jaxpcam.run import best
 from jaxpcam.run import lock as workdir_lock
@@ -81,7 +81,8 @@ def _train_group(pairs: list, start_fresh: bool, run_settings: dict, alone: bool
         runs, taken, fit = [], [], len(pairs)
         for config, workdir in pairs:
             try:
-                run = _enter(stack, config, workdir, start_fresh, run_settings)
+                with log_prefix("" if alone else member_label(config)):
+                    run = _enter(stack, config, workdir, start_fresh, run_settings)
             except MEMBER_REFUSALS as refusal:
                 if alone:
                     raise
