@@ -56,6 +56,9 @@ def test_point_lists_and_bad_sweeps():
         points(base_config(), [{"seed": 1}, {"seed": 1}])
     with pytest.raises(UserError, match="non-empty list"):
         expand({"seed": []})
+    for empty in ({}, [{"seed": 1}, {}]):  # a point without values would run in the sweep folder itself
+        with pytest.raises(UserError, match="a point with no values"):
+            expand(empty)
 
 
 TINY_SWEEP = """

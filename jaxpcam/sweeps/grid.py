@@ -54,7 +54,10 @@ def load_sweep(path: str | Path) -> list[dict] | dict:
 
 
 def expand(sweep: dict | list[dict]) -> list[dict]:
-    """A grid (dict of lists) -> every combination in order; a list of dicts -> itself."""
+    """A grid (dict of lists) -> every combination in order; a list of dicts -> itself. Every
+    point sets a value: its run directory is named by its values (none would name the sweep's own)."""
+    if sweep == {} or (isinstance(sweep, list | tuple) and {} in sweep):
+        raise UserError("get_sweep() gave a point with no values: every point needs at least one key (e.g. seed)")
     if isinstance(sweep, dict):
         for key, values in sweep.items():
             if not isinstance(values, list | tuple) or not values:
