@@ -95,6 +95,23 @@ def test_a_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path, l
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary files left
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc")
+def test_a_lock_of_a_killed_process_not_yet_reaped_is_taken_over(tmp_path, lines):
+    # A run killed in a container whose first process reaps nothing stays a zombie: dead, with a pid.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        _lock_file(tmp_path, socket.gethostname(), child.pid)
+        with workdir_lock.held(tmp_path):
+            assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())["pid"] == os.getpid()
+        assert "took over the lock" in lines[0]
+    finally:
+        child.wait()
+
+
 def test_a_lock_on_this_host_whose_process_runs_refuses(tmp_path):
     _lock_file(tmp_path, socket.gethostname(), os.getppid())
     with pytest.raises(UserError, match=rf"in use by another run \(host {socket.gethostname()} pid {os.getppid()}"):

@@ -118,13 +118,23 @@ def _file_system_now(folder: Path) -> float:
 
 
 def _pid_runs(pid: int) -> bool:
+    """Whether ``pid`` is a running process: a zombie (dead, not yet reaped, as a killed run's
+    process stays in a container whose first process reaps nothing) holds nothing."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or the process just went
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]  # the state follows the (command name)
 
 
 def _is_alive(path: Path, seen: tuple, stale_after: float, poll: float) -> bool:
