@@ -151,6 +151,26 @@ def test_processes_agree_on_a_stop_about_every_few_seconds_whatever_the_step_tim
     assert stop.agree() and stop.signal_name == "SIGTERM"
 
 
+def test_a_signal_sent_twice_at_once_is_one_stop_request(monkeypatch):
+    # GNU timeout signals its child, then its process group: two SIGTERMs in a moment. They are one
+    # request to checkpoint and stop; one sent after SAME_REQUEST_SECONDS does what it did before.
+    before = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: before.append(signum))
+    monkeypatch.setattr(preemption, "SAME_REQUEST_SECONDS", 0.3)
+    try:
+        with preemption.StopRequest() as stop:
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.02)  # each one handled before the next is sent
+            assert stop.requested and stop.signal_name == "SIGTERM" and before == []
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.02)
+            assert before == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_rebuilt_record_says_so_and_keeps_no_borrowed_provenance(tmp_path):
     (tmp_path / "config.json").write_text("{garbled")
     write_record(tmp_path, {"seed": 1}, {"git": "abc"}, {"from_step": 16, "changed": {}})

@@ -22,14 +22,21 @@ AGREE_SECONDS = 5.0  # between agreements on a stop request across processes
 SLOW_STEP_SECONDS = 0.5  # steps this slow: the host waits for each before dispatching the next
 
 
+# A second signal this soon after the first is the same request delivered twice: GNU timeout
+# signals its child and then its own process group, so `timeout -s TERM 1h python -m jaxpcam.main`
+# sends two SIGTERMs at once, and the second aborted the stop the first asked for.
+SAME_REQUEST_SECONDS = 0.5
+
+
 class StopRequest:
-    """Records the first SIGTERM/SIGINT; a second one of the same kind acts as usual (exits)."""
+    """Records the first SIGTERM/SIGINT; a second one of the same kind acts as usual (exits),
+    unless it comes within SAME_REQUEST_SECONDS of the first."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, step: int = 0):
         self.signal_name: str | None = None
-        self._previous = {}
+        self._previous, self._first_at = {}, {}  # signal -> when it first came
         self._next_agreement, self._mark, self._step = step + 1, (step, time.perf_counter()), step
 
     def __enter__(self) -> "StopRequest":
@@ -42,8 +49,12 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-        signal.signal(signum, self._previous[signum])
+        now = time.monotonic()
+        if signum not in self._first_at:
+            self.signal_name, self._first_at[signum] = signal.Signals(signum).name, now
+        elif now - self._first_at[signum] >= SAME_REQUEST_SECONDS:  # asked again: what it did before
+            signal.signal(signum, self._previous[signum])
+            signal.raise_signal(signum)
 
     @property
     def requested(self) -> bool:
