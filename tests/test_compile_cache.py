@@ -1,6 +1,7 @@
 """The persistent compilation cache (core/compile_cache.py): where it goes, when it is refused,
 and that a run with a cold cache, a warm one or none writes the same metrics."""
 
+import errno
 import json
 import stat
 from pathlib import Path
@@ -47,13 +48,55 @@ def test_a_folder_others_can_write_to_is_refused_with_a_warning(tmp_path):
     assert warning.startswith(f"WARNING: not using the compilation cache {folder}: others can write to it")
 
 
-def _run(workdir, data_dir, setting: str) -> dict:
+def test_a_folder_that_cannot_be_written_or_is_a_file_is_refused_with_one_warning(tmp_path, monkeypatch):
+    setting = {"JAXPCAM_COMPILE_CACHE": str(tmp_path / "ro")}
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(compile_cache.tempfile, "TemporaryFile", read_only)  # a read-only mount, as root sees it too
+        options, warning = compile_cache.jax_options(setting)
+    assert options == {} and warning.endswith(
+        "cannot write to it: Read-only file system (JAXPCAM_COMPILE_CACHE=off silences this)"
+    )
+    (tmp_path / "file").write_text("")
+    options, warning = compile_cache.jax_options({"JAXPCAM_COMPILE_CACHE": str(tmp_path / "file")})
+    assert options == {} and ": not a folder (" in warning
+
+
+def test_off_may_be_written_as_users_do_and_a_relative_folder_is_recorded_whole(tmp_path, monkeypatch):
+    assert all(compile_cache.cache_folder({"JAXPCAM_COMPILE_CACHE": v}) is None for v in ("0", "false", "No", "none"))
+    monkeypatch.chdir(tmp_path)
+    assert compile_cache.cache_folder({"JAXPCAM_COMPILE_CACHE": "rel"}).parent == tmp_path / "rel"
+
+
+def _run(workdir, data_dir, setting: str, warns: bool = False) -> dict:
     """A tiny MLP run in a process of its own, with JAXPCAM_COMPILE_CACHE=setting; its provenance."""
     args = ["--config", "configs/mlp.py", f"--workdir={workdir}", *tiny_overrides(data_dir, **{"training.epochs": 1})]
     done = run_main(args, env_extra={"JAXPCAM_COMPILE_CACHE": setting, "JAX_COMPILATION_CACHE_DIR": ""})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "compilation cache" not in done.stderr  # no warning
+    said = [x for x in done.stderr.splitlines() if "compilation cache" in x]
+    assert len(said) == int(warns) and "UserWarning" not in done.stderr, said  # one line when it warns, else none
+    if warns:
+        assert "has an entry that does not read (jit_train_step: " in said[0] and "compiled anew" in said[0]
     return json.loads((workdir / "config.json").read_text())["provenance"]
+
+
+def test_a_damaged_entry_is_one_warning_and_is_written_anew(tiny_pcam, tmp_path):
+    # A process killed while writing an entry leaves it truncated; JAX warned at every run after.
+    cache = tmp_path / "cache"
+    _run(tmp_path / "cold", tiny_pcam, str(cache))
+    (folder,) = cache.iterdir()
+    damaged = sorted(folder.glob("jit_train_step-*-cache"))
+    assert damaged
+    for entry in damaged:
+        entry.write_bytes(entry.read_bytes()[:10])
+    _run(tmp_path / "damaged", tiny_pcam, str(cache), warns=True)
+    _run(tmp_path / "healed", tiny_pcam, str(cache))  # no warning: the entry was written anew
+    assert all(len(entry.read_bytes()) > 10 for entry in folder.glob("jit_train_step-*-cache"))
+    reference = metrics_without_timing(tmp_path / "cold")
+    assert metrics_without_timing(tmp_path / "damaged") == reference == metrics_without_timing(tmp_path / "healed")
 
 
 def test_cold_warm_and_no_cache_runs_write_the_same_metrics(tiny_pcam, tmp_path):

@@ -2,9 +2,9 @@
 earlier command compiled (same program, XLA flags, devices and JAX version) loads it from disk.
 
 Where: ``$XDG_CACHE_HOME/jaxpcam/xla-<machine>`` (``~/.cache/jaxpcam/...``). The environment
-variable JAXPCAM_COMPILE_CACHE moves it (``<dir>/xla-<machine>``) or, set to ``off``, disables
-it; a JAX_COMPILATION_CACHE_DIR the user set wins and jaxpcam changes nothing. An environment
-variable and not a config key: the cache is the process's, set before JAX starts, and a run's
+variable JAXPCAM_COMPILE_CACHE moves it (``<dir>/xla-<machine>``) or, set to ``off`` (or ``0``,
+``false``, ``no``, ``none``), disables it; a JAX_COMPILATION_CACHE_DIR the user set wins and
+jaxpcam changes nothing. An environment variable and not a config key: the cache is the process's, set before JAX starts, and a run's
 results never depend on it (a loaded program is the compiled one).
 
 ``<machine>`` names the OS, the architecture, the jaxlib version and a digest of the CPU's
@@ -22,21 +22,27 @@ owned by another user or writable by group or others is refused (a warning, no c
 Several processes (sweeps, parallel runs): JAX (0.12, ``jax/_src/lru_cache.py``) writes an
 entry in one ``write_bytes`` under its final name, never overwrites one, and takes no lock
 without a size limit (which needs the filelock package). A process that reads an entry while
-another writes it fails to decompress it, warns ("Error reading persistent compilation cache
-entry") and compiles; nothing wrong is ever run. A process killed in mid-write leaves a truncated
-entry that later processes warn about and recompile: delete the folder (it is only a cache;
-each jaxlib version also gets a new one, so old ones can go).
+another writes it, or one a killed process left truncated, fails to decompress it and compiles;
+nothing wrong is ever run. JAX would warn at every such program, in every later run, since it
+never replaces an entry: jaxpcam says it once per process and removes that program's entries,
+so the fresh compile is written in their place (at worst a writer's entry goes too: a cache
+miss). A folder jaxpcam cannot write to (a read-only mount) is not used: one warning line.
 """
 
+import glob
 import hashlib
 import os
 import platform
+import re
 import stat
 import sys
+import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 
 from jaxpcam.core.files import user_cache_dir
+from jaxpcam.core.reporting import log
 
 SETTING_VAR = "JAXPCAM_COMPILE_CACHE"
 JAX_DIR_OPTION = "jax_compilation_cache_dir"  # each JAX option also reads the variable of its name in capitals
@@ -61,34 +67,41 @@ def machine_key(jaxlib_version: str, features: str) -> str:
     return f"xla-{sys.platform}-{platform.machine()}-jaxlib{jaxlib_version}-cpu{digest}"
 
 
+OFF = ("off", "0", "false", "no", "none")  # what a user may write to turn it off
+
+
 def cache_folder(environ) -> Path | None:
-    """The folder jaxpcam's cache goes in, None when JAXPCAM_COMPILE_CACHE is off or the user
-    set JAX's own variable."""
+    """The folder jaxpcam's cache goes in (absolute), None when JAXPCAM_COMPILE_CACHE is off or
+    the user set JAX's own variable."""
     setting = environ.get(SETTING_VAR, "").strip()
-    if setting.lower() == "off" or environ.get(JAX_DIR_OPTION.upper()):
+    if setting.lower() in OFF or environ.get(JAX_DIR_OPTION.upper()):
         return None
     try:
         jaxlib_version = metadata.version("jaxlib")
     except metadata.PackageNotFoundError:
         return None
-    root = Path(setting).expanduser() if setting else user_cache_dir()
+    root = Path(setting).expanduser().absolute() if setting else user_cache_dir()
     return root / machine_key(jaxlib_version, cpu_features())
 
 
 def private_folder_problem(folder: Path) -> str | None:
     """Creates ``folder`` (0o700) if missing; why it must not hold the cache, or None if fine."""
+    if any(p.exists() and not p.is_dir() for p in (folder, *folder.parents)):
+        return "not a folder"
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
         info = folder.stat()
     except OSError as err:
         return f"cannot create it: {err.strerror or err}"
-    if not stat.S_ISDIR(info.st_mode):
-        return "not a folder"
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         return "another user owns it"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return "others can write to it (it holds code this process runs)"
+    try:  # a read-only file system or mount: JAX would warn at every program it compiles
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        return f"cannot write to it: {err.strerror or err}"
     return None
 
 
@@ -116,7 +129,37 @@ def enable() -> str | None:
 
         for name, value in options.items():
             jax.config.update(name, value)
+    if options:
+        warnings.showwarning = _cache_warnings_shown_once(Path(options[JAX_DIR_OPTION]), warnings.showwarning)
     return warning
+
+
+# JAX warns once per program when an entry does not read (a truncated or garbled file: it
+# compiles instead) or does not write (a full disk), and never replaces a bad entry.
+_JAX_CACHE_WARNING = re.compile(r"Error (reading|writing) persistent compilation cache entry for '([^']+)': (.*)")
+
+
+def _cache_warnings_shown_once(folder: Path, show_other):
+    """A ``warnings.showwarning`` that turns JAX's cache warnings into one line per process and
+    kind, and removes the entries that did not read, so the program's fresh compile takes their
+    place (JAX writes an entry only where none is). Other warnings go to ``show_other``."""
+    said = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        found = _JAX_CACHE_WARNING.match(str(message))
+        if found is None:
+            return show_other(message, category, filename, lineno, file, line)
+        kind, program, reason = found.groups()
+        if kind == "reading":
+            for entry in folder.glob(f"{glob.escape(program)}-*"):
+                entry.unlink(missing_ok=True)
+        if kind not in said:
+            said.add(kind)
+            what = "an entry that does not read" if kind == "reading" else "an entry it cannot write"
+            done = "removed such entries; compiled anew" if kind == "reading" else "compiled as usual"
+            log(f"WARNING: the compilation cache {folder} has {what} ({program}: {reason[:120]}): {done}")
+
+    return show
 
 
 def in_effect() -> str | None:
