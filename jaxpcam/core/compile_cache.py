@@ -4,8 +4,9 @@ earlier command compiled (same program, XLA flags, devices and JAX version) load
 Where: ``$XDG_CACHE_HOME/jaxpcam/xla-<machine>`` (``~/.cache/jaxpcam/...``). The environment
 variable JAXPCAM_COMPILE_CACHE moves it (``<dir>/xla-<machine>``) or, set to ``off`` (or ``0``,
 ``false``, ``no``, ``none``), disables it; a JAX_COMPILATION_CACHE_DIR the user set wins and
-jaxpcam changes nothing. An environment variable and not a config key: the cache is the process's, set before JAX starts, and a run's
-results never depend on it (a loaded program is the compiled one).
+jaxpcam changes nothing. An environment variable and not a config key: the cache is the
+process's, set before JAX starts, and a run's results never depend on it (a loaded program is
+the compiled one).
 
 ``<machine>`` names the OS, the architecture, the jaxlib version and a digest of the CPU's
 feature flags: XLA compiles CPU programs for the host's features, and a machine without one of
