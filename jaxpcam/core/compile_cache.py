@@ -130,7 +130,7 @@ def enable() -> str | None:
 
         for name, value in options.items():
             jax.config.update(name, value)
-    if options:
+    if options and not getattr(warnings.showwarning, "jaxpcam_cache", False):  # once per process
         warnings.showwarning = _cache_warnings_shown_once(Path(options[JAX_DIR_OPTION]), warnings.showwarning)
     return warning
 
@@ -160,6 +160,7 @@ def _cache_warnings_shown_once(folder: Path, show_other):
             done = "removed such entries; compiled anew" if kind == "reading" else "compiled as usual"
             log(f"WARNING: the compilation cache {folder} has {what} ({program}: {reason[:120]}): {done}")
 
+    show.jaxpcam_cache = True
     return show
 
 
