@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 
 import jax
+from _arguments import model_configs, output_file, positive_int
 
 from jaxpcam.config import base_config
 from jaxpcam.config.checks import validate
 from jaxpcam.config.files import load_config_file
+from jaxpcam.core.errors import UserError
 from jaxpcam.core.reporting import captured_log
 from jaxpcam.core.runtime import prepare_process
 from jaxpcam.data.sample import write_sample
@@ -167,17 +169,30 @@ def markdown(results: list[dict], rounds: int) -> str:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="mlp,cnn", help="configs/<model>.py for each, comma-separated")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=128, help="plain batch (= effective batch)")
-    p.add_argument("--steps", type=int, default=16, help="train steps per epoch (the data set has this many batches)")
-    p.add_argument("--valid", type=int, default=1024, help="valid split size (evaluation rows)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--models", type=model_configs, default="mlp,cnn", help="configs/<model>.py for each, comma-separated"
+    )
+    p.add_argument(
+        "--batch_size", "--batch-size", type=positive_int, default=128, help="plain batch (= effective batch)"
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=16, help="train steps per epoch (the data set has this many batches)"
+    )
+    p.add_argument("--valid", type=positive_int, default=1024, help="valid split size (evaluation rows)")
+    p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--rows", default="", help="only rows whose name contains one of these (comma-separated)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every run")
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--markdown", help="write the Markdown table here")
+    p.add_argument("--json", type=output_file, help="write the results here")
+    p.add_argument("--markdown", type=output_file, help="write the Markdown table here")
     args = p.parse_args(argv)
+    if any("=" not in item for item in args.set):
+        p.error(f"--set takes KEY=VALUE, got {next(item for item in args.set if '=' not in item)!r}")
     args.extra = {key: literal(value) for key, value in (item.split("=", 1) for item in args.set)}
+    for model in args.models:  # before any measuring: a bad key or value is one line
+        try:
+            run_config(model, REPO, args.batch_size, {}, args.extra)
+        except (KeyError, TypeError, ValueError, UserError) as err:
+            p.error(f"--set {', '.join(args.set)} on configs/{model}.py: {str(err).strip(chr(39))}")
     return args
 
 
@@ -195,7 +210,7 @@ def main(argv=None) -> int:
     try:
         data_dir = scratch / "data"
         write_sample(data_dir, {"train": args.steps * args.batch_size, "valid": args.valid, "test": 32}, seed=7)
-        results = [r for model in args.models.split(",") for r in measure_model(model, args, data_dir, scratch)]
+        results = [r for model in args.models for r in measure_model(model, args, data_dir, scratch)]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     table = markdown(results, args.rounds)
@@ -203,9 +218,9 @@ def main(argv=None) -> int:
     environment = {"device": str(jax.devices()[0]), "jax": jax.__version__, "machine": platform.platform()}
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": environment, "settings": settings, "results": results}))
+        args.json.write_text(json.dumps({"environment": environment, "settings": settings, "results": results}))
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        args.markdown.write_text(table)
     return 0
 
 

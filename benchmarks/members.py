@@ -24,12 +24,15 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _arguments import output_file, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILE = """
@@ -78,17 +81,38 @@ def time_variant(variant: str, args, round_folder: Path) -> float:
 def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/smlp_digits.py", help="a config file (relative to the repository)")
-    parser.add_argument("--seeds", default="42,43,44", help="comma-separated seeds")
+    parser.add_argument("--seeds", type=seed_list, default="42,43,44", help="comma-separated seeds")
     parser.add_argument("--set", action="append", default=[], help="a config override KEY=VALUE (repeatable)")
-    parser.add_argument("--variants", default="sweep,vectorized", help="comma-separated, see above; sweep first")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--variants",
+        default="sweep,vectorized",
+        help="comma-separated, sweep first: sweep, mains, vectorized, dispatchK, vectorizedK (K steps per dispatch)",
+    )
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--json", type=output_file, default=None, help="write the results here")
     args = parser.parse_args(argv)
-    args.seeds = [int(s) for s in args.seeds.split(",")]
     args.variants = args.variants.split(",")
+    unknown = [v for v in args.variants if not VARIANT.fullmatch(v)]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (sweep, mains, vectorized, dispatchK, vectorizedK)")
     if args.variants[0] != "sweep":
         parser.error("--variants must start with sweep, the baseline")
+    if not (REPO / args.config).is_file():
+        parser.error(f"--config: no file {args.config} in {REPO}")
     return args
+
+
+VARIANT = re.compile(r"sweep|mains|vectorized(\d+)?|dispatch\d+")
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 42,43,44, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed given twice in {text!r}")
+    return seeds
 
 
 def summarize(times: dict[str, list[float]]) -> dict:
@@ -121,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         meta = {"config": args.config, "seeds": args.seeds, "set": args.set, "rounds": args.rounds}
         meta["machine"] = f"{platform.machine()} {os.cpu_count()} CPUs"
-        Path(args.json).write_text(json.dumps({**meta, "results": results}, indent=2))
+        args.json.write_text(json.dumps({**meta, "results": results}, indent=2))
     return 0
 
 

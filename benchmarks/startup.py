@@ -15,15 +15,18 @@ an empty compilation cache (cold); later rounds find what earlier ones compiled 
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from _arguments import model_configs, output_file, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config.data.batch_size=32", "--config.training.epochs=1", "--config.checkpoint.every_steps=0"]
@@ -49,7 +52,7 @@ def timed(argv: list[str], env: dict, until: str | None = None) -> dict:
             break
     proc.wait()
     end = time.perf_counter() - start
-    if until is None and proc.returncode != 0:
+    if (until is None or reached is None) and proc.returncode != 0:  # killed at its marker: not a failure
         raise SystemExit(f"{' '.join(argv)} failed:\n{''.join(lines[-20:])}")
     return {"first_line": first, "marker": reached, "exit": end}
 
@@ -98,9 +101,14 @@ def span(values: list) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--models", default="mlp", help="models whose main is timed to its first step: mlp,cnn,resnet")
+    p.add_argument("--rounds", type=positive_int, default=3, help="round 1 cold, the others warm")
+    p.add_argument("--json", type=output_file, help="write the results here")
+    p.add_argument(
+        "--models",
+        type=model_configs,
+        default="mlp",
+        help="models whose main is timed to its first step: mlp,cnn,resnet",
+    )
     args = p.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="jaxpcam-startup-"))
     env = {**os.environ, "JAXPCAM_COMPILE_CACHE": str(scratch / "xla-cache"), "PYTHONUNBUFFERED": "1"}
@@ -116,7 +124,7 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch / "xla-cache")  # round 1 compiles from nothing
         results: dict[str, list[dict]] = {}
         for round_ in range(args.rounds):
-            for name, (cmd, until) in commands(run, scratch, round_, args.models.split(",")).items():
+            for name, (cmd, until) in commands(run, scratch, round_, args.models).items():
                 results.setdefault(name, []).append(timed(cmd, env, until))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -128,7 +136,10 @@ def main(argv=None) -> int:
                 cells = [span([r[key] for r in chosen]) for key in ("first_line", "marker", "exit")]
                 print(f"| {name} | {label} | {' | '.join(cells)} |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        meta = {"rounds": args.rounds, "models": args.models, "machine": f"{platform.machine()} {os.cpu_count()} CPUs"}
+        meta["versions"] = {name: metadata.version(name) for name in ("jax", "jaxlib")}
+        meta["units"] = "seconds from launch; round 1 cold cache, later rounds warm; marker: first train step (main)"
+        args.json.write_text(json.dumps({**meta, "results": results}, indent=1))
     return 0
 
 

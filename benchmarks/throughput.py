@@ -31,10 +31,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
+from _arguments import output_file
 
 from jaxpcam.config import base_config
 from jaxpcam.config.checks import DTYPES, MATMUL_PRECISIONS
 from jaxpcam.config.files import load_config_file
+from jaxpcam.core.errors import UserError
 from jaxpcam.core.runtime import apply_run_settings, prepare_process
 from jaxpcam.data import pipeline as pipeline_lib
 from jaxpcam.data import transforms
@@ -267,11 +269,25 @@ def parse_args(argv):
         p.error("batch sizes, --steps and --windows must be >= 1, --warmup >= 0")
     if args.in_memory and (args.source != "h5" or args.num_workers):
         p.error("--in-memory needs --source h5 and --num-workers 0 (workers would each copy the split)")
+    if args.json:  # its folder is made if missing; checked now, not after the measuring
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            output_file(str(args.json))
+        except (OSError, argparse.ArgumentTypeError) as err:
+            p.error(f"--json {args.json}: {getattr(err, 'strerror', None) or err}")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return measure(args, argv)
+    except UserError as err:  # e.g. a --data_dir that holds no PCAM files: one line, as argparse's
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def measure(args, argv) -> int:
     config = model_config(args.model)
     config.training.deterministic = args.deterministic == "on"
     config.training.matmul_precision = args.matmul_precision

@@ -7,10 +7,16 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
 def _load(name):
+    """A benchmark script as a module; its folder on sys.path, as when it runs as a script (the
+    scripts share benchmarks/_arguments.py)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -139,7 +145,7 @@ def test_stain_tta_script_parses_and_names_keys_and_columns_that_exist():
 def test_every_benchmark_answers_help_with_its_usage_and_exit_0():
     """docs/configuration.md and benchmarks/README.md say every benchmark answers --help; torch_reference.py
     also without PyTorch."""
-    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    scripts = sorted(s for s in (REPO / "benchmarks").glob("*.py") if not s.name.startswith("_"))  # _: shared code
     runs = {s.name: subprocess.Popen([sys.executable, str(s), "-h"], cwd=REPO, stdout=subprocess.PIPE, text=True)
             for s in scripts}  # fmt: skip
     for name, run in runs.items():
@@ -185,3 +191,26 @@ def test_members_benchmark_builds_each_variants_commands_and_ratios(tmp_path):
     ]
     ratios = members.summarize({"sweep": [10.0, 20.0], "vectorized": [5.0, 12.0]})
     assert ratios["vectorized"]["vs_sweep"] == {"median": 0.55, "min": 0.5, "max": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "says"),
+    [
+        ("members.py", ["--rounds", "0"], "--rounds: 0 is less than 1"),
+        ("members.py", ["--variants", "sweep,foo"], "--variants: unknown foo"),
+        ("startup.py", ["--models", "foo"], "--models: foo: expected some of cnn, mlp, resnet"),
+        ("features.py", ["--set", "foo.bar=1"], "--set foo.bar=1 on configs/mlp.py"),
+        ("features.py", ["--json", "/nonexistent-folder/x.json"], "--json: /nonexistent-folder is not a folder"),
+        ("throughput.py", ["--source", "h5", "--data_dir", "/nonexistent-folder", "--steps", "1"], "is not a folder"),
+    ],
+)
+def test_a_bad_benchmark_argument_is_one_line_before_any_measuring(script, args, says):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert says in done.stderr.strip().splitlines()[-1]
