@@ -6,6 +6,7 @@ the real entry point prints exactly one line).
 
 import hashlib
 import json
+import pickle
 import re
 import shutil
 import warnings
@@ -342,6 +343,17 @@ def test_predict_refuses_an_input_without_images(trained_run, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.splitlines()[-1] == f"error: {source} holds 0 images: nothing to predict"
     assert not output.exists()
+
+
+def test_a_npy_of_python_objects_is_refused_without_suggesting_to_unpickle_it(trained_run, tmp_path, capsys):
+    objects, pickled = tmp_path / "objects.npy", tmp_path / "pickled.npy"
+    np.save(objects, np.array([{"not": "images"}], dtype=object), allow_pickle=True)
+    pickled.write_bytes(pickle.dumps({"not": "an array"}))  # numpy's own message suggests allow_pickle=True
+    for source in (objects, pickled):
+        output = tmp_path / "preds.csv"
+        assert predict.main(["--workdir", str(trained_run), "--input", str(source), "--output", str(output)]) == 2
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last.endswith(f"{source} as a .npy array of images: it holds Python objects, not an array of numbers")
 
 
 def test_predict_refuses_non_finite_pixels_naming_the_image(trained_run, tmp_path, capsys):

@@ -101,8 +101,10 @@ def open_input(path: Path, expected: tuple, batch_size: int) -> Input:
     if path.suffix == ".npy":
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise UserError(f"cannot read {path} as a .npy array: {err}") from None
+        except ValueError as err:  # numpy's own text suggests allow_pickle=True, which would run what the file holds
+            pickled = "allow_pickle" in str(err) or "Python objects" in str(err)
+            why = "it holds Python objects, not an array of numbers" if pickled else str(err)
+            raise UserError(f"cannot read {path} as a .npy array of images: {why}") from None
         return _array_input(array, path, expected, batch_size)
     try:
         handle = h5py.File(path, "r")
