@@ -95,6 +95,24 @@ def test_gpu_table_script_parses_and_calls_existing_scripts():
     assert all((REPO / "benchmarks" / name).is_file() for name in called)
 
 
+def test_gpu_members_script_parses_and_its_calls_are_accepted():
+    """benchmarks/gpu_members.sh waits for a lent GPU: here that it parses, calls scripts that exist,
+    and that members.py and startup.py accept the arguments it passes them."""
+    script = REPO / "benchmarks" / "gpu_members.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    called = set(re.findall(r'"\$here/(\w+\.py)"', script.read_text()))
+    assert called == {"startup.py", "make_pcam_size.py", "members.py"}
+    members = _load("members")
+    args = members.parse(["--config", "configs/cnn.py", "--seeds", "42,43,44,45,46,47,48,49", "--variants",
+                          "sweep,vectorized", "--rounds", "1", "--set", "training.member_layout=vmap"])  # fmt: skip
+    assert len(args.seeds) == 8 and args.variants == ["sweep", "vectorized"]
+    startup = subprocess.run(
+        [sys.executable, "benchmarks/startup.py", "--models", "mlp,cnn,resnet", "--rounds", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "--rounds: 0 is less than 1" in startup.stderr and "--models" not in startup.stderr.splitlines()[-1]
+
+
 def test_profile_step_lists_the_compiled_operations_by_time():
     done = subprocess.run(
         [sys.executable, "benchmarks/profile_step.py", "--model", "mlp", "--batch_size", "2", "--steps", "1"],
