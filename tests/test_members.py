@@ -19,6 +19,7 @@ from jaxpcam.data.digits import create_digits_h5
 from jaxpcam.run import lock as workdir_lock
 from jaxpcam.run.record import read_sweep_point
 from jaxpcam.sweeps.grid import points
+from jaxpcam.sweeps.status import point_status
 from jaxpcam.sweeps.together import member_groups, run_points_together
 from jaxpcam.training import bookkeeping, memory
 from jaxpcam.training.loop import train_and_evaluate, train_members
@@ -227,8 +228,9 @@ def test_a_member_whose_checkpoints_hold_another_config_is_left_out(tiny_pcam, t
     kept = {f: f.read_bytes() for f in (other / "metrics.jsonl", other / "config.json")}
     with captured_log() as lines:
         assert run_points_together(grid, tmp_path, train_members) == ["done", "other config", "done"]
-    assert any("point 1 was run with another config" in x and "training.learning_rate" in x for x in lines)
+    assert any("point 1 (seed=2) was run with another config" in x and "training.learning_rate" in x for x in lines)
     assert all(f.read_bytes() == content for f, content in kept.items())
+    assert point_status(grid[1], other) == "other config"  # never listed with that run's epochs as its own
     assert [len(metrics_without_timing(tmp_path / grid[i].name)) for i in (0, 2)] == [2, 2]
 
 

@@ -316,18 +316,25 @@ def test_a_point_run_with_another_base_config_is_refused_listed_and_never_skippe
     assert point_status(longer[0], run_dir) == "done"
     assert {name: (run_dir / name).read_text() for name in kept} == kept
 
-    # A record from before sweep_point.json held the config, and no config.json: training's own
-    # refusal (its checkpoints hold stain 0) leaves the record as it was, not `failed` beside a `done`.
+    # A record from before sweep_point.json held the config, and no config.json: only training can
+    # tell (its checkpoints hold stain 0). Its refusal is recorded: --list and the summary then show
+    # `other config` to this config, never that run's epochs as its result ('done', or 'partial'
+    # with them); to the config it was run with, the point is still done. Not `failed`.
     (run_dir / "config.json").unlink()
     record = json.loads(kept[STATUS_FILE])
     del record["config"]
     (run_dir / STATUS_FILE).write_text(json.dumps(record))
-    assert point_status(stained[0], run_dir) == "done"
-    assert (
-        run_point(sweep(**{"data.stain_augment": 0.5, "training.epochs": 2})[0], sweep_dir, train_and_evaluate)
-        == "other config"
-    )
-    assert json.loads((run_dir / STATUS_FILE).read_text()) == record and point_status(stained[0], run_dir) == "done"
+    assert point_status(stained[0], run_dir) == "done"  # nothing says otherwise before training looks
+    refused = sweep(**{"data.stain_augment": 0.5, "training.epochs": 2})[0]
+    assert run_point(refused, sweep_dir, train_and_evaluate) == "other config"
+    after = json.loads((run_dir / STATUS_FILE).read_text())
+    assert after["status"] == "other config" and "holds a run with a different config" in after["error"]
+    assert {k: v for k, v in after.items() if k not in ("status", "error", "refused_config")} == {
+        k: v for k, v in record.items() if k not in ("status", "error")
+    }
+    assert point_status(stained[0], run_dir) == point_status(refused, run_dir) == "other config"
+    assert point_status(sweep()[0], run_dir) == "done"
+    assert "move that run aside or choose another --sweep_dir" in lines[-1] and "--start_fresh" not in lines[-1]
     assert (run_dir / "metrics.jsonl").read_text() == kept["metrics.jsonl"]
 
 

@@ -6,11 +6,21 @@ class UserError(Exception):
 
 
 class ConfigChanged(UserError):
-    """A run directory holds a run made with a config that differs in a key that changes results."""
+    """A run directory holds a run made with a config that differs in a key that changes results.
+    ``finding``: what differs, without the advice a single run's command gives (a sweep has its own)."""
+
+    def __init__(self, message: str, finding: str | None = None):
+        super().__init__(message)
+        self.finding = finding or message
 
 
 class RunInUse(UserError):
-    """Another live process holds the run directory's lock (it is training there now)."""
+    """Another live process holds the run directory's lock (it is training there now).
+    ``finding``: who holds it, without the advice a single run's command gives."""
+
+    def __init__(self, message: str, finding: str | None = None):
+        super().__init__(message)
+        self.finding = finding or message
 
 
 class RunFailed(Exception):

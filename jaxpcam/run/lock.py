@@ -185,7 +185,8 @@ def acquire(workdir: Path, stale_after: float = STALE_AFTER_SECONDS, poll: float
             raise RunInUse(
                 f"{workdir} is in use by another run ({who}); wait for it to end or choose another --workdir "
                 f"(a lock whose holder has died is taken over at once on its own host, and from another host "
-                f"{stale_after:.0f} s after its last heartbeat; see {path})"
+                f"{stale_after:.0f} s after its last heartbeat; see {path})",
+                f"{who} holds {path}",
             )
         if _take_over(path, seen):
             gone = seen[0].describe() if seen[0] else "unreadable"

@@ -10,10 +10,16 @@ from pathlib import Path
 import ml_collections
 
 from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
-from jaxpcam.core.files import write_text_atomic
 from jaxpcam.core.reporting import count, log
 from jaxpcam.run.record import SWEEP_POINT_FILE
-from jaxpcam.sweeps.status import other_config, point_epochs, point_status, write_status
+from jaxpcam.sweeps.status import (
+    mark_refused,
+    other_config,
+    point_epochs,
+    point_status,
+    refused_by_training,
+    write_status,
+)
 
 Train = Callable[[ml_collections.ConfigDict, Path], object]  # trains a config in a run directory, resuming
 
@@ -61,7 +67,7 @@ def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
     sweep_point.json as it was). A point that trains is recorded as running."""
     run_dir = sweep_dir / point.name
     status = point_status(point, run_dir)
-    if status == "other config":  # never trained on, skipped as done or summarized as this config's
+    if status == "other config" and not refused_by_training(point, run_dir):  # never trained on here
         keys = _show(other_config(point, run_dir).keys)
         log_sweep(f"point {point.index} ({point.name}) was run with another config ({keys}): skipped")
         return status, None
@@ -81,20 +87,20 @@ def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
 
 
 def point_other_config(point, sweep_dir: Path, before: str | None, err: ConfigChanged) -> str:
-    """Its checkpoints hold another config: the record stays theirs."""
-    record = sweep_dir / point.name / SWEEP_POINT_FILE
-    if before is None:
-        record.unlink(missing_ok=True)
-    else:
-        write_text_atomic(record, before)
-    log_sweep(f"point {point.index} was run with another config: {err}")
+    """Training refused it: its checkpoints hold another config, which neither its config.json nor
+    its record said. The record goes back to what it was, marked (status.mark_refused)."""
+    mark_refused(point, sweep_dir / point.name, before, err.finding)
+    log_sweep(
+        f"point {point.index} ({point.name}) was run with another config: {err.finding}; move that run "
+        "aside or choose another --sweep_dir"
+    )
     return "other config"
 
 
 def point_in_use(point, err: RunInUse) -> str:
     """Another process trains it now (it took the lock after this command looked): its record
     says 'running', as this command wrote it, and the point is left to that process."""
-    log_sweep(f"point {point.index} ({point.name}) is being trained by another process: skipped ({err})")
+    log_sweep(f"point {point.index} ({point.name}) is being trained by another process: skipped ({err.finding})")
     return "running"
 
 

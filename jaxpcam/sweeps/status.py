@@ -3,6 +3,7 @@ or 'other config' when it was run with a config that changes results (the rules 
 run/keys.py for the keys, run/data_identity.py for the data)."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 from jaxpcam.data.manifest import manifest_kept_digest
@@ -77,7 +78,8 @@ def other_config(point: Point, run_dir: Path) -> OtherConfig:
 
 def point_status(point: Point, run_dir: Path) -> str:
     """From what the point recorded: 'other config' (run with a config that differs from
-    ``point.config`` in a key that changes results: other_config), 'done' (every epoch it was
+    ``point.config`` in a key that changes results: other_config; or one training refused for
+    this config: refused_by_training), 'done' (every epoch it was
     trained for is in metrics.jsonl, however many the asking command's --config.training.epochs
     says), 'running' (a live process holds its run.lock), 'failed'/'stopped' (the last attempt's
     outcome), 'partial' (some epochs or checkpoints, e.g. a killed 'running'), or 'not started'
@@ -86,6 +88,8 @@ def point_status(point: Point, run_dir: Path) -> str:
     last = read_sweep_point(run_dir).get("status")
     if other_config(point, run_dir):
         return "running" if last == "running" and in_use(run_dir) else "other config"
+    if refused_by_training(point, run_dir):
+        return "other config"
     if done and done >= target:
         return "done"
     if last == "running" and in_use(run_dir):
@@ -93,6 +97,30 @@ def point_status(point: Point, run_dir: Path) -> str:
     if last in ("failed", "stopped"):
         return last
     return "partial" if done or (run_dir / "checkpoints").is_dir() else "not started"
+
+
+def refused_by_training(point: Point, run_dir: Path) -> bool:
+    """Whether training last refused this config here: its checkpoints hold another config that
+    neither config.json nor the record names (mark_refused wrote it)."""
+    record = read_sweep_point(run_dir)
+    refused = record.get("refused_config")
+    if record.get("status") != "other config" or not isinstance(refused, dict):
+        return False
+    return not result_changes(refused, point.config.to_dict())
+
+
+def mark_refused(point: Point, run_dir: Path, before: str | None, finding: str) -> None:
+    """Training refused ``point`` here: the record as it was before this attempt (its config, the
+    run's), marked so that --list and the summary never show that run as ``point``'s result.
+    A later attempt with a config training accepts writes its own record over it."""
+    try:
+        record = json.loads(before) if before else {}
+    except ValueError:
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    record = {"index": point.index, "name": point.name, "values": point.hparams, **record}
+    record.update(status="other config", error=finding, refused_config=point.config.to_dict())
+    write_sweep_point(run_dir, record)
 
 
 def write_status(point: Point, run_dir: Path, status: str, error: str | None = None) -> None:

@@ -132,9 +132,11 @@ def refuse_changed_config(
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: Path) -> None:
     differing = list(result_changes(saved, config.to_dict()))
     if differing:
+        finding = f"{workdir} holds a run with a different config ({', '.join(differing)})"
         raise ConfigChanged(
-            f"{workdir} holds a run with a different config ({', '.join(differing)}); resume with the same "
-            "values, choose another --workdir, or pass --start_fresh to archive that run and begin again"
+            f"{finding}; resume with the same values, choose another --workdir, or pass --start_fresh to archive "
+            "that run and begin again",
+            finding,
         )
 
 
