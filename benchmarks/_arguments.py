@@ -21,13 +21,17 @@ def positive_int(text: str) -> int:
 
 def output_file(text: str) -> Path:
     """An argparse type: a file the results can be written to, checked before the work (its
-    folder exists and is writable; not a folder itself)."""
+    folder is made if missing and must be writable; the file is not a folder)."""
     path = Path(text).expanduser()
     folder = path.parent
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder")
-    if not folder.is_dir():
+    if any(p.exists() and not p.is_dir() for p in (folder, *folder.parents)):
         raise argparse.ArgumentTypeError(f"{folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot make {folder}: {err.strerror or err}") from None
     if not os.access(folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write in {folder}")
     return path

@@ -259,7 +259,7 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=5, help="timed windows (median and spread over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
-    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--json", type=output_file, default=None, help="write the results here (its folder is made)")
     args = p.parse_args(argv)
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -269,12 +269,6 @@ def parse_args(argv):
         p.error("batch sizes, --steps and --windows must be >= 1, --warmup >= 0")
     if args.in_memory and (args.source != "h5" or args.num_workers):
         p.error("--in-memory needs --source h5 and --num-workers 0 (workers would each copy the split)")
-    if args.json:  # its folder is made if missing; checked now, not after the measuring
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            output_file(str(args.json))
-        except (OSError, argparse.ArgumentTypeError) as err:
-            p.error(f"--json {args.json}: {getattr(err, 'strerror', None) or err}")
     return args
 
 

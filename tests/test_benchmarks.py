@@ -218,7 +218,8 @@ def test_members_benchmark_builds_each_variants_commands_and_ratios(tmp_path):
         ("members.py", ["--variants", "sweep,foo"], "--variants: unknown foo"),
         ("startup.py", ["--models", "foo"], "--models: foo: expected some of cnn, mlp, resnet"),
         ("features.py", ["--set", "foo.bar=1"], "--set foo.bar=1 on configs/mlp.py"),
-        ("features.py", ["--json", "/nonexistent-folder/x.json"], "--json: /nonexistent-folder is not a folder"),
+        ("features.py", ["--json", "/proc/version/x.json"], "--json: /proc/version is not a folder"),
+        ("members.py", ["--json", "/proc/x/y.json"], "--json: cannot make /proc/x"),
         ("throughput.py", ["--source", "h5", "--data_dir", "/nonexistent-folder", "--steps", "1"], "is not a folder"),
     ],
 )
