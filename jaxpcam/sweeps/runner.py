@@ -11,7 +11,7 @@ import ml_collections
 
 from jaxpcam.core.errors import ConfigChanged, RunFailed, RunInUse, Stopped, UserError
 from jaxpcam.core.reporting import count, log
-from jaxpcam.run.record import SWEEP_POINT_FILE
+from jaxpcam.run.record import read_sweep_point
 from jaxpcam.sweeps.status import (
     mark_refused,
     other_config,
@@ -62,7 +62,7 @@ def refuse_other_configs(todo, sweep_dir: Path) -> None:
     )
 
 
-def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
+def start_point(point, sweep_dir: Path) -> tuple[str | None, dict]:
     """Decides whether ``point`` trains now: (its status, when it is skipped, else None; its
     sweep_point.json as it was). A point that trains is recorded as running."""
     run_dir = sweep_dir / point.name
@@ -80,13 +80,12 @@ def start_point(point, sweep_dir: Path) -> tuple[str | None, str | None]:
     if status == "done":  # a run that stopped early trains on only if its patience was raised
         doing = f"done at {count(finished, 'epoch')}; training on to training.epochs={wanted} (unless it stopped early)"
     log_sweep(f"point {point.index} ({point.name}): {doing} in {run_dir}")
-    record = run_dir / SWEEP_POINT_FILE
-    before = record.read_text(errors="replace") if record.is_file() else None
+    before = read_sweep_point(run_dir)
     write_status(point, run_dir, "running")
     return None, before
 
 
-def point_other_config(point, sweep_dir: Path, before: str | None, err: ConfigChanged) -> str:
+def point_other_config(point, sweep_dir: Path, before: dict, err: ConfigChanged) -> str:
     """Training refused it: its checkpoints hold another config, which neither its config.json nor
     its record said. The record goes back to what it was, marked (status.mark_refused)."""
     mark_refused(point, sweep_dir / point.name, before, err.finding)

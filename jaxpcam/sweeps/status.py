@@ -3,7 +3,6 @@ or 'other config' when it was run with a config that changes results (the rules 
 run/keys.py for the keys, run/data_identity.py for the data)."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 from jaxpcam.data.manifest import manifest_kept_digest
@@ -109,23 +108,23 @@ def refused_by_training(point: Point, run_dir: Path) -> bool:
     return not result_changes(refused, point.config.to_dict())
 
 
-def mark_refused(point: Point, run_dir: Path, before: str | None, finding: str) -> None:
-    """Training refused ``point`` here: the record as it was before this attempt (its config, the
-    run's), marked so that --list and the summary never show that run as ``point``'s result.
-    A later attempt with a config training accepts writes its own record over it."""
-    try:
-        record = json.loads(before) if before else {}
-    except ValueError:
-        record = {}
-    record = record if isinstance(record, dict) else {}
-    record = {"index": point.index, "name": point.name, "values": point.hparams, **record}
+def _identity(point: Point) -> dict:
+    return {"index": point.index, "name": point.name, "values": point.hparams}
+
+
+def mark_refused(point: Point, run_dir: Path, before: dict, finding: str) -> None:
+    """Training refused ``point`` here: the record as it was before this attempt (``before``, as
+    read_sweep_point gave it: its config is the run's), marked so that --list and the summary
+    never show that run as ``point``'s result. A later attempt with a config training accepts
+    writes its own record over it."""
+    record = {**_identity(point), **before}
     record.update(status="other config", error=finding, refused_config=point.config.to_dict())
     write_sweep_point(run_dir, record)
 
 
 def write_status(point: Point, run_dir: Path, status: str, error: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"index": point.index, "name": point.name, "values": point.hparams, "status": status, "error": error}
+    payload = {**_identity(point), "status": status, "error": error}
     payload["epochs"] = point.config.training.epochs  # what this attempt trains for
     payload["epochs_done"] = len(read_metrics(run_dir))
     payload["config"] = point.config.to_dict()  # what this attempt runs with (other_config)

@@ -65,7 +65,7 @@ def _train_together(todo: list, sweep_dir: Path, train_members: TrainMembers, on
     }
 
 
-def _point_outcome(p, before: str | None, outcome, sweep_dir: Path, on_done) -> str:
+def _point_outcome(p, before: dict, outcome, sweep_dir: Path, on_done) -> str:
     """A member's outcome as its point's status: trained, refused alone (the others trained), or failed."""
     if isinstance(outcome, ConfigChanged):
         return point_other_config(p, sweep_dir, before, outcome)
