@@ -304,7 +304,6 @@ def measure(args, argv) -> int:
     if note:
         print(note)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"environment": env, "argv": sys.argv[1:] if argv is None else argv, "results": results}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
